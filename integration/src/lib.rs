@@ -1,0 +1,1 @@
+//! The virtual home-network harness (network namespaces with real peers) lives here.

@@ -1,0 +1,24 @@
+//! The `router.v1` gRPC API of routerd: messages, clients and servers generated from `router/v1/*.proto`.
+
+/// Package `router.v1`.
+pub mod v1 {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("router.v1");
+}
+
+/// Encoded `FileDescriptorSet` of the API, served through gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/router_v1_descriptor.bin"));
+
+pub mod identity;
+pub mod pairing_code;
+
+/// The TCP port routerd serves gRPC on by default (registered for gRPC network management).
+pub const DEFAULT_PORT: u16 = 9339;
+
+/// SHA-256 of a DER certificate: what pairing codes pin.
+pub fn certificate_fingerprint(der: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}

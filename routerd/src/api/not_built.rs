@@ -1,0 +1,24 @@
+//! Services whose behaviour later work builds. Every method answers UNIMPLEMENTED (the generated default),
+//! never made-up data.
+
+use routerd_proto::v1::{
+    backup_service_server::BackupService, capture_service_server::CaptureService,
+    diagnostics_service_server::DiagnosticsService, lease_service_server::LeaseService,
+    port_forward_service_server::PortForwardService, update_service_server::UpdateService,
+};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NotBuilt;
+
+#[tonic::async_trait]
+impl LeaseService for NotBuilt {}
+#[tonic::async_trait]
+impl PortForwardService for NotBuilt {}
+#[tonic::async_trait]
+impl DiagnosticsService for NotBuilt {}
+#[tonic::async_trait]
+impl CaptureService for NotBuilt {}
+#[tonic::async_trait]
+impl BackupService for NotBuilt {}
+#[tonic::async_trait]
+impl UpdateService for NotBuilt {}

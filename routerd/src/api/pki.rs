@@ -1,0 +1,103 @@
+//! PkiService: pairing, and listing and revoking client identities.
+
+use std::sync::Arc;
+
+use routerd_proto::{
+    pairing_code::PairingCode,
+    v1::{self as pb, pki_service_server::PkiService},
+};
+use time::OffsetDateTime;
+use tonic::{Request, Response, Status};
+
+use super::tls::ConnectionInfo;
+use crate::pki::{Authority, PairingError, PkiError, validate_identity_name};
+
+pub struct PkiApi {
+    authority: Arc<Authority>,
+}
+
+impl PkiApi {
+    pub fn new(authority: Arc<Authority>) -> Self {
+        PkiApi { authority }
+    }
+}
+
+fn to_status(error: PkiError) -> Status {
+    match error {
+        PkiError::InvalidName(_) => Status::invalid_argument(error.to_string()),
+        PkiError::NameTaken(_) => Status::already_exists(error.to_string()),
+        PkiError::UnknownName(_) => Status::not_found(error.to_string()),
+        PkiError::AlreadyRevoked(_) => Status::failed_precondition(error.to_string()),
+        PkiError::Pairing(PairingError::Unknown | PairingError::OtherRouter) => Status::permission_denied(error.to_string()),
+        PkiError::Pairing(PairingError::Used { .. } | PairingError::Expired(_)) => {
+            Status::failed_precondition(error.to_string())
+        }
+        PkiError::Certificate { .. } | PkiError::Store(_) | PkiError::Corrupt { .. } => {
+            tracing::error!("{error}");
+            Status::internal(error.to_string())
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, PkiError> + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("PKI task failed: {e}")))?
+        .map_err(to_status)
+}
+
+#[tonic::async_trait]
+impl PkiService for PkiApi {
+    async fn pair(&self, request: Request<pb::PairRequest>) -> Result<Response<pb::PairResponse>, Status> {
+        let remote = request.extensions().get::<ConnectionInfo>().map(|info| info.remote_addr.to_string()).unwrap_or_default();
+        let pb::PairRequest { code, name, csr_pem } = request.into_inner();
+        let code = PairingCode::parse(&code).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        validate_identity_name(&name).map_err(to_status)?;
+        // Reject a bad request before the code is used up, so a client bug does not burn it.
+        rcgen::CertificateSigningRequestParams::from_pem(&csr_pem)
+            .map_err(|e| Status::invalid_argument(format!("the certificate request is not valid: {e}")))?;
+        let authority = self.authority.clone();
+        let paired_from = remote.clone();
+        let certificate_pem = blocking(move || {
+            if authority.client(&name)?.is_some_and(|record| !record.revoked) {
+                return Err(PkiError::NameTaken(name));
+            }
+            authority.redeem_pairing_code(&code, &name, OffsetDateTime::now_utc())?;
+            let pem = authority.sign_client_request(&name, &csr_pem)?;
+            tracing::info!("paired client identity {name:?} from {paired_from}");
+            Ok(pem)
+        })
+        .await
+        .inspect_err(|status| tracing::info!("pairing from {remote} refused: {}", status.message()))?;
+        Ok(Response::new(pb::PairResponse { certificate_pem, ca_certificate_pem: self.authority.ca_pem().to_string() }))
+    }
+
+    async fn list_client_identities(
+        &self,
+        _request: Request<pb::ListClientIdentitiesRequest>,
+    ) -> Result<Response<pb::ListClientIdentitiesResponse>, Status> {
+        let authority = self.authority.clone();
+        let records = blocking(move || authority.clients()).await?;
+        Ok(Response::new(pb::ListClientIdentitiesResponse {
+            identities: records
+                .into_iter()
+                .map(|record| pb::ClientIdentity {
+                    name: record.name,
+                    serial: record.serial,
+                    not_after: Some(super::timestamp_from_offset(record.not_after)),
+                    revoked: record.revoked,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn revoke_client_identity(
+        &self,
+        request: Request<pb::RevokeClientIdentityRequest>,
+    ) -> Result<Response<pb::RevokeClientIdentityResponse>, Status> {
+        let name = request.into_inner().name;
+        let authority = self.authority.clone();
+        blocking(move || authority.revoke(&name)).await?;
+        Ok(Response::new(pb::RevokeClientIdentityResponse {}))
+    }
+}

@@ -1,0 +1,89 @@
+//! The API service: TLS listeners feeding one tonic server with every router.v1 service, the gRPC health
+//! service and server reflection, all behind [`AuthorizeLayer`].
+
+use std::{net::TcpListener as StdTcpListener, sync::Arc};
+
+use routerd_proto::v1::{
+    backup_service_server::BackupServiceServer, capture_service_server::CaptureServiceServer,
+    diagnostics_service_server::DiagnosticsServiceServer, lease_service_server::LeaseServiceServer,
+    pki_service_server::PkiServiceServer, port_forward_service_server::PortForwardServiceServer,
+    system_service_server::SystemServiceServer, update_service_server::UpdateServiceServer,
+};
+use tokio::{net::TcpListener, sync::mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{
+    authorize::AuthorizeLayer,
+    not_built::NotBuilt,
+    pki::PkiApi,
+    system::{SystemApi, SystemView},
+    tls::{TlsSource, accept_loop},
+};
+use crate::{pki::Authority, supervisor::ServiceContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("listener {addr}: {source}")]
+    Listener { addr: String, source: std::io::Error },
+    #[error("server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Everything the API serves from.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub authority: Arc<Authority>,
+    pub tls: Arc<TlsSource>,
+    pub system: SystemView,
+    /// Bound once at start; each (re)start of the service serves on clones of them.
+    pub listeners: Arc<Vec<StdTcpListener>>,
+}
+
+/// Serves the API until shutdown.
+pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiError> {
+    let (established_tx, established_rx) = mpsc::channel(64);
+    let mut accept_tasks = tokio::task::JoinSet::new();
+    for listener in api.listeners.iter() {
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let listener = listener
+            .try_clone()
+            .and_then(TcpListener::from_std)
+            .map_err(|source| ApiError::Listener { addr: addr.clone(), source })?;
+        tracing::info!("serving gRPC with mutual TLS on {addr}");
+        accept_tasks.spawn(accept_loop(listener, api.tls.clone(), established_tx.clone(), context.shutdown.clone()));
+    }
+    drop(established_tx);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<SystemServiceServer<SystemApi>>().await;
+    health_reporter.set_serving::<PkiServiceServer<PkiApi>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(routerd_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(routerd_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let mut shutdown = context.shutdown.clone();
+    tonic::transport::Server::builder()
+        .layer(AuthorizeLayer::new(api.tls.clone()))
+        .add_service(SystemServiceServer::new(SystemApi::new(api.system.clone())))
+        .add_service(PkiServiceServer::new(PkiApi::new(api.authority.clone())))
+        .add_service(LeaseServiceServer::new(NotBuilt))
+        .add_service(PortForwardServiceServer::new(NotBuilt))
+        .add_service(DiagnosticsServiceServer::new(NotBuilt))
+        .add_service(CaptureServiceServer::new(NotBuilt))
+        .add_service(BackupServiceServer::new(NotBuilt))
+        .add_service(UpdateServiceServer::new(NotBuilt))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(ReceiverStream::new(established_rx), async move { shutdown.wait().await })
+        .await?;
+    accept_tasks.shutdown().await;
+    Ok(())
+}

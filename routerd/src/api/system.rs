@@ -1,0 +1,105 @@
+//! SystemService: what the router is and what it is doing.
+
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
+
+use routerd_proto::v1::{self as pb, system_service_server::SystemService};
+use tokio::sync::watch;
+
+use crate::{
+    config::ConfigProblem,
+    supervisor::{ServiceState, Statuses},
+    system,
+};
+
+/// Read-only views of the daemon's state that `GetStatus` reports.
+#[derive(Clone)]
+pub struct SystemView {
+    pub hostname: String,
+    pub started_at: SystemTime,
+    pub started: Instant,
+    pub services: watch::Receiver<Statuses>,
+    pub config_problems: Arc<Vec<ConfigProblem>>,
+}
+
+pub struct SystemApi {
+    view: SystemView,
+}
+
+impl SystemApi {
+    pub fn new(view: SystemView) -> Self {
+        SystemApi { view }
+    }
+}
+
+#[tonic::async_trait]
+impl SystemService for SystemApi {
+    async fn get_status(
+        &self,
+        _request: tonic::Request<pb::GetStatusRequest>,
+    ) -> Result<tonic::Response<pb::GetStatusResponse>, tonic::Status> {
+        let interfaces = system::interfaces()
+            .map_err(|e| tonic::Status::internal(format!("listing network interfaces: {e}")))?
+            .into_iter()
+            .map(interface_to_proto)
+            .collect();
+        let services = self
+            .view
+            .services
+            .borrow()
+            .iter()
+            .map(|(name, status)| pb::ServiceStatus {
+                name: name.to_string(),
+                state: service_state(status.state) as i32,
+                message: status.message.clone(),
+                restarts: status.restarts,
+                since: Some(super::timestamp(status.since)),
+            })
+            .collect();
+        let uptime = self.view.started.elapsed();
+        Ok(tonic::Response::new(pb::GetStatusResponse {
+            version: crate::VERSION.to_string(),
+            hostname: self.view.hostname.clone(),
+            uptime: Some(prost_types::Duration { seconds: uptime.as_secs() as i64, nanos: uptime.subsec_nanos() as i32 }),
+            started_at: Some(super::timestamp(self.view.started_at)),
+            interfaces,
+            // The uplink's DHCP clients are not built yet: no lease is reported rather than a made-up one.
+            uplink: None,
+            services,
+            config_problems: self
+                .view
+                .config_problems
+                .iter()
+                .map(|p| pb::ConfigProblem { file: p.file.clone(), message: p.message.clone() })
+                .collect(),
+        }))
+    }
+}
+
+fn service_state(state: ServiceState) -> pb::ServiceState {
+    match state {
+        ServiceState::Starting => pb::ServiceState::Starting,
+        ServiceState::Running => pb::ServiceState::Running,
+        ServiceState::Restarting => pb::ServiceState::Restarting,
+        ServiceState::Stopped => pb::ServiceState::Stopped,
+        ServiceState::Disabled => pb::ServiceState::Disabled,
+    }
+}
+
+fn interface_to_proto(info: system::InterfaceInfo) -> pb::Interface {
+    let role = match system::role_of(&info.name) {
+        system::Role::Uplink => pb::InterfaceRole::Uplink,
+        system::Role::Lan => pb::InterfaceRole::Lan,
+        system::Role::Other => pb::InterfaceRole::Other,
+    };
+    pb::Interface {
+        role: role as i32,
+        addrs: info.addrs.iter().map(|(addr, len)| format!("{addr}/{len}")).collect(),
+        name: info.name,
+        hardware_addr: info.hardware_addr,
+        oper_state: info.oper_state,
+        mtu: info.mtu,
+    }
+}

@@ -1,0 +1,154 @@
+//! The schemas of the configuration files (router7's, where router7 has the file).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::INTERFACES_JSON;
+
+/// `interfaces.json`, as router7 reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfacesFile {
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceConfig>,
+    #[serde(default)]
+    pub bridges: Vec<Bridge>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceConfig {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub hardware_addr: String,
+    #[serde(default)]
+    pub spoof_hardware_addr: String,
+    /// e.g. `192.0.2.1/24`
+    #[serde(default)]
+    pub addr: String,
+    #[serde(default)]
+    pub extra_addrs: Vec<String>,
+    #[serde(default)]
+    pub extra_routes: Vec<ExtraRoute>,
+    #[serde(default)]
+    pub mtu: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraRoute {
+    #[serde(default)]
+    pub destination: String,
+    #[serde(default)]
+    pub gateway: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bridge {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub interface_hardware_addrs: Vec<String>,
+}
+
+impl InterfacesFile {
+    /// Checks values JSON cannot: names, addresses, MACs, MTUs. Returns (file, message) pairs.
+    pub fn validate(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        for (index, interface) in self.interfaces.iter().enumerate() {
+            let label = if interface.name.is_empty() {
+                problems.push((INTERFACES_JSON, format!("interfaces[{index}]: \"name\" is missing or empty")));
+                format!("interfaces[{index}]")
+            } else {
+                format!("interface {}", interface.name)
+            };
+            for (field, value) in [("hardware_addr", &interface.hardware_addr), ("spoof_hardware_addr", &interface.spoof_hardware_addr)] {
+                if !value.is_empty() && parse_mac(value).is_none() {
+                    problems.push((INTERFACES_JSON, format!("{label}: {field} {value:?} is not a MAC address like 02:00:00:00:00:01")));
+                }
+            }
+            let addrs = std::iter::once(&interface.addr).filter(|a| !a.is_empty()).chain(&interface.extra_addrs);
+            for addr in addrs {
+                if parse_cidr(addr).is_none() {
+                    problems.push((INTERFACES_JSON, format!("{label}: address {addr:?} is not in CIDR form like 192.0.2.1/24")));
+                }
+            }
+            if interface.mtu != 0 && !(68..=65535).contains(&interface.mtu) {
+                problems.push((INTERFACES_JSON, format!("{label}: mtu {} is outside 68–65535", interface.mtu)));
+            }
+        }
+        problems
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Parses `ADDR/LEN` with a prefix length that fits the address family.
+pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = text.split_once('/')?;
+    let addr: IpAddr = addr.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((addr, len))
+}
+
+/// `portforwardings.json`, router7's schema. Ports are strings: `"8080"` or `"8040-8060"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortForwardingsFile {
+    #[serde(default)]
+    pub forwardings: Vec<PortForwarding>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortForwarding {
+    /// `tcp`, `udp` or `tcp,udp`
+    #[serde(default)]
+    pub proto: String,
+    #[serde(default)]
+    pub port: String,
+    #[serde(default)]
+    pub dest_addr: String,
+    #[serde(default)]
+    pub dest_port: String,
+}
+
+/// `routerd.json`: settings router7 has no file for. Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterdFile {
+    /// The router's name (in its certificate and, later, in DNS). Default: the system's hostname.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs() {
+        assert_eq!(parse_mac("02:73:53:00:CA:fe"), Some([2, 0x73, 0x53, 0, 0xca, 0xfe]));
+        for bad in ["", "02:73:53:00:ca", "02:73:53:00:ca:fe:01", "0:73:53:00:ca:fe", "zz:73:53:00:ca:fe"] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cidrs() {
+        assert!(parse_cidr("192.0.2.1/24").is_some());
+        assert!(parse_cidr("2001:db8::1/64").is_some());
+        for bad in ["192.0.2.1", "192.0.2.1/33", "2001:db8::1/129", "x/1", "192.0.2.1/-1"] {
+            assert_eq!(parse_cidr(bad), None, "{bad}");
+        }
+    }
+}

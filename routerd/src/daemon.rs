@@ -1,0 +1,180 @@
+//! Wiring: loads configuration and the PKI, binds the management listeners and starts every service under
+//! the supervisor.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::sync::watch;
+
+use crate::{
+    api::{self, ApiContext, SystemView, tls::TlsSource},
+    config::Config,
+    pki::{Authority, PkiError, PkiPaths},
+    supervisor::{Backoff, Shutdown, Statuses, Supervisor},
+    system,
+};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Directory of all configuration and state (`/perm`).
+    pub perm: PathBuf,
+    /// Management listeners; empty means port 9339 on every loopback and LAN address.
+    pub listen: Vec<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{path}: {source}")]
+    PermDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Tls(#[from] api::tls::TlsError),
+    #[error("could not listen on any management address ({0}); pass --listen ADDR:PORT")]
+    NoListener(String),
+}
+
+/// A started daemon. Dropping it does not stop it; call [`Running::shutdown`].
+pub struct Running {
+    pub listen_addrs: Vec<SocketAddr>,
+    pub statuses: watch::Receiver<Statuses>,
+    trigger: watch::Sender<bool>,
+    supervisor: Supervisor,
+}
+
+impl Running {
+    /// Asks every service to stop and waits for them (at most ten seconds).
+    pub async fn shutdown(self) {
+        let _ = self.trigger.send(true);
+        if !self.supervisor.join(Duration::from_secs(10)).await {
+            tracing::warn!("some services did not stop within ten seconds");
+        }
+    }
+}
+
+/// Starts routerd's services and returns once the API is listening.
+pub async fn start(options: Options) -> Result<Running, DaemonError> {
+    std::fs::create_dir_all(&options.perm)
+        .map_err(|source| DaemonError::PermDir { path: options.perm.clone(), source })?;
+    let config = Config::load(&options.perm);
+    for problem in &config.problems {
+        tracing::error!("{}: {} (using defaults for this file until it is fixed)", problem.file, problem.message);
+    }
+    let hostname = config.routerd.hostname.clone().unwrap_or_else(system::hostname);
+    let authority = Arc::new(Authority::load_or_create(PkiPaths::new(&options.perm), &hostname)?);
+
+    let wanted = if options.listen.is_empty() { default_listen_addrs() } else { options.listen.clone() };
+    let listeners = bind_all(&wanted)?;
+    let listen_addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let credentials = authority.server_credentials(&server_names(&hostname, &listen_addrs))?;
+    let tls = Arc::new(TlsSource::new(authority.clone(), credentials));
+    tls.current()?;
+
+    let (trigger, shutdown) = Shutdown::new();
+    let mut supervisor = Supervisor::new(shutdown, Backoff::default());
+    let statuses = supervisor.statuses();
+    let api_context = ApiContext {
+        authority,
+        tls,
+        system: SystemView {
+            hostname,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            services: statuses.clone(),
+            config_problems: Arc::new(config.problems.clone()),
+        },
+        listeners: Arc::new(listeners),
+    };
+    supervisor.spawn("api", move |context| {
+        let api_context = api_context.clone();
+        async move { api::serve(api_context, context).await.map_err(Into::into) }
+    });
+    Ok(Running { listen_addrs, statuses, trigger, supervisor })
+}
+
+/// Runs routerd until SIGTERM or SIGINT.
+pub async fn run(options: Options) -> Result<(), DaemonError> {
+    let running = start(options).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("received SIGTERM"),
+                _ = int.recv() => tracing::info!("received SIGINT"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stop routerd with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Port 9339 on every loopback and LAN address (never the uplink's). Link-local IPv6 addresses are left out:
+/// they need a zone and clients reach the router by its LAN address anyway.
+pub fn default_listen_addrs() -> Vec<SocketAddr> {
+    let mut addrs = vec![
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), routerd_proto::DEFAULT_PORT),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), routerd_proto::DEFAULT_PORT),
+    ];
+    match system::interface_addresses() {
+        Ok(all) => {
+            for (name, addr, _) in all {
+                let link_local = matches!(addr, IpAddr::V6(v6) if v6.is_unicast_link_local());
+                if system::role_of(&name) == system::Role::Lan && !link_local {
+                    addrs.push(SocketAddr::new(addr, routerd_proto::DEFAULT_PORT));
+                }
+            }
+        }
+        Err(error) => tracing::warn!("listing interface addresses: {error}; listening on loopback only"),
+    }
+    addrs
+}
+
+fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, DaemonError> {
+    let mut listeners = Vec::new();
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
+            Ok(listener) => listeners.push(listener),
+            Err(error) => {
+                tracing::warn!("cannot listen on {addr}: {error}");
+                failures.push(format!("{addr}: {error}"));
+            }
+        }
+    }
+    if listeners.is_empty() {
+        return Err(DaemonError::NoListener(failures.join("; ")));
+    }
+    Ok(listeners)
+}
+
+/// Names for the server certificate: the hostname, `localhost` and every address the API listens on.
+fn server_names(hostname: &str, listen_addrs: &[SocketAddr]) -> BTreeSet<String> {
+    let mut names = BTreeSet::from(["localhost".to_string()]);
+    let valid_dns = !hostname.is_empty()
+        && hostname.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid_dns {
+        names.insert(hostname.to_ascii_lowercase());
+    }
+    for addr in listen_addrs {
+        if !addr.ip().is_unspecified() {
+            names.insert(addr.ip().to_string());
+        }
+    }
+    names
+}

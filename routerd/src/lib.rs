@@ -1,0 +1,12 @@
+//! routerd: a home internet router daemon, managed through typed gRPC over mutual TLS.
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod pki;
+pub mod store;
+pub mod supervisor;
+pub mod system;
+
+/// routerd's version, as reported by `SystemService.GetStatus`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

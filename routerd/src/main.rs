@@ -1,0 +1,164 @@
+//! routerd: the daemon (`routerd run`) and its local administration commands (`routerd pki …`).
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use routerd::{
+    daemon,
+    pki::{Authority, PkiPaths, Validity},
+    store::{self, Mode},
+};
+
+#[derive(Parser)]
+#[command(name = "routerd", version, about = "A home internet router daemon, managed through gRPC over mutual TLS")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run(RunArgs),
+    /// Manage client identities of this router.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Directory holding all configuration and state.
+    #[arg(long, default_value = "/perm")]
+    perm: PathBuf,
+    /// Serve the gRPC API on ADDR:PORT (repeatable). Default: port 9339 on every loopback and LAN address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+}
+
+#[derive(Args, Clone)]
+struct PermArg {
+    /// Directory holding all configuration and state.
+    #[arg(long, default_value = "/perm")]
+    perm: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Issue a client identity (CA certificate, client certificate, private key) to a file for rtrctl.
+    IssueClient {
+        #[command(flatten)]
+        perm: PermArg,
+        /// Name of the identity, e.g. "laptop".
+        #[arg(long)]
+        name: String,
+        /// Where to write the identity (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite OUT if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Revoke a client identity: a running routerd rejects it from the next handshake on.
+    Revoke {
+        #[command(flatten)]
+        perm: PermArg,
+        #[arg(long)]
+        name: String,
+    },
+    /// Print a one-time pairing code for `rtrctl pair`, valid for 10 minutes.
+    PairingCode {
+        #[command(flatten)]
+        perm: PermArg,
+    },
+    /// List the client identities this router issued.
+    List {
+        #[command(flatten)]
+        perm: PermArg,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Pki(command)) => pki(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("routerd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROUTERD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    runtime
+        .block_on(daemon::run(daemon::Options { perm: args.perm, listen: args.listen }))
+        .map_err(|e| e.to_string())
+}
+
+fn authority(perm: &std::path::Path) -> Result<Authority, String> {
+    Authority::load_or_create(PkiPaths::new(perm), &routerd::system::hostname()).map_err(|e| e.to_string())
+}
+
+fn pki(command: PkiCommand) -> Result<(), String> {
+    match command {
+        PkiCommand::IssueClient { perm, name, out, force } => {
+            if out.exists() && !force {
+                return Err(format!("{} exists; pass --force to overwrite it", out.display()));
+            }
+            let authority = authority(&perm.perm)?;
+            let (cert, key) = authority.issue_client(&name, Validity::default()).map_err(|e| e.to_string())?;
+            let identity = routerd_proto::identity::to_pem(&name, &cert, &key, authority.ca_pem());
+            store::write_atomic(&out, identity.as_bytes(), Mode::Secret).map_err(|e| e.to_string())?;
+            println!("wrote identity {name:?} to {}", out.display());
+            println!("use it with: rtrctl --identity {} --router HOST status", out.display());
+            Ok(())
+        }
+        PkiCommand::Revoke { perm, name } => {
+            let entry = authority(&perm.perm)?.revoke(&name).map_err(|e| e.to_string())?;
+            println!("revoked {:?} (serial {}); a running routerd rejects it from now on", entry.name, entry.serial);
+            Ok(())
+        }
+        PkiCommand::PairingCode { perm } => {
+            let (code, expires) = authority(&perm.perm)?
+                .create_pairing_code(time::OffsetDateTime::now_utc())
+                .map_err(|e| e.to_string())?;
+            println!("{code}");
+            eprintln!(
+                "valid once, until {}: rtrctl pair --router HOST --code {code}",
+                expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+            );
+            Ok(())
+        }
+        PkiCommand::List { perm } => {
+            let clients = authority(&perm.perm)?.clients().map_err(|e| e.to_string())?;
+            if clients.is_empty() {
+                println!("no client identities issued yet");
+            }
+            for client in clients {
+                println!("{:<24} serial {}  {}", client.name, client.serial, if client.revoked { "revoked" } else { "active" });
+            }
+            Ok(())
+        }
+    }
+}

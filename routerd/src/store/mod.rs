@@ -1,0 +1,259 @@
+//! The only place that writes files under `--perm`.
+//!
+//! Every write is atomic: the new content goes to a temporary file in the same directory, is flushed to disk,
+//! renamed over the old file, and the directory entry is flushed too. A crash at any moment leaves either the
+//! old or the new complete file, never a torn or empty one.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+/// File permissions for secrets (private keys) and for everything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// 0644: readable by everyone, as router7's files are.
+    Public,
+    /// 0600: private keys and other secrets.
+    Secret,
+}
+
+impl Mode {
+    fn bits(self) -> u32 {
+        match self {
+            Mode::Public => 0o644,
+            Mode::Secret => 0o600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {message}")]
+    Json { path: PathBuf, message: String },
+}
+
+impl StoreError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        StoreError::Io { path: path.to_path_buf(), source }
+    }
+
+    /// True when the error means the file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// Writes `contents` to `path` atomically, creating parent directories as needed.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> Result<(), StoreError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| StoreError::io(path, io::Error::new(io::ErrorKind::InvalidInput, "not a file path")))?;
+    // A unique temporary name per process and write, so concurrent writers never share a temporary file.
+    let temp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        unique_suffix()
+    ));
+    let result = write_and_rename(&temp, path, dir, contents, mode);
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+fn write_and_rename(temp: &Path, path: &Path, dir: &Path, contents: &[u8], mode: Mode) -> Result<(), StoreError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode.bits())
+        .open(temp)
+        .map_err(|e| StoreError::io(temp, e))?;
+    file.write_all(contents).map_err(|e| StoreError::io(temp, e))?;
+    file.sync_all().map_err(|e| StoreError::io(temp, e))?;
+    drop(file);
+    fs::rename(temp, path).map_err(|e| StoreError::io(path, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Serialises `value` as pretty-printed JSON (human-readable, like router7's files) and writes it atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: Mode) -> Result<(), StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Json {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes, mode)
+}
+
+/// Reads and parses a JSON file. Errors name the file and, for malformed content, the line and column.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
+    let bytes = fs::read(path).map_err(|e| StoreError::io(path, e))?;
+    parse_json(path, &bytes)
+}
+
+/// Like [`read_json`], but a missing file is `Ok(None)`.
+pub fn read_json_optional<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    match read_json(path) {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Parses JSON that claims to come from `path`.
+pub fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Json {
+        path: path.to_path_buf(),
+        message: describe_json_error(&e),
+    })
+}
+
+fn describe_json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Eof if error.line() <= 1 && error.column() == 0 => return "the file is empty".to_string(),
+        Category::Eof => "the file ends in the middle of a value",
+        Category::Syntax => "malformed JSON",
+        Category::Data => "unexpected content",
+        Category::Io => "read error",
+    };
+    // serde_json's message already ends with "at line L column C".
+    format!("{what}: {error}")
+}
+
+/// Reads a file that routerd wrote; a missing file is `Ok(None)`.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
+/// An exclusive advisory lock on a directory, for read-modify-write of files that several processes change
+/// (the daemon and `routerd pki` commands). Released when dropped.
+pub struct DirLock {
+    _file: File,
+}
+
+/// Blocks until this process holds the lock of `dir` (the file `dir/.lock`).
+pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
+    use std::os::fd::AsRawFd;
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    if rc != 0 {
+        return Err(StoreError::io(&path, io::Error::last_os_error()));
+    }
+    Ok(DirLock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Sample {
+        name: String,
+        count: u32,
+    }
+
+    #[test]
+    fn round_trip_and_no_temporary_files_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/dir/sample.json");
+        let value = Sample { name: "a".into(), count: 3 };
+        write_json(&path, &value, Mode::Public).expect("write");
+        assert_eq!(read_json::<Sample>(&path).expect("read"), value);
+        let entries: Vec<_> = fs::read_dir(path.parent().expect("parent"))
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(entries, vec![std::ffi::OsString::from("sample.json")]);
+    }
+
+    #[test]
+    fn secrets_are_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key.pem");
+        write_atomic(&path, b"secret", Mode::Secret).expect("write");
+        let mode = fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn malformed_json_names_file_and_position() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("interfaces.json");
+        fs::write(&path, "{\n  \"name\": \"a\",\n  \"count\": 3,,\n}").expect("write");
+        let message = read_json::<Sample>(&path).expect_err("must fail").to_string();
+        assert!(message.contains("interfaces.json"), "{message}");
+        assert!(message.contains("malformed JSON"), "{message}");
+        assert!(message.contains("line 3"), "{message}");
+    }
+
+    #[test]
+    fn empty_and_truncated_files_are_explained() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.json");
+        fs::write(&path, "").expect("write");
+        let message = read_json::<Sample>(&path).expect_err("empty").to_string();
+        assert!(message.ends_with("the file is empty"), "{message}");
+        fs::write(&path, "{\"name\": \"a\"").expect("write");
+        let message = read_json::<Sample>(&path).expect_err("truncated").to_string();
+        assert!(message.contains("ends in the middle"), "{message}");
+        fs::write(&path, "{\"name\": 5, \"count\": 1}").expect("write");
+        let message = read_json::<Sample>(&path).expect_err("wrong type").to_string();
+        assert!(message.contains("unexpected content"), "{message}");
+    }
+
+    #[test]
+    fn missing_file_is_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let value: Option<Sample> = read_json_optional(&dir.path().join("nope.json")).expect("ok");
+        assert!(value.is_none());
+    }
+
+    #[test]
+    fn failed_write_keeps_old_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.json");
+        write_atomic(&path, b"old", Mode::Public).expect("write");
+        // A directory in the temp file's place would not stop us; a read-only directory does (except for root),
+        // so instead try to write to a path whose parent is a file.
+        let bad = path.join("child");
+        assert!(write_atomic(&bad, b"new", Mode::Public).is_err());
+        assert_eq!(fs::read(&path).expect("read"), b"old");
+    }
+}

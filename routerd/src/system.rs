@@ -1,0 +1,146 @@
+//! Facts about the machine routerd runs on: hostname and network interfaces (as the kernel sees them now).
+
+use std::{
+    collections::BTreeMap,
+    ffi::CStr,
+    fs,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+/// The kernel's hostname (of this UTS namespace).
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "router".to_string())
+}
+
+/// What role an interface plays, from its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Uplink,
+    Lan,
+    Other,
+}
+
+pub fn role_of(name: &str) -> Role {
+    if name == "uplink0" {
+        Role::Uplink
+    } else if name.strip_prefix("lan").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+        Role::Lan
+    } else {
+        Role::Other
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    pub name: String,
+    pub hardware_addr: String,
+    pub oper_state: String,
+    pub mtu: u32,
+    /// (address, prefix length)
+    pub addrs: Vec<(IpAddr, u8)>,
+}
+
+/// Every interface of this network namespace with its addresses.
+pub fn interfaces() -> std::io::Result<Vec<InterfaceInfo>> {
+    let mut by_name: BTreeMap<String, InterfaceInfo> = BTreeMap::new();
+    for (name, addr, prefix) in interface_addresses()? {
+        by_name.entry(name.clone()).or_insert_with(|| InterfaceInfo { name, ..Default::default() }).addrs.push((addr, prefix));
+    }
+    if let Ok(entries) = fs::read_dir("/sys/class/net") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            by_name.entry(name.clone()).or_insert_with(|| InterfaceInfo { name, ..Default::default() });
+        }
+    }
+    for info in by_name.values_mut() {
+        let sys = Path::new("/sys/class/net").join(&info.name);
+        let read = |file: &str| fs::read_to_string(sys.join(file)).map(|s| s.trim().to_string()).unwrap_or_default();
+        info.hardware_addr = read("address");
+        info.oper_state = read("operstate");
+        info.mtu = read("mtu").parse().unwrap_or(0);
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// (interface, address, prefix length) for every address, from getifaddrs(3).
+pub fn interface_addresses() -> std::io::Result<Vec<(String, IpAddr, u8)>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cursor = head;
+    while !cursor.is_null() {
+        // SAFETY: cursor points into the list getifaddrs returned, which stays valid until freeifaddrs.
+        let entry = unsafe { &*cursor };
+        cursor = entry.ifa_next;
+        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { CStr::from_ptr(entry.ifa_name) }.to_string_lossy().into_owned();
+        // SAFETY: ifa_addr is non-null and its family says which sockaddr type it points to; so does ifa_netmask.
+        let parsed = unsafe { (sockaddr_ip(entry.ifa_addr), sockaddr_ip(entry.ifa_netmask)) };
+        if let (Some(addr), mask) = parsed {
+            let prefix = match mask {
+                Some(IpAddr::V4(m)) => u32::from(m).count_ones() as u8,
+                Some(IpAddr::V6(m)) => u128::from(m).count_ones() as u8,
+                None => if addr.is_ipv4() { 32 } else { 128 },
+            };
+            out.push((name, addr, prefix));
+        }
+    }
+    // SAFETY: head came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// # Safety
+/// `addr` must be null or point to a sockaddr whose family field tells its real type.
+unsafe fn sockaddr_ip(addr: *const libc::sockaddr) -> Option<IpAddr> {
+    if addr.is_null() {
+        return None;
+    }
+    // SAFETY: the caller guarantees the family matches the pointee's type.
+    unsafe {
+        match i32::from((*addr).sa_family) {
+            libc::AF_INET => {
+                let v4 = &*(addr as *const libc::sockaddr_in);
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))))
+            }
+            libc::AF_INET6 => {
+                let v6 = &*(addr as *const libc::sockaddr_in6);
+                Some(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_follow_names() {
+        assert_eq!(role_of("uplink0"), Role::Uplink);
+        assert_eq!(role_of("lan0"), Role::Lan);
+        assert_eq!(role_of("lan12"), Role::Lan);
+        assert_eq!(role_of("lan"), Role::Other);
+        assert_eq!(role_of("lanx"), Role::Other);
+        assert_eq!(role_of("uplink1"), Role::Other);
+    }
+
+    #[test]
+    fn loopback_is_listed_with_its_address() {
+        let all = interfaces().expect("interfaces");
+        let lo = all.iter().find(|i| i.name == "lo").expect("lo");
+        assert!(lo.addrs.contains(&(IpAddr::V4(Ipv4Addr::LOCALHOST), 8)), "{lo:?}");
+    }
+}
