@@ -17,10 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(&files, ["."])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     // Kept for server reflection, so grpcurl can explore the API.
-    fs::write(
-        out_dir.join("router_v1_descriptor.bin"),
-        descriptors.encode_to_vec(),
-    )?;
+    fs::write(out_dir.join("router_v1_descriptor.bin"), descriptors.encode_to_vec())?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -34,11 +34,8 @@ impl PairingCode {
 
     /// Parses a code as typed: case, spaces and dashes do not matter.
     pub fn parse(text: &str) -> Result<PairingCode, PairingCodeError> {
-        let cleaned: String = text
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
+        let cleaned: String =
+            text.chars().filter(|c| !c.is_whitespace() && *c != '-').map(|c| c.to_ascii_uppercase()).collect();
         if let Some(bad) = cleaned.chars().find(|c| !matches!(c, 'A'..='Z' | '2'..='7')) {
             return Err(PairingCodeError::Character(bad));
         }

@@ -100,7 +100,9 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROUTERD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
@@ -111,9 +113,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))?;
-    runtime
-        .block_on(daemon::run(daemon::Options { perm: args.perm, listen: args.listen }))
-        .map_err(|e| e.to_string())
+    runtime.block_on(daemon::run(daemon::Options { perm: args.perm, listen: args.listen })).map_err(|e| e.to_string())
 }
 
 fn authority(perm: &std::path::Path) -> Result<Authority, String> {
@@ -156,7 +156,12 @@ fn pki(command: PkiCommand) -> Result<(), String> {
                 println!("no client identities issued yet");
             }
             for client in clients {
-                println!("{:<24} serial {}  {}", client.name, client.serial, if client.revoked { "revoked" } else { "active" });
+                println!(
+                    "{:<24} serial {}  {}",
+                    client.name,
+                    client.serial,
+                    if client.revoked { "revoked" } else { "active" }
+                );
             }
             Ok(())
         }

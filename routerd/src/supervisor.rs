@@ -91,7 +91,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60), healthy_after: Duration::from_secs(60) }
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            healthy_after: Duration::from_secs(60),
+        }
     }
 }
 
@@ -122,7 +126,15 @@ impl Supervisor {
         let mut shutdown = self.shutdown.clone();
         let backoff = self.backoff;
         statuses.send_modify(|all| {
-            all.insert(name, ServiceStatus { state: ServiceState::Starting, message: String::new(), restarts: 0, since: SystemTime::now() });
+            all.insert(
+                name,
+                ServiceStatus {
+                    state: ServiceState::Starting,
+                    message: String::new(),
+                    restarts: 0,
+                    since: SystemTime::now(),
+                },
+            );
         });
         let span = tracing::info_span!("service", name = %name);
         let supervise = async move {
@@ -141,7 +153,9 @@ impl Supervisor {
                 let reason = match outcome {
                     Ok(Ok(())) => "exited unexpectedly".to_string(),
                     Ok(Err(error)) => format!("failed: {error}"),
-                    Err(join_error) if join_error.is_panic() => format!("panicked: {}", panic_message(join_error.into_panic())),
+                    Err(join_error) if join_error.is_panic() => {
+                        format!("panicked: {}", panic_message(join_error.into_panic()))
+                    }
                     Err(join_error) => format!("was cancelled: {join_error}"),
                 };
                 if started.elapsed() >= backoff.healthy_after {
@@ -169,7 +183,13 @@ impl Supervisor {
     }
 }
 
-fn set_state(statuses: &watch::Sender<Statuses>, name: &'static str, state: ServiceState, message: &str, restarts: u32) {
+fn set_state(
+    statuses: &watch::Sender<Statuses>,
+    name: &'static str,
+    state: ServiceState,
+    message: &str,
+    restarts: u32,
+) {
     statuses.send_modify(|all| {
         all.insert(name, ServiceStatus { state, message: message.to_string(), restarts, since: SystemTime::now() });
     });
@@ -195,7 +215,11 @@ mod tests {
     use super::*;
 
     fn fast_backoff() -> Backoff {
-        Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(40), healthy_after: Duration::from_secs(60) }
+        Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+            healthy_after: Duration::from_secs(60),
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -49,7 +49,11 @@ pub struct InterfaceInfo {
 pub fn interfaces() -> std::io::Result<Vec<InterfaceInfo>> {
     let mut by_name: BTreeMap<String, InterfaceInfo> = BTreeMap::new();
     for (name, addr, prefix) in interface_addresses()? {
-        by_name.entry(name.clone()).or_insert_with(|| InterfaceInfo { name, ..Default::default() }).addrs.push((addr, prefix));
+        by_name
+            .entry(name.clone())
+            .or_insert_with(|| InterfaceInfo { name, ..Default::default() })
+            .addrs
+            .push((addr, prefix));
     }
     if let Ok(entries) = fs::read_dir("/sys/class/net") {
         for entry in entries.flatten() {
@@ -91,7 +95,13 @@ pub fn interface_addresses() -> std::io::Result<Vec<(String, IpAddr, u8)>> {
             let prefix = match mask {
                 Some(IpAddr::V4(m)) => u32::from(m).count_ones() as u8,
                 Some(IpAddr::V6(m)) => u128::from(m).count_ones() as u8,
-                None => if addr.is_ipv4() { 32 } else { 128 },
+                None => {
+                    if addr.is_ipv4() {
+                        32
+                    } else {
+                        128
+                    }
+                }
             };
             out.push((name, addr, prefix));
         }

@@ -1,1 +1,7 @@
+//! rtrctl: the command-line client for routerd's gRPC API.
 
+pub mod cli;
+pub mod commands;
+pub mod connect;
+pub mod error;
+pub mod output;

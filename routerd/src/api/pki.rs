@@ -28,7 +28,9 @@ fn to_status(error: PkiError) -> Status {
         PkiError::NameTaken(_) => Status::already_exists(error.to_string()),
         PkiError::UnknownName(_) => Status::not_found(error.to_string()),
         PkiError::AlreadyRevoked(_) => Status::failed_precondition(error.to_string()),
-        PkiError::Pairing(PairingError::Unknown | PairingError::OtherRouter) => Status::permission_denied(error.to_string()),
+        PkiError::Pairing(PairingError::Unknown | PairingError::OtherRouter) => {
+            Status::permission_denied(error.to_string())
+        }
         PkiError::Pairing(PairingError::Used { .. } | PairingError::Expired(_)) => {
             Status::failed_precondition(error.to_string())
         }
@@ -49,7 +51,8 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, PkiError> 
 #[tonic::async_trait]
 impl PkiService for PkiApi {
     async fn pair(&self, request: Request<pb::PairRequest>) -> Result<Response<pb::PairResponse>, Status> {
-        let remote = request.extensions().get::<ConnectionInfo>().map(|info| info.remote_addr.to_string()).unwrap_or_default();
+        let remote =
+            request.extensions().get::<ConnectionInfo>().map(|info| info.remote_addr.to_string()).unwrap_or_default();
         let pb::PairRequest { code, name, csr_pem } = request.into_inner();
         let code = PairingCode::parse(&code).map_err(|e| Status::invalid_argument(e.to_string()))?;
         validate_identity_name(&name).map_err(to_status)?;

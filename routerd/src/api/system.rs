@@ -62,7 +62,10 @@ impl SystemService for SystemApi {
         Ok(tonic::Response::new(pb::GetStatusResponse {
             version: crate::VERSION.to_string(),
             hostname: self.view.hostname.clone(),
-            uptime: Some(prost_types::Duration { seconds: uptime.as_secs() as i64, nanos: uptime.subsec_nanos() as i32 }),
+            uptime: Some(prost_types::Duration {
+                seconds: uptime.as_secs() as i64,
+                nanos: uptime.subsec_nanos() as i32,
+            }),
             started_at: Some(super::timestamp(self.view.started_at)),
             interfaces,
             // The uplink's DHCP clients are not built yet: no lease is reported rather than a made-up one.

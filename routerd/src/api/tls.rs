@@ -101,7 +101,7 @@ impl TlsSource {
         let revoked = Arc::new(self.authority.revoked_serials()?);
         let config = Arc::new(self.build_config()?);
         if cached.is_some() {
-            tracing::info!("revocation list changed: {} identities revoked", revoked.len());
+            tracing::info!("revocation list changed: {} revoked in all", revoked.len());
         }
         *cached = Some(Cached { stamp: now_stamp, config: config.clone(), revoked: revoked.clone() });
         Ok((config, revoked))
@@ -197,7 +197,8 @@ async fn handshake(tcp: TcpStream, remote_addr: SocketAddr, config: Arc<ServerCo
 
 fn client_identity(cert: &CertificateDer<'_>) -> Option<ClientIdentity> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
-    let name = parsed.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_string();
+    let name =
+        parsed.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_string();
     Some(ClientIdentity { name, serial: data_encoding::HEXLOWER.encode(parsed.raw_serial()) })
 }
 

@@ -61,15 +61,23 @@ impl InterfacesFile {
             } else {
                 format!("interface {}", interface.name)
             };
-            for (field, value) in [("hardware_addr", &interface.hardware_addr), ("spoof_hardware_addr", &interface.spoof_hardware_addr)] {
+            for (field, value) in
+                [("hardware_addr", &interface.hardware_addr), ("spoof_hardware_addr", &interface.spoof_hardware_addr)]
+            {
                 if !value.is_empty() && parse_mac(value).is_none() {
-                    problems.push((INTERFACES_JSON, format!("{label}: {field} {value:?} is not a MAC address like 02:00:00:00:00:01")));
+                    problems.push((
+                        INTERFACES_JSON,
+                        format!("{label}: {field} {value:?} is not a MAC address like 02:00:00:00:00:01"),
+                    ));
                 }
             }
             let addrs = std::iter::once(&interface.addr).filter(|a| !a.is_empty()).chain(&interface.extra_addrs);
             for addr in addrs {
                 if parse_cidr(addr).is_none() {
-                    problems.push((INTERFACES_JSON, format!("{label}: address {addr:?} is not in CIDR form like 192.0.2.1/24")));
+                    problems.push((
+                        INTERFACES_JSON,
+                        format!("{label}: address {addr:?} is not in CIDR form like 192.0.2.1/24"),
+                    ));
                 }
             }
             if interface.mtu != 0 && !(68..=65535).contains(&interface.mtu) {

@@ -7,7 +7,9 @@ mod files;
 
 use std::path::Path;
 
-pub use files::{Bridge, ExtraRoute, InterfaceConfig, InterfacesFile, PortForwarding, PortForwardingsFile, RouterdFile};
+pub use files::{
+    Bridge, ExtraRoute, InterfaceConfig, InterfacesFile, PortForwarding, PortForwardingsFile, RouterdFile,
+};
 
 use crate::store;
 
@@ -46,11 +48,7 @@ impl Config {
     }
 }
 
-fn load_one<T: serde::de::DeserializeOwned + Default>(
-    perm: &Path,
-    name: &str,
-    problems: &mut Vec<ConfigProblem>,
-) -> T {
+fn load_one<T: serde::de::DeserializeOwned + Default>(perm: &Path, name: &str, problems: &mut Vec<ConfigProblem>) -> T {
     match store::read_json_optional::<T>(&perm.join(name)) {
         Ok(value) => value.unwrap_or_default(),
         Err(error) => {
@@ -140,6 +138,8 @@ mod tests {
         let config = Config::load(dir.path());
         let messages: Vec<_> = config.problems.iter().map(|p| p.message.as_str()).collect();
         assert_eq!(messages.len(), 4, "{messages:?}");
-        assert!(messages[0].contains("lan0") && messages[0].contains("192.0.2.300/24"), "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("lan0") && m.contains("192.0.2.300/24")), "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("lan0") && m.contains("\"zz\"")), "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("interfaces[1]") && m.contains("70000")), "{messages:?}");
     }
 }

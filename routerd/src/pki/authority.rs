@@ -83,7 +83,10 @@ impl Authority {
                 let (cert_pem, key_pem) = self.issue_server_cert(names)?;
                 store::write_atomic(&key_path, key_pem.as_bytes(), Mode::Secret)?;
                 store::write_atomic(&cert_path, cert_pem.as_bytes(), Mode::Public)?;
-                tracing::info!("issued a server certificate for {}", names.iter().cloned().collect::<Vec<_>>().join(", "));
+                tracing::info!(
+                    "issued a server certificate for {}",
+                    names.iter().cloned().collect::<Vec<_>>().join(", ")
+                );
                 (cert_pem, key_pem)
             }
         };

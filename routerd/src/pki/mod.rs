@@ -27,9 +27,7 @@ pub enum PkiError {
     Certificate { what: String, source: rcgen::Error },
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
-    #[error(
-        "identity name {0:?} is not allowed: use 1–64 letters, digits, '-', '_' or '.', not starting with '.'"
-    )]
+    #[error("identity name {0:?} is not allowed: use 1–64 letters, digits, '-', '_' or '.', not starting with '.'")]
     InvalidName(String),
     #[error("an identity named {0:?} already exists; revoke it first or choose another name")]
     NameTaken(String),

@@ -20,7 +20,9 @@ pub enum PairingError {
     Unknown,
     #[error("the pairing code was made by another router (its CA fingerprint does not match this router's)")]
     OtherRouter,
-    #[error("the pairing code was already used (at {used_at}, by {used_by:?}); run `routerd pki pairing-code` for a new one")]
+    #[error(
+        "the pairing code was already used (at {used_at}, by {used_by:?}); run `routerd pki pairing-code` for a new one"
+    )]
     Used { used_at: String, used_by: String },
     #[error("the pairing code expired at {0}; run `routerd pki pairing-code` for a new one")]
     Expired(String),
@@ -43,7 +45,8 @@ impl Authority {
     pub fn create_pairing_code(&self, now: OffsetDateTime) -> Result<(PairingCode, OffsetDateTime), PkiError> {
         let code = PairingCode::new(random_bytes()?, &self.ca_fingerprint());
         let now = now.replace_nanosecond(0).unwrap_or(now);
-        let record = PairingRecord { created_at: now, expires_at: now + PAIRING_CODE_LIFETIME, used_at: None, used_by: None };
+        let record =
+            PairingRecord { created_at: now, expires_at: now + PAIRING_CODE_LIFETIME, used_at: None, used_by: None };
         let path = self.paths.pairing_dir().join(format!("{}.json", code.secret_digest_hex()));
         store::write_json(&path, &record, Mode::Secret)?;
         Ok((code, record.expires_at))
@@ -58,7 +61,9 @@ impl Authority {
         let path = self.paths.pairing_dir().join(format!("{}.json", code.secret_digest_hex()));
         let mut record = store::read_json_optional::<PairingRecord>(&path)?.ok_or(PairingError::Unknown)?;
         if let Some(used_at) = record.used_at {
-            return Err(PairingError::Used { used_at: rfc3339(used_at), used_by: record.used_by.unwrap_or_default() }.into());
+            return Err(
+                PairingError::Used { used_at: rfc3339(used_at), used_by: record.used_by.unwrap_or_default() }.into()
+            );
         }
         if now >= record.expires_at {
             return Err(PairingError::Expired(rfc3339(record.expires_at)).into());

@@ -61,12 +61,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> Result<(), Stor
         .file_name()
         .ok_or_else(|| StoreError::io(path, io::Error::new(io::ErrorKind::InvalidInput, "not a file path")))?;
     // A unique temporary name per process and write, so concurrent writers never share a temporary file.
-    let temp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        unique_suffix()
-    ));
+    let temp = dir.join(format!(".{}.tmp-{}-{}", file_name.to_string_lossy(), std::process::id(), unique_suffix()));
     let result = write_and_rename(&temp, path, dir, contents, mode);
     if result.is_err() {
         let _ = fs::remove_file(&temp);
@@ -85,9 +80,7 @@ fn write_and_rename(temp: &Path, path: &Path, dir: &Path, contents: &[u8], mode:
     file.sync_all().map_err(|e| StoreError::io(temp, e))?;
     drop(file);
     fs::rename(temp, path).map_err(|e| StoreError::io(path, e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(dir, e))
 }
 
 fn unique_suffix() -> u64 {
@@ -98,10 +91,8 @@ fn unique_suffix() -> u64 {
 
 /// Serialises `value` as pretty-printed JSON (human-readable, like router7's files) and writes it atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: Mode) -> Result<(), StoreError> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Json {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| StoreError::Json { path: path.to_path_buf(), message: e.to_string() })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes, mode)
 }
@@ -123,10 +114,8 @@ pub fn read_json_optional<T: DeserializeOwned>(path: &Path) -> Result<Option<T>,
 
 /// Parses JSON that claims to come from `path`.
 pub fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Json {
-        path: path.to_path_buf(),
-        message: describe_json_error(&e),
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Json { path: path.to_path_buf(), message: describe_json_error(&e) })
 }
 
 fn describe_json_error(error: &serde_json::Error) -> String {

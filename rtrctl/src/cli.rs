@@ -1,0 +1,97 @@
+//! Command-line definition and dispatch.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::{commands, connect::RouterAddr, error::CliError, output::Format};
+
+#[derive(Parser, Debug)]
+#[command(name = "rtrctl", version, about = "Manage a routerd router over its gRPC API (mutual TLS)")]
+pub struct Cli {
+    /// The router: HOST, HOST:PORT or [IPV6]:PORT (port 9339 unless given).
+    #[arg(long, global = true, env = "RTRCTL_ROUTER", default_value = "localhost")]
+    pub router: String,
+    /// Identity file (client certificate, key, router CA). Default: ~/.config/rtrctl/identity.pem
+    #[arg(long, global = true, env = "RTRCTL_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// Output format: a table for people, one JSON document for scripts.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the router: version, uptime, interfaces, uplink leases, services and configuration problems.
+    Status,
+    /// Pair this workstation with a router using a code from `routerd pki pairing-code`.
+    Pair {
+        /// The pairing code, as printed on the router (dashes optional).
+        #[arg(long)]
+        code: String,
+        /// Name for this identity on the router. Default: this machine's hostname.
+        #[arg(long)]
+        name: Option<String>,
+        /// Overwrite an existing identity file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+}
+
+impl Cli {
+    pub fn router_addr(&self) -> Result<RouterAddr, CliError> {
+        RouterAddr::parse(&self.router)
+    }
+
+    pub fn identity_path(&self) -> PathBuf {
+        self.identity.clone().unwrap_or_else(default_identity_path)
+    }
+}
+
+/// `$XDG_CONFIG_HOME/rtrctl/identity.pem`, else `~/.config/rtrctl/identity.pem`.
+pub fn default_identity_path() -> PathBuf {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    config.join("rtrctl").join("identity.pem")
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "rtrctl", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rtrctl: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rtrctl: {error}");
+            if let Some(hint) = error.hint() {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command.
+pub async fn run(cli: &Cli) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Status => commands::status::run(cli).await,
+        Command::Pair { code, name, force } => commands::pair::run(cli, code, name.as_deref(), *force).await,
+        Command::Completions { .. } => Ok(()),
+    }
+}
