@@ -61,6 +61,7 @@ impl Running {
 pub async fn start(options: Options) -> Result<Running, DaemonError> {
     std::fs::create_dir_all(&options.perm)
         .map_err(|source| DaemonError::PermDir { path: options.perm.clone(), source })?;
+    crate::store::remove_stale_temp_files(&options.perm);
     let config = Config::load(&options.perm);
     for problem in &config.problems {
         tracing::error!("{}: {} (using defaults for this file until it is fixed)", problem.file, problem.message);

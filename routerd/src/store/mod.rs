@@ -140,6 +140,45 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
     }
 }
 
+/// Removes temporary files that writers killed mid-write left behind under `root` (recursively). A file is
+/// only removed when the process that made it (its PID is in the name) is gone, so a concurrent `routerd pki`
+/// command keeps its own. Returns how many were removed.
+pub fn remove_stale_temp_files(root: &Path) -> usize {
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                dirs.push(path);
+            } else if let Some(pid) = temp_file_owner(&entry.file_name().to_string_lossy())
+                && !process_alive(pid)
+                && fs::remove_file(&path).is_ok()
+            {
+                tracing::info!("removed {}, left by an interrupted write", path.display());
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// The PID in a temporary file name made by [`write_atomic`] (`.NAME.tmp-PID-N`).
+fn temp_file_owner(file_name: &str) -> Option<i32> {
+    let rest = file_name.strip_prefix('.')?;
+    let (_, suffix) = rest.rsplit_once(".tmp-")?;
+    let (pid, counter) = suffix.split_once('-')?;
+    counter.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
 /// An exclusive advisory lock on a directory, for read-modify-write of files that several processes change
 /// (the daemon and `routerd pki` commands). Released when dropped.
 pub struct DirLock {
@@ -225,6 +264,24 @@ mod tests {
         fs::write(&path, "{\"name\": 5, \"count\": 1}").expect("write");
         let message = read_json::<Sample>(&path).expect_err("wrong type").to_string();
         assert!(message.contains("unexpected content"), "{message}");
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("dhcp4d");
+        fs::create_dir_all(&sub).expect("mkdir");
+        // PID 0x7fffffff cannot exist (above the kernel's pid_max); our own PID is alive.
+        let stale = sub.join(".leases.json.tmp-2147483647-3");
+        let live = sub.join(format!(".leases.json.tmp-{}-4", std::process::id()));
+        let unrelated = sub.join(".hidden.tmp-x");
+        for path in [&stale, &live, &unrelated] {
+            fs::write(path, "partial").expect("write");
+        }
+        assert_eq!(remove_stale_temp_files(dir.path()), 1);
+        assert!(!stale.exists());
+        assert!(live.exists());
+        assert!(unrelated.exists());
     }
 
     #[test]
