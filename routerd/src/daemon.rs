@@ -100,25 +100,40 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
 
 /// Runs routerd until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<(), DaemonError> {
+    // Installed before anything starts, so a signal that arrives early still means a clean shutdown.
+    let signals = ShutdownSignals::install();
     let running = start(options).await?;
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("received SIGTERM"),
-                _ = int.recv() => tracing::info!("received SIGINT"),
+struct ShutdownSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> ShutdownSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).inspect_err(|e| tracing::error!("cannot handle SIGTERM: {e}")).ok();
+        let int = signal(SignalKind::interrupt()).inspect_err(|e| tracing::error!("cannot handle SIGINT: {e}")).ok();
+        ShutdownSignals { term, int }
+    }
+
+    async fn wait(mut self) {
+        async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        _ => {
-            tracing::error!("cannot install signal handlers; stop routerd with SIGKILL");
-            std::future::pending::<()>().await;
+        tokio::select! {
+            _ = recv(&mut self.term) => tracing::info!("received SIGTERM"),
+            _ = recv(&mut self.int) => tracing::info!("received SIGINT"),
         }
     }
 }

@@ -34,8 +34,16 @@ fn issue_list_revoke_round_trip() {
 
     // The same name twice is refused.
     let other_out = perm.path().join("dup.pem");
-    let duplicate =
-        routerd(&["pki", "issue-client", "--perm", perm_arg, "--name", "laptop", "--out", other_out.to_str().expect("utf-8")]);
+    let duplicate = routerd(&[
+        "pki",
+        "issue-client",
+        "--perm",
+        perm_arg,
+        "--name",
+        "laptop",
+        "--out",
+        other_out.to_str().expect("utf-8"),
+    ]);
     assert!(!duplicate.status.success());
     assert!(text(&duplicate.stderr).contains("already exists"), "{}", text(&duplicate.stderr));
 
@@ -57,7 +65,8 @@ fn bad_names_and_unknown_identities_are_explained() {
     let perm_arg = perm.path().to_str().expect("utf-8 path");
     let out = perm.path().join("x.pem");
     for bad in ["../escape", "", "with space", ".hidden"] {
-        let result = routerd(&["pki", "issue-client", "--perm", perm_arg, "--name", bad, "--out", out.to_str().expect("utf-8")]);
+        let result =
+            routerd(&["pki", "issue-client", "--perm", perm_arg, "--name", bad, "--out", out.to_str().expect("utf-8")]);
         assert!(!result.status.success(), "{bad:?} accepted");
         assert!(text(&result.stderr).contains("not allowed"), "{bad:?}: {}", text(&result.stderr));
     }
