@@ -112,16 +112,13 @@ pub fn check_not_expired(identity: &Identity) -> Result<(), CliError> {
 
 /// [`identity_tls`] without the local expiry check (the router checks again anyway).
 pub fn identity_tls_unchecked(identity: &Identity) -> Result<ClientConfig, CliError> {
-    let mut roots = RootCertStore::empty();
-    roots.add(identity.ca_certificate.clone()).map_err(|e| CliError::tls("the identity's CA certificate", e))?;
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-        .build()
-        .map_err(|e| CliError::Tls(format!("the identity's CA certificate: {e}")))?;
+    let verifier =
+        ca_verifier(identity.ca_certificate.clone()).map_err(|e| CliError::tls("the identity's CA certificate", e))?;
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| CliError::tls("TLS versions", e))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(RouterCaVerifier { inner }))
+        .with_custom_certificate_verifier(Arc::new(RouterVerifier { trust: Trust::Ca(verifier) }))
         .with_client_auth_cert(vec![identity.certificate.clone()], identity.private_key.clone_key())
         .map_err(|e| CliError::tls("the identity's certificate or key", e))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -134,7 +131,7 @@ pub fn pairing_tls(code: &routerd_proto::pairing_code::PairingCode) -> Result<Cl
         .with_safe_default_protocol_versions()
         .map_err(|e| CliError::tls("TLS versions", e))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCaVerifier { code: code.clone() }))
+        .with_custom_certificate_verifier(Arc::new(RouterVerifier { trust: Trust::PinnedCa(code.clone()) }))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
@@ -163,63 +160,33 @@ pub async fn channel(router: &RouterAddr, config: ClientConfig) -> Result<Channe
     endpoint.connect_with_connector(make_connection).await.map_err(|error| CliError::from_connect_error(router, &error))
 }
 
-/// Verifies the chain against the router's CA; a name mismatch alone is accepted (see the module docs).
+/// Whom a connection trusts as the router.
 #[derive(Debug)]
-struct RouterCaVerifier {
-    inner: Arc<WebPkiServerVerifier>,
+enum Trust {
+    /// The router's CA from an identity.
+    Ca(Arc<WebPkiServerVerifier>),
+    /// During pairing: whichever CA in the server's chain the pairing code pins.
+    PinnedCa(routerd_proto::pairing_code::PairingCode),
 }
 
-impl ServerCertVerifier for RouterCaVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// Accepts the server only if its chain carries a CA whose fingerprint the pairing code pins and the server
-/// certificate is signed by that CA.
+/// Verifies the server's chain against the trusted CA; a name mismatch alone is accepted (see the module docs).
 #[derive(Debug)]
-struct PinnedCaVerifier {
-    code: routerd_proto::pairing_code::PairingCode,
+struct RouterVerifier {
+    trust: Trust,
 }
 
 /// The message rustls carries when the router's CA is not the one the pairing code names.
 pub const PINNED_CA_MISMATCH: &str = "router CA does not match the pairing code";
 
-impl ServerCertVerifier for PinnedCaVerifier {
+fn ca_verifier(ca: CertificateDer<'static>) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca)?;
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))
+}
+
+impl ServerCertVerifier for RouterVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -228,16 +195,24 @@ impl ServerCertVerifier for PinnedCaVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates
-            .iter()
-            .find(|cert| self.code.pins(&routerd_proto::certificate_fingerprint(cert)))
-            .ok_or_else(|| rustls::Error::General(PINNED_CA_MISMATCH.to_string()))?;
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.clone().into_owned())?;
-        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
-        RouterCaVerifier { inner }.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+        let pinned;
+        let verifier = match &self.trust {
+            Trust::Ca(verifier) => verifier,
+            Trust::PinnedCa(code) => {
+                let ca = intermediates
+                    .iter()
+                    .find(|cert| code.pins(&routerd_proto::certificate_fingerprint(cert)))
+                    .ok_or_else(|| rustls::Error::General(PINNED_CA_MISMATCH.to_string()))?;
+                pinned = ca_verifier(ca.clone().into_owned())?;
+                &pinned
+            }
+        };
+        match verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
