@@ -28,6 +28,7 @@ step() { # step NAME COMMAND...
   if "$@"; then results+=("✔ $name"); else results+=("✘ $name"); failed=1; fi
 }
 
+bash scripts/setup.sh || { echo "installing the demo's packages failed"; exit 1; }
 echo "building routerd and rtrctl (the first build takes a few minutes)…"
 cargo build --quiet -p routerd -p rtrctl || { echo "build failed"; exit 1; }
 routerd=target/debug/routerd
@@ -58,6 +59,10 @@ status_json() {
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("version", d["version"], "| services:", ", ".join(s["name"]+"="+s["state"] for s in d["services"]))' "$work/status.json"
 }
 
+grpc_reflection() {
+  python3 scripts/grpc_list_services.py "127.0.0.1:$port" "$work/identity.pem"
+}
+
 reused_code_refused() {
   local code
   code="$("$routerd" pki pairing-code --perm "$work/perm")" || return 1
@@ -78,6 +83,7 @@ fi
 step "rtrctl pairs with a one-time code" pair
 step "rtrctl status" "$rtrctl" status
 step "rtrctl -o json status" status_json
+step "a standard gRPC client lists the services (reflection) with the identity" grpc_reflection
 step "a pairing code works only once" reused_code_refused
 step "a revoked identity is rejected" revoked_is_rejected
 

@@ -284,3 +284,38 @@ async fn malformed_config_is_reported_and_the_api_keeps_serving() {
     assert!(std::fs::read_to_string(router.perm.path().join("interfaces.json")).expect("read").contains("lan0"));
     router.shutdown().await;
 }
+
+/// A standard gRPC client (Python grpcio, as grpcurl would) lists the services through reflection, using the
+/// identity file exactly as `routerd pki issue-client` writes it, and verifying the server's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_grpc_client_lists_services_with_an_identity_file() {
+    let router = TestRouter::start().await;
+    let (cert, key) = router.authority.issue_client("grpc-tool", Validity::default()).expect("issue");
+    let identity_path = router.perm.path().join("grpc-tool.pem");
+    std::fs::write(
+        &identity_path,
+        routerd_proto::identity::to_pem("grpc-tool", &cert, &key, router.authority.ca_pem()),
+    )
+    .expect("write identity");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/grpc_list_services.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(router.addr.to_string())
+        .arg(&identity_path)
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the Python gRPC client failed (run scripts/setup.sh to install grpcio): {stderr}"
+    );
+    let services: Vec<&str> = stdout.lines().collect();
+    for expected in
+        ["router.v1.SystemService", "router.v1.PkiService", "router.v1.LeaseService", "grpc.health.v1.Health"]
+    {
+        assert!(services.contains(&expected), "{expected} missing from {services:?}");
+    }
+    router.shutdown().await;
+}
