@@ -2,11 +2,8 @@
 # Installs what building, testing and the demo need on Debian 12 (as root). Quick when all is there already.
 set -euo pipefail
 
-apt_packages=(
-  pkg-config libnftnl-dev libmnl-dev   # building: nftables through netlink
-  nftables iproute2                    # running: firewall and network namespaces
-  python3 ca-certificates
-)
+cd "$(dirname "$0")"
+mapfile -t apt_packages < <(grep -v '^\s*#' debian-packages.txt | grep -v '^\s*$')
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
