@@ -296,8 +296,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("a.json");
         write_atomic(&path, b"old", Mode::Public).expect("write");
-        // A directory in the temp file's place would not stop us; a read-only directory does (except for root),
-        // so instead try to write to a path whose parent is a file.
+        // Tests run as root, so permissions cannot make a write fail; a parent that is a file does.
         let bad = path.join("child");
         assert!(write_atomic(&bad, b"new", Mode::Public).is_err());
         assert_eq!(fs::read(&path).expect("read"), b"old");
