@@ -1,0 +1,235 @@
+//! `lab demo`: a scripted tour of what routerd can do so far, in a freshly built lab, checked step by step.
+//! Each issue that adds a capability adds its step here and removes its line from [`NOT_BUILT_YET`].
+
+use std::time::{Duration, Instant};
+
+use crate::{
+    addresses::*,
+    command::Output,
+    error::LabError,
+    isp::Dhcpv6Server,
+    lab::Lab,
+    router::{API_PORT, LAB_IDENTITY_NAME},
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Passed(String),
+    Failed(String),
+    NotBuiltYet(&'static str),
+}
+
+#[derive(Clone, Debug)]
+pub struct StepResult {
+    pub name: &'static str,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+/// Capabilities the tour cannot show yet, and the issue that brings each.
+pub const NOT_BUILT_YET: &[(&str, &str)] = &[
+    ("uplink lease", "DHCPv4 and DHCPv6 prefix delegation from the ISP: issue 4"),
+    ("LAN lease", "routerd's DHCPv4 server for the devices: issue 5"),
+    ("local names", "DNS for HOST.lan and forwarding: issue 5"),
+    ("IPv6 on the LAN", "router advertisements with the delegated prefix: issue 5"),
+    ("internet via NAT", "nftables NAT and firewall: issue 6"),
+    ("port forward", "port forwarding: issue 6"),
+    ("diagnostics, capture", "issue 7"),
+    ("backup", "issue 8"),
+];
+
+type Step = (&'static str, fn(&Lab) -> Result<String, String>);
+
+const STEPS: &[Step] = &[
+    ("ISP", isp_is_serving),
+    ("routerd", routerd_is_serving),
+    ("pairing", lan_device_pairs),
+    ("status over mTLS", status_from_the_lan),
+    ("strangers refused", strangers_are_refused),
+    ("revocation", revoked_identity_is_refused),
+];
+
+/// Runs every step in order, reporting each to `progress` as it finishes.
+pub fn tour(lab: &Lab, mut progress: impl FnMut(&StepResult)) -> Vec<StepResult> {
+    let mut results = Vec::new();
+    for (name, step) in STEPS {
+        let start = Instant::now();
+        let outcome = match step(lab) {
+            Ok(detail) => Outcome::Passed(detail),
+            Err(problem) => Outcome::Failed(problem),
+        };
+        let result = StepResult { name, outcome, elapsed: start.elapsed() };
+        progress(&result);
+        results.push(result);
+    }
+    for (name, issue) in NOT_BUILT_YET {
+        results.push(StepResult { name, outcome: Outcome::NotBuiltYet(issue), elapsed: Duration::ZERO });
+    }
+    results
+}
+
+/// The summary table.
+pub fn table(results: &[StepResult]) -> String {
+    let width = results.iter().map(|r| r.name.chars().count()).max().unwrap_or(0);
+    let mut text = String::new();
+    for result in results {
+        let (mark, detail, time) = match &result.outcome {
+            Outcome::Passed(detail) => ("✔", detail.as_str(), format!("{:>5.1} s", result.elapsed.as_secs_f64())),
+            Outcome::Failed(problem) => ("✘", problem.as_str(), format!("{:>5.1} s", result.elapsed.as_secs_f64())),
+            Outcome::NotBuiltYet(issue) => ("·", *issue, "       ".to_string()),
+        };
+        let detail = detail.lines().next().unwrap_or_default();
+        let prefix = if matches!(result.outcome, Outcome::NotBuiltYet(_)) { "not built yet: " } else { "" };
+        text.push_str(&format!("  {mark} {:<width$}  {time}  {prefix}{detail}\n", result.name));
+    }
+    text
+}
+
+pub fn passed(results: &[StepResult]) -> usize {
+    results.iter().filter(|r| matches!(r.outcome, Outcome::Passed(_))).count()
+}
+
+pub fn failed(results: &[StepResult]) -> usize {
+    results.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_))).count()
+}
+
+fn lab_error(error: LabError) -> String {
+    error.to_string()
+}
+
+fn output_text(output: &Output) -> String {
+    output.combined().trim().to_string()
+}
+
+fn isp_is_serving(lab: &Lab) -> Result<String, String> {
+    let tracker = lab.tracker();
+    let isp_ns = lab.isp().netns().name().to_string();
+    let isp_processes: Vec<_> = tracker.processes().into_iter().filter(|p| p.namespace == isp_ns).collect();
+    if let Some(dead) = isp_processes.iter().find(|p| tracker.exit_status(p.pid).is_some()) {
+        return Err(format!("{} is not running", dead.name));
+    }
+    let dhcpv6 = match lab.isp().options().dhcpv6 {
+        Dhcpv6Server::KeaWithPrefixDelegation => "kea DHCPv6 with /56 delegation",
+        Dhcpv6Server::DnsmasqWithoutPrefixDelegation => "dnsmasq DHCPv6 (no delegation)",
+    };
+    Ok(format!("dnsmasq DHCPv4, {dhcpv6}, radvd, unbound, HTTP host {INTERNET_HOST_V4}"))
+}
+
+fn routerd_is_serving(lab: &Lab) -> Result<String, String> {
+    let router = lab.router();
+    if !router.routerd_running() {
+        return Err("routerd is not running".to_string());
+    }
+    const SERVING: &str = "serving gRPC with mutual TLS on ";
+    let log = router.routerd_log();
+    let addrs: Vec<&str> = log.lines().filter_map(|l| l.split_once(SERVING).map(|(_, addr)| addr.trim())).collect();
+    let lan_api = format!("{ROUTER_LAN_V4}:{API_PORT}");
+    if !addrs.contains(&lan_api.as_str()) {
+        return Err(format!("routerd does not serve its API on the LAN address {lan_api}; it logged: {addrs:?}"));
+    }
+    Ok(format!("in namespace {}; API with mutual TLS on {}", router.netns().name(), addrs.join(", ")))
+}
+
+fn lan_device_pairs(lab: &Lab) -> Result<String, String> {
+    let device = lab.lan(1);
+    let addr = device.set_static_ipv4().map_err(lab_error)?;
+    let code = lab.router().pairing_code().map_err(lab_error)?;
+    let output = device.rtrctl(&["pair", "--code", &code, "--name", "lan1-laptop"]).map_err(lab_error)?;
+    if !output.success {
+        return Err(format!("rtrctl pair failed: {}", output_text(&output)));
+    }
+    Ok(format!("lan1 ({addr}) paired with one-time code {code} as lan1-laptop"))
+}
+
+fn status_from_the_lan(lab: &Lab) -> Result<String, String> {
+    let output = lab.lan(1).rtrctl(&["-o", "json", "status"]).map_err(lab_error)?;
+    if !output.success {
+        return Err(format!("rtrctl status failed: {}", output_text(&output)));
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&output.stdout).map_err(|e| format!("rtrctl -o json status is not JSON: {e}"))?;
+    let hostname = status["hostname"].as_str().unwrap_or_default();
+    if hostname != "router" {
+        return Err(format!("hostname {hostname:?}, expected \"router\" from routerd.json"));
+    }
+    let interfaces = status["interfaces"].as_array().cloned().unwrap_or_default();
+    let role_of =
+        |name: &str| interfaces.iter().find(|i| i["name"] == name).and_then(|i| i["role"].as_str().map(str::to_string));
+    if role_of("uplink0").as_deref() != Some("uplink") || role_of("lan0").as_deref() != Some("lan") {
+        return Err(format!("interfaces without the expected roles: {interfaces:?}"));
+    }
+    let services = status["services"].as_array().cloned().unwrap_or_default();
+    let running = services.iter().filter(|s| s["state"] == "running").count();
+    if running != services.len() || services.is_empty() {
+        return Err(format!("not every service is running: {services:?}"));
+    }
+    let problems = status["config_problems"].as_array().map(Vec::len).unwrap_or(0);
+    if problems != 0 {
+        return Err(format!("routerd reports configuration problems: {}", status["config_problems"]));
+    }
+    Ok(format!(
+        "hostname router, uplink0 = uplink, lan0 = lan ({ROUTER_LAN_V4}:{API_PORT}), {running} of {} services running",
+        services.len()
+    ))
+}
+
+fn strangers_are_refused(lab: &Lab) -> Result<String, String> {
+    let stranger = lab.lan(2);
+    stranger.set_static_ipv4().map_err(lab_error)?;
+    // A third-party gRPC request without a client certificate: the router must answer UNAUTHENTICATED (16).
+    let url = format!("https://{ROUTER_LAN_V4}:{API_PORT}/router.v1.SystemService/GetStatus");
+    let headers = stranger.netns().run(
+        "curl",
+        &[
+            "--silent",
+            "--show-error",
+            "--insecure",
+            "--http2",
+            "--max-time",
+            "5",
+            "--request",
+            "POST",
+            "--header",
+            "content-type: application/grpc",
+            "--header",
+            "te: trailers",
+            "--data-binary",
+            "",
+            "--dump-header",
+            "-",
+            &url,
+        ],
+    );
+    let headers = headers.map_err(lab_error)?;
+    if !headers.lines().any(|l| l.trim().eq_ignore_ascii_case("grpc-status: 16")) {
+        return Err(format!("a request without a client certificate was not refused:\n{headers}"));
+    }
+    // A pairing code works once: a second device using the same code is refused.
+    let code = lab.router().pairing_code().map_err(lab_error)?;
+    let first = stranger.rtrctl(&["pair", "--code", &code, "--name", "lan2-phone"]).map_err(lab_error)?;
+    if !first.success {
+        return Err(format!("pairing lan2 failed: {}", output_text(&first)));
+    }
+    let other_identity = lab.work_dir().join("lan2/second-identity.pem");
+    let reused = stranger
+        .rtrctl_with_identity(&other_identity, &["pair", "--code", &code, "--name", "intruder"])
+        .map_err(lab_error)?;
+    if reused.success {
+        return Err("a pairing code worked twice".to_string());
+    }
+    Ok("curl without a certificate: UNAUTHENTICATED; a pairing code used twice: refused".to_string())
+}
+
+fn revoked_identity_is_refused(lab: &Lab) -> Result<String, String> {
+    lab.router().routerd_cli(&["pki", "revoke", "--name", "lan1-laptop"]).map_err(lab_error)?;
+    let output = lab.lan(1).rtrctl(&["status"]).map_err(lab_error)?;
+    if output.success {
+        return Err("the revoked identity lan1-laptop still got the status".to_string());
+    }
+    // Other identities keep working.
+    let still = lab.router().rtrctl(&["status"]).map_err(lab_error)?;
+    if !still.success {
+        return Err(format!("the lab's identity {LAB_IDENTITY_NAME:?} stopped working too: {}", output_text(&still)));
+    }
+    Ok("lan1-laptop revoked with `routerd pki revoke`: refused; other identities unaffected".to_string())
+}
