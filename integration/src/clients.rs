@@ -66,6 +66,7 @@ impl ClientEvent {
 pub struct DhcpClient {
     pub kind: DhcpClientKind,
     pub pid: u32,
+    interface: String,
     events: PathBuf,
     tracker: Tracker,
 }
@@ -147,7 +148,7 @@ impl DhcpClient {
             program.locate().ok_or_else(|| LabError::MissingPrograms(vec![(program.name, program.package)]))?;
         let name = format!("{} {label} on {interface}", netns.name());
         let pid = tracker.spawn(&name, netns, &binary, &args, &[], &dir.join(format!("{label}-{interface}.log")))?;
-        Ok(DhcpClient { kind, pid, events, tracker: tracker.clone() })
+        Ok(DhcpClient { kind, pid, interface: interface.to_string(), events, tracker: tracker.clone() })
     }
 
     /// Every event so far, oldest first.
@@ -155,21 +156,31 @@ impl DhcpClient {
         parse_events(&fs::read_to_string(&self.events).unwrap_or_default())
     }
 
-    /// Waits for the first event after the `skip` earlier ones whose name is one of `names`.
-    pub fn wait_for_event(&self, names: &[&str], skip: usize, timeout: Duration) -> Result<ClientEvent, LabError> {
-        let what = format!("{} to report {}", self.kind.label(), names.join(" or "));
+    /// Waits for the first event that satisfies `wanted` (described by `what` in a timeout message).
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut wanted: impl FnMut(&ClientEvent) -> bool,
+    ) -> Result<ClientEvent, LabError> {
+        let what = format!("{} on {} to report {what}", self.kind.label(), self.interface);
         wait::until(&what, timeout, || {
+            if let Some(event) = self.events().into_iter().find(|e| wanted(e)) {
+                return Ok(Some(event));
+            }
             if let Some(status) = self.tracker.exit_status(self.pid) {
                 let events = self.events().iter().map(|e| e.name.clone()).collect::<Vec<_>>().join(", ");
                 return Err(LabError::unexpected(&what, format!("the client exited ({status}); events: [{events}]")));
             }
-            Ok(self.events().into_iter().skip(skip).find(|e| names.contains(&e.name.as_str())))
+            Ok(None)
         })
     }
 
-    /// Waits until the client has an address (and for dhclient -6 -P, a prefix) and returns that event.
+    /// Waits until the client is configured (an address, or for dhclient -6 an address or a prefix) and returns
+    /// that event.
     pub fn wait_bound(&self, timeout: Duration) -> Result<ClientEvent, LabError> {
-        self.wait_for_event(self.kind.bound_events(), 0, timeout)
+        let names = self.kind.bound_events();
+        self.wait_for(&names.join(" or "), timeout, |e| names.contains(&e.name.as_str()))
     }
 
     pub fn stop(&self) {

@@ -23,6 +23,8 @@ use crate::{
 };
 
 pub const INTERFACE: &str = "isp0";
+/// dnsmasq refuses shorter leases, for DHCPv4 and DHCPv6.
+const DNSMASQ_MIN_LEASE: u32 = 120;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which server answers DHCPv6 on the uplink.
@@ -42,7 +44,8 @@ pub enum Timers {
     #[default]
     Normal,
     /// Renew, rebind and expiry within a test: DHCPv4 lease 120 s (dnsmasq's minimum) with T1 15 s and T2 30 s;
-    /// DHCPv6 renew 10 s, rebind 20 s, preferred 30 s, valid 40 s.
+    /// kea's DHCPv6: renew 10 s, rebind 20 s, preferred 30 s, valid 40 s (dnsmasq's DHCPv6, in the variant
+    /// without prefix delegation, stays at its 120 s minimum with T1 60 s and T2 105 s).
     Short,
 }
 
@@ -254,7 +257,8 @@ fn dnsmasq_args(options: IspOptions, dir: &Path) -> Vec<String> {
     if options.dhcpv6 == Dhcpv6Server::DnsmasqWithoutPrefixDelegation {
         let v6 = options.timers.v6();
         let (first, last) = ISP_DHCP6_POOL;
-        args.push(format!("--dhcp-range={first},{last},64,{}", v6.valid));
+        // dnsmasq does not go below two minutes, for DHCPv6 either.
+        args.push(format!("--dhcp-range={first},{last},64,{}", v6.valid.max(DNSMASQ_MIN_LEASE)));
         args.push(format!("--dhcp-option=option6:dns-server,[{ISP_V6}]"));
     }
     args
@@ -373,7 +377,7 @@ mod tests {
         assert!(!with_kea.iter().any(|a| a.contains("2001:db8")), "{with_kea:?}");
         let options = IspOptions { dhcpv6: Dhcpv6Server::DnsmasqWithoutPrefixDelegation, timers: Timers::Short };
         let without_pd = dnsmasq_args(options, dir);
-        assert!(without_pd.contains(&"--dhcp-range=2001:db8:0:1::1000,2001:db8:0:1::1fff,64,40".to_string()));
+        assert!(without_pd.contains(&"--dhcp-range=2001:db8:0:1::1000,2001:db8:0:1::1fff,64,120".to_string()));
         assert!(without_pd.contains(&"--dhcp-option=option:T1,15".to_string()));
     }
 

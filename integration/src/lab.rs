@@ -27,7 +27,7 @@ const INVENTORY_FILE: &str = "inventory.json";
 const EPHEMERAL_PREFIX: &str = "rdl";
 /// Namespaces of `lab up` are named `rdlab-<NAME>-<role>` and live until `lab down`.
 const PERSISTENT_PREFIX: &str = "rdlab-";
-const DAD_TIMEOUT: Duration = Duration::from_secs(10);
+const LINK_LOCAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(1);
 
@@ -62,7 +62,7 @@ pub struct Lab {
     name: String,
     tracker: Tracker,
     work: PathBuf,
-    _temp: Option<tempfile::TempDir>,
+    temp: Option<tempfile::TempDir>,
     isp: Isp,
     router: Router,
     lans: Vec<LanDevice>,
@@ -116,7 +116,7 @@ impl Lab {
         let started = Instant::now();
         match Lab::assemble(&name, &tracker, &work, &options) {
             Ok((isp, router, lans)) => {
-                Ok(Lab { name, tracker, work, _temp: temp, isp, router, lans, options, detached: false, started })
+                Ok(Lab { name, tracker, work, temp, isp, router, lans, options, detached: false, started })
             }
             Err(error) => {
                 // Leave nothing half-built behind.
@@ -144,11 +144,16 @@ impl Lab {
 
         build_links(&isp_ns, &router_ns, &lan_namespaces)?;
         configure_router_namespace(&router_ns, options)?;
-        if options.dad {
-            wait_for_dad(&isp_ns, isp::INTERFACE)?;
-            for netns in &lan_namespaces {
-                wait_for_dad(netns, lan::INTERFACE)?;
-            }
+        // The kernel adds link-local addresses a moment after a link comes up (and with DAD, keeps them tentative
+        // for about a second): DHCPv6 servers and clients started before then fail ("no link-local address").
+        // The router's own interfaces are waited for only without DAD: with it, coping is routerd's job.
+        wait_for_link_local(&isp_ns, isp::INTERFACE)?;
+        for netns in &lan_namespaces {
+            wait_for_link_local(netns, lan::INTERFACE)?;
+        }
+        if !options.dad {
+            wait_for_link_local(&router_ns, router::UPLINK)?;
+            wait_for_link_local(&router_ns, router::LAN)?;
         }
 
         let isp = Isp::start(tracker, isp_ns, &work.join("isp"), options.isp)?;
@@ -282,10 +287,8 @@ impl Drop for Lab {
         for problem in self.tracker.teardown() {
             eprintln!("lab {}: cleaning up: {problem}", self.name);
         }
-        if std::env::var_os("ROUTERD_LAB_KEEP").is_some() {
-            if let Some(temp) = self._temp.take() {
-                eprintln!("lab {}: files kept in {}", self.name, temp.keep().display());
-            }
+        if let Some(temp) = self.temp.take().filter(|_| std::env::var_os("ROUTERD_LAB_KEEP").is_some()) {
+            eprintln!("lab {}: files kept in {}", self.name, temp.keep().display());
         }
     }
 }
@@ -324,10 +327,9 @@ pub fn persistent_labs() -> Vec<String> {
         .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     for ns in netns::list() {
-        if let Some(name) = ns.strip_prefix(PERSISTENT_PREFIX).and_then(|rest| rest.rsplit_once('-')).map(|(n, _)| n) {
-            if !names.iter().any(|known| known == name) {
-                names.push(name.to_string());
-            }
+        let name = ns.strip_prefix(PERSISTENT_PREFIX).and_then(|rest| rest.rsplit_once('-')).map(|(n, _)| n);
+        if let Some(name) = name.filter(|name| !names.iter().any(|known| known == name)) {
+            names.push(name.to_string());
         }
     }
     names.sort();
@@ -476,11 +478,10 @@ fn configure_router_namespace(router: &Netns, options: &LabOptions) -> Result<()
     router.sysctl(&settings)
 }
 
-/// Waits until `interface` has a link-local address that is no longer tentative: with DAD on, daemons that bind
-/// to it before then fail.
-fn wait_for_dad(netns: &Netns, interface: &str) -> Result<(), LabError> {
-    let what = format!("duplicate address detection on {interface} in {}", netns.name());
-    wait::until(&what, DAD_TIMEOUT, || {
+/// Waits until `interface` has a link-local address that is not tentative.
+fn wait_for_link_local(netns: &Netns, interface: &str) -> Result<(), LabError> {
+    let what = format!("a usable link-local address on {interface} in {}", netns.name());
+    wait::until(&what, LINK_LOCAL_TIMEOUT, || {
         let usable = netns.ip(&["-6", "addr", "show", "dev", interface, "scope", "link", "-tentative"])?;
         Ok(usable.contains("inet6").then_some(()))
     })

@@ -21,6 +21,7 @@ pub mod lab;
 pub mod lan;
 pub mod netns;
 pub mod programs;
+pub mod reference;
 pub mod router;
 pub mod sockets;
 pub mod tracker;

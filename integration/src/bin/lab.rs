@@ -35,6 +35,9 @@ enum Command {
         /// Name of this lab (namespaces are called rdlab-NAME-isp, -router, -lan1 …)
         #[arg(long, default_value = "lab")]
         name: String,
+        /// Stay in the foreground; Ctrl-C removes the lab.
+        #[arg(long)]
+        foreground: bool,
         #[command(flatten)]
         variant: Variant,
     },
@@ -97,7 +100,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(variant) => run_demo(&variant, signals),
-        Command::Up { name, variant } => run_up(&name, &variant, signals),
+        Command::Up { name, foreground, variant } => run_up(&name, foreground, &variant, signals),
         Command::Down { name, all } => run_down(&name, all),
         Command::List => {
             for name in lab::persistent_labs() {
@@ -156,7 +159,7 @@ fn run_demo(variant: &Variant, signals: libc::sigset_t) -> Result<ExitCode, LabE
     Ok(if failed == 0 && problems.is_empty() && leftovers.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn run_up(name: &str, variant: &Variant, signals: libc::sigset_t) -> Result<ExitCode, LabError> {
+fn run_up(name: &str, foreground: bool, variant: &Variant, signals: libc::sigset_t) -> Result<ExitCode, LabError> {
     let tracker = Tracker::default();
     watch_signals(signals, tracker.clone(), Some(std::path::Path::new(lab::PERSISTENT_DIR).join(name)));
     let lab = Lab::start_persistent(name, variant.options(), tracker)?;
@@ -171,7 +174,8 @@ fn run_up(name: &str, variant: &Variant, signals: libc::sigset_t) -> Result<Exit
     let lan1 = lab.lan(1).netns().name().to_string();
     let router_ns = router.netns().name().to_string();
     let isp_ns = lab.isp().netns().name().to_string();
-    let work = lab.detach()?;
+    let work = lab.work_dir().to_path_buf();
+    lab.save_inventory()?;
     println!("Lab {name:?} is up: {isp_ns}, {router_ns}, devices {}.", addresses.join(", "));
     println!();
     println!("rtrctl from a LAN device (identity issued for you):");
@@ -183,8 +187,17 @@ fn run_up(name: &str, variant: &Variant, signals: libc::sigset_t) -> Result<Exit
     );
     println!("a shell on the router:  ip netns exec {router_ns} bash");
     println!("logs:                   {}/router/routerd.log, {}/isp/*.log", work.display(), work.display());
-    println!("remove it:              lab down --name {name}");
-    Ok(ExitCode::SUCCESS)
+    if !foreground {
+        lab.detach()?;
+        println!("remove it:              lab down --name {name}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Press Ctrl-C to remove the lab.");
+    // The signal watcher tears the lab down and exits; the lab must outlive this function until then.
+    let _lab = lab;
+    loop {
+        std::thread::park();
+    }
 }
 
 fn run_down(name: &str, all: bool) -> Result<ExitCode, LabError> {
