@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The virtual home network's tests run the routerd and rtrctl binaries, which `cargo test` alone does not build.
+cargo build --workspace --bins
 cargo test --workspace "$@"
