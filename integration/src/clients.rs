@@ -110,37 +110,18 @@ impl DhcpClient {
                      domain-search, host-name, interface-mtu;\ninitial-interval 1;\nbackoff-cutoff 2;\n"
                 );
                 fs::write(&config, text).context(|| format!("writing {}", config.display()))?;
-                let args = vec![
-                    "-4".to_string(),
-                    "-d".to_string(),
-                    "-v".to_string(),
-                    "-cf".to_string(),
-                    config.display().to_string(),
-                    "-sf".to_string(),
-                    script.display().to_string(),
-                    "-lf".to_string(),
-                    path("leases"),
-                    "-pf".to_string(),
-                    path("pid"),
-                    interface.to_string(),
-                ];
+                let mut args = ["-4", "-d", "-v", "-cf"].map(String::from).to_vec();
+                args.push(config.display().to_string());
+                args.extend(dhclient_files(&script, &path("leases"), &path("pid"), interface));
                 (programs::DHCLIENT, args)
             }
             DhcpClientKind::Dhclient6 { prefix_delegation } => {
-                let mut args = vec!["-6".to_string(), "-d".to_string(), "-v".to_string()];
+                let mut args = ["-6", "-d", "-v"].map(String::from).to_vec();
                 if *prefix_delegation {
                     // -P alone would ask only for a prefix; -N keeps the address request.
                     args.extend(["-P".to_string(), "-N".to_string()]);
                 }
-                args.extend([
-                    "-sf".to_string(),
-                    script.display().to_string(),
-                    "-lf".to_string(),
-                    path("leases"),
-                    "-pf".to_string(),
-                    path("pid"),
-                    interface.to_string(),
-                ]);
+                args.extend(dhclient_files(&script, &path("leases"), &path("pid"), interface));
                 (programs::DHCLIENT, args)
             }
         };
@@ -186,6 +167,12 @@ impl DhcpClient {
     pub fn stop(&self) {
         self.tracker.stop(self.pid);
     }
+}
+
+/// dhclient's own script, lease and PID files (never the system's), and the interface.
+fn dhclient_files(script: &Path, leases: &str, pid: &str, interface: &str) -> Vec<String> {
+    let script = script.display().to_string();
+    ["-sf", &script, "-lf", leases, "-pf", pid, interface].map(String::from).to_vec()
 }
 
 /// Parses the event file the scripts write: `key=value` lines, each event ended by `---`. The first key is `event`.

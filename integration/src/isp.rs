@@ -230,15 +230,13 @@ pub(crate) fn write_executable(path: &Path, text: &str) -> Result<(), LabError> 
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).context(|| format!("chmod {}", path.display()))
 }
 
-fn dnsmasq_args(options: IspOptions, dir: &Path) -> Vec<String> {
-    let v4 = options.timers.v4();
-    let (first, last) = ISP_DHCP4_POOL;
-    let mut args = vec![
+/// dnsmasq as a DHCP server only (its DNS off), on `interface` alone, with its lease file at `leases`.
+pub(crate) fn dnsmasq_dhcp_only_args(interface: &str, leases: &Path) -> Vec<String> {
+    vec![
         "--keep-in-foreground".to_string(),
         "--conf-file=/dev/null".to_string(),
-        // DNS off: unbound is the ISP's resolver.
         "--port=0".to_string(),
-        format!("--interface={INTERFACE}"),
+        format!("--interface={interface}"),
         "--bind-interfaces".to_string(),
         "--dhcp-authoritative".to_string(),
         // dnsmasq would ping each address for about 3 s before offering it.
@@ -247,13 +245,22 @@ fn dnsmasq_args(options: IspOptions, dir: &Path) -> Vec<String> {
         "--log-facility=-".to_string(),
         // Root, so that it can keep writing its lease file in our temp directory.
         "--user=root".to_string(),
-        format!("--dhcp-leasefile={}", dir.join("dnsmasq.leases").display()),
+        format!("--dhcp-leasefile={}", leases.display()),
+    ]
+}
+
+fn dnsmasq_args(options: IspOptions, dir: &Path) -> Vec<String> {
+    let v4 = options.timers.v4();
+    let (first, last) = ISP_DHCP4_POOL;
+    // DNS off: unbound is the ISP's resolver.
+    let mut args = dnsmasq_dhcp_only_args(INTERFACE, &dir.join("dnsmasq.leases"));
+    args.extend([
         format!("--dhcp-range={first},{last},255.255.255.0,{}", v4.lease),
         format!("--dhcp-option=option:router,{ISP_V4}"),
         format!("--dhcp-option=option:dns-server,{ISP_V4}"),
         format!("--dhcp-option=option:T1,{}", v4.t1),
         format!("--dhcp-option=option:T2,{}", v4.t2),
-    ];
+    ]);
     if options.dhcpv6 == Dhcpv6Server::DnsmasqWithoutPrefixDelegation {
         let v6 = options.timers.v6();
         let (first, last) = ISP_DHCP6_POOL;

@@ -5,7 +5,7 @@ use std::{fs, path::PathBuf};
 
 use crate::{
     error::{IoContext, LabError},
-    isp::wait_ready,
+    isp::{dnsmasq_dhcp_only_args, wait_ready},
     lab::Lab,
     programs,
     router::LAN,
@@ -19,21 +19,11 @@ pub fn dnsmasq_dhcp4(lab: &Lab) -> Result<(u32, PathBuf), LabError> {
     let dir = reference_dir(lab)?;
     let leases = dir.join("dnsmasq-lan.leases");
     let (first, last) = LAN_POOL;
-    let args = vec![
-        "--keep-in-foreground".to_string(),
-        "--conf-file=/dev/null".to_string(),
-        "--port=0".to_string(),
-        format!("--interface={LAN}"),
-        "--bind-interfaces".to_string(),
-        "--dhcp-authoritative".to_string(),
-        "--no-ping".to_string(),
-        "--log-dhcp".to_string(),
-        "--log-facility=-".to_string(),
-        "--user=root".to_string(),
-        format!("--dhcp-leasefile={}", leases.display()),
+    let mut args = dnsmasq_dhcp_only_args(LAN, &leases);
+    args.extend([
         format!("--dhcp-range={first},{last},255.255.255.0,600"),
         format!("--pid-file={}", dir.join("dnsmasq-lan.pid").display()),
-    ];
+    ]);
     let program = programs::DNSMASQ.locate().unwrap_or_else(|| "dnsmasq".into());
     let netns = lab.router().netns();
     let pid =

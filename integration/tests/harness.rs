@@ -26,6 +26,12 @@ fn lab_without_routerd(isp: IspOptions) -> Lab {
     Lab::start(LabOptions { isp, start_routerd: false, ..LabOptions::default() }).expect("the lab starts")
 }
 
+/// A DHCP client on the router's uplink, talking to the ISP.
+fn client_on_uplink(lab: &Lab, kind: DhcpClientKind) -> integration::DhcpClient {
+    let dir = lab.work_dir().join("router-clients");
+    lab.check(integration::DhcpClient::start(&lab.tracker(), lab.router().netns(), UPLINK, kind, &dir), "a client")
+}
+
 fn links(netns: &Netns) -> Vec<String> {
     let out = netns.ip(&["-o", "link", "show"]).expect("ip link");
     let mut names: Vec<String> = out
@@ -89,12 +95,8 @@ fn topology_is_isolated_uses_documentation_ranges_and_is_removed_on_drop() {
 fn isp_serves_dhcpv4_dns_and_the_internet_host_to_the_router() {
     let lab = lab_without_routerd(IspOptions { timers: Timers::Short, ..IspOptions::default() });
     let router = lab.router().netns();
-    let dir = lab.work_dir().join("router-clients");
 
-    let udhcpc = lab.check(
-        integration::DhcpClient::start(&lab.tracker(), router, UPLINK, DhcpClientKind::Udhcpc { hostname: None }, &dir),
-        "starting udhcpc",
-    );
+    let udhcpc = client_on_uplink(&lab, DhcpClientKind::Udhcpc { hostname: None });
     let lease = lab.check(udhcpc.wait_bound(LEASE_TIMEOUT), "a DHCPv4 lease from the ISP");
     let addr = lease.get("ip").unwrap_or_default().to_string();
     assert!(addr.starts_with("198.51.100.1"), "{lease:?}");
@@ -119,7 +121,6 @@ fn isp_serves_dhcpv4_dns_and_the_internet_host_to_the_router() {
 fn isp_delegates_a_prefix_routes_it_to_the_router_and_advertises_the_link() {
     let lab = lab_without_routerd(IspOptions { timers: Timers::Short, ..IspOptions::default() });
     let router = lab.router().netns();
-    let dir = lab.work_dir().join("router-clients");
 
     let advert = lab.check(clients::rdisc6(router, UPLINK), "an RA from radvd");
     assert!(advert.managed && advert.other_config, "{}", advert.raw);
@@ -128,16 +129,7 @@ fn isp_delegates_a_prefix_routes_it_to_the_router_and_advertises_the_link() {
     assert!(advert.prefixes[0].on_link && !advert.prefixes[0].autonomous, "{}", advert.raw);
     assert_eq!(advert.rdnss, [ISP_V6.to_string()]);
 
-    let dhclient = lab.check(
-        integration::DhcpClient::start(
-            &lab.tracker(),
-            router,
-            UPLINK,
-            DhcpClientKind::Dhclient6 { prefix_delegation: true },
-            &dir,
-        ),
-        "starting dhclient -6",
-    );
+    let dhclient = client_on_uplink(&lab, DhcpClientKind::Dhclient6 { prefix_delegation: true });
     let delegated = lab.check(
         dhclient.wait_for("a delegated prefix", LEASE_TIMEOUT, |e| e.get("new_ip6_prefix").is_some()),
         "prefix delegation from kea",
@@ -184,18 +176,7 @@ fn advert_source_of_router(lab: &Lab) -> String {
 fn isp_without_prefix_delegation_hands_out_addresses_only() {
     let lab =
         lab_without_routerd(IspOptions { dhcpv6: Dhcpv6Server::DnsmasqWithoutPrefixDelegation, timers: Timers::Short });
-    let router = lab.router().netns();
-    let dir = lab.work_dir().join("router-clients");
-    let dhclient = lab.check(
-        integration::DhcpClient::start(
-            &lab.tracker(),
-            router,
-            UPLINK,
-            DhcpClientKind::Dhclient6 { prefix_delegation: true },
-            &dir,
-        ),
-        "starting dhclient -6 -P -N",
-    );
+    let dhclient = client_on_uplink(&lab, DhcpClientKind::Dhclient6 { prefix_delegation: true });
     let bound = lab.check(dhclient.wait_bound(LEASE_TIMEOUT), "a DHCPv6 address from dnsmasq");
     assert!(bound.get("new_ip6_address").is_some_and(|a| a.starts_with("2001:db8:0:1::1")), "{bound:?}");
     assert_eq!(bound.get("new_max_life"), Some("120"), "dnsmasq's shortest lease: {bound:?}");
