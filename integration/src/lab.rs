@@ -62,7 +62,6 @@ pub struct Lab {
     name: String,
     tracker: Tracker,
     work: PathBuf,
-    temp: Option<tempfile::TempDir>,
     isp: Isp,
     router: Router,
     lans: Vec<LanDevice>,
@@ -86,8 +85,10 @@ impl Lab {
             .prefix(&format!("routerd-lab-{name}-"))
             .tempdir()
             .context(|| "creating the lab's temporary directory".to_string())?;
-        let work = temp.path().to_path_buf();
-        Lab::build(name, work, Some(temp), options, tracker)
+        // Removed by the tracker's teardown, which also runs from `lab`'s Ctrl-C handler; not by the TempDir.
+        let work = temp.keep();
+        tracker.own_dir(&work);
+        Lab::build(name, work, options, tracker)
     }
 
     /// Builds a lab that outlives this process (`lab up`): its files go to `/run/routerd-lab/NAME`, and
@@ -103,20 +104,15 @@ impl Lab {
             ));
         }
         fs::create_dir_all(&work).context(|| format!("creating {}", work.display()))?;
-        Lab::build(format!("{PERSISTENT_PREFIX}{name}"), work, None, options, tracker)
+        tracker.own_dir(&work);
+        Lab::build(format!("{PERSISTENT_PREFIX}{name}"), work, options, tracker)
     }
 
-    fn build(
-        name: String,
-        work: PathBuf,
-        temp: Option<tempfile::TempDir>,
-        options: LabOptions,
-        tracker: Tracker,
-    ) -> Result<Lab, LabError> {
+    fn build(name: String, work: PathBuf, options: LabOptions, tracker: Tracker) -> Result<Lab, LabError> {
         let started = Instant::now();
         match Lab::assemble(&name, &tracker, &work, &options) {
             Ok((isp, router, lans)) => {
-                Ok(Lab { name, tracker, work, temp, isp, router, lans, options, detached: false, started })
+                Ok(Lab { name, tracker, work, isp, router, lans, options, detached: false, started })
             }
             Err(error) => {
                 // Leave nothing half-built behind.
@@ -286,9 +282,6 @@ impl Drop for Lab {
         }
         for problem in self.tracker.teardown() {
             eprintln!("lab {}: cleaning up: {problem}", self.name);
-        }
-        if let Some(temp) = self.temp.take().filter(|_| std::env::var_os("ROUTERD_LAB_KEEP").is_some()) {
-            eprintln!("lab {}: files kept in {}", self.name, temp.keep().display());
         }
     }
 }

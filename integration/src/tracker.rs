@@ -43,12 +43,17 @@ struct State {
     inventory: Inventory,
     /// Our own children, so they are reaped and their PIDs cannot be reused while we hold them.
     children: BTreeMap<u32, Child>,
+    /// The lab's files (configurations, logs, leases), removed last.
+    dirs: Vec<PathBuf>,
 }
 
 /// Shared by the lab, its peers, and the Ctrl-C handler of `lab`.
 #[derive(Clone, Default)]
 pub struct Tracker {
     state: Arc<Mutex<State>>,
+    /// Held for a whole teardown, so that a second one (the lab's drop racing a Ctrl-C handler) returns only
+    /// when everything is gone, not as soon as it finds the lists emptied by the first.
+    teardown: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Tracker {
@@ -65,6 +70,11 @@ impl Tracker {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind; teardown must still run.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Removes `dir` at the end of the teardown, unless `ROUTERD_LAB_KEEP` is set (to read the logs afterwards).
+    pub fn own_dir(&self, dir: &Path) {
+        self.lock().dirs.push(dir.to_path_buf());
     }
 
     pub fn create_namespace(&self, name: &str, dad: bool) -> Result<Netns, LabError> {
@@ -162,13 +172,14 @@ impl Tracker {
     /// Stops every process (newest first), then anything else still running in our namespaces, then removes the
     /// namespaces. Idempotent; errors are collected, not fatal, so one failure does not leave the rest behind.
     pub fn teardown(&self) -> Vec<String> {
+        let _one_at_a_time = self.teardown.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut problems = Vec::new();
-        let (records, mut children, namespaces) = {
+        let (records, mut children, namespaces, dirs) = {
             let mut state = self.lock();
             let records = std::mem::take(&mut state.inventory.processes);
             let children = std::mem::take(&mut state.children);
             let namespaces = std::mem::take(&mut state.inventory.namespaces);
-            (records, children, namespaces)
+            (records, children, namespaces, std::mem::take(&mut state.dirs))
         };
         for record in records.iter().rev() {
             match children.remove(&record.pid) {
@@ -195,6 +206,13 @@ impl Tracker {
             }
             if let Err(error) = netns.delete() {
                 problems.push(error.to_string());
+            }
+        }
+        for dir in dirs.iter().filter(|dir| dir.exists()) {
+            if std::env::var_os("ROUTERD_LAB_KEEP").is_some() {
+                eprintln!("lab: files kept in {} (ROUTERD_LAB_KEEP is set)", dir.display());
+            } else if let Err(error) = fs::remove_dir_all(dir) {
+                problems.push(format!("removing {}: {error}", dir.display()));
             }
         }
         problems

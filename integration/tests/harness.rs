@@ -252,7 +252,9 @@ fn routerd_runs_in_the_router_namespace_and_survives_a_restart_with_its_identiti
 
 #[test]
 fn a_panicking_test_leaves_no_namespace_or_process_behind() {
-    let seen: Arc<Mutex<(Vec<String>, Vec<u32>)>> = Arc::default();
+    /// What the lab had created before the panic: namespaces, PIDs, its directory.
+    type Created = (Vec<String>, Vec<u32>, std::path::PathBuf);
+    let seen: Arc<Mutex<Created>> = Arc::default();
     let record = Arc::clone(&seen);
     let outcome = std::thread::spawn(move || {
         let lab = Lab::start(LabOptions::default()).expect("the lab starts");
@@ -261,13 +263,14 @@ fn a_panicking_test_leaves_no_namespace_or_process_behind() {
             .start_dhcp_client(DhcpClientKind::Udhcpc { hostname: None })
             .expect("a client that never gets a lease (no DHCP server on the LAN)");
         let pids = lab.tracker().processes().iter().map(|p| p.pid).collect();
-        *record.lock().expect("lock") = (lab.namespaces(), pids);
+        *record.lock().expect("lock") = (lab.namespaces(), pids, lab.work_dir().to_path_buf());
         assert!(tracker::is_alive(client.pid));
         panic!("a test failing half-way");
     })
     .join();
     assert!(outcome.is_err(), "the thread panicked");
-    let (namespaces, pids) = seen.lock().expect("lock").clone();
+    let (namespaces, pids, work_dir) = seen.lock().expect("lock").clone();
+    assert!(!work_dir.as_os_str().is_empty() && !work_dir.exists(), "{} is still there", work_dir.display());
     assert_eq!(namespaces.len(), 4);
     assert_eq!(pids.len(), 7, "5 ISP peers, routerd, udhcpc");
     for name in namespaces {
@@ -382,4 +385,39 @@ fn lab_up_and_down_from_the_command_line() {
     let again = Command::new(env!("CARGO_BIN_EXE_lab")).args(["down", "--name", &name]).output().expect("down");
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("no lab named"));
+}
+
+#[test]
+fn ctrl_c_during_lab_demo_removes_everything() {
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["demo", "--lans", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lab demo");
+    let stdout = demo.stdout.take().expect("stdout");
+    let mut namespaces = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read");
+        if let Some(list) = line.split_once("namespaces ").map(|(_, list)| list.to_string()) {
+            namespaces = list.split(", ").map(str::to_string).collect();
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGINT) };
+            break;
+        }
+    }
+    assert_eq!(namespaces.len(), 4, "lab demo did not report its namespaces");
+    let status = demo.wait().expect("lab exits");
+    // Almost always interrupted mid-tour (130); a tour that finished first has cleaned up by itself (0).
+    assert!(matches!(status.code(), Some(130) | Some(0)), "{status}");
+    for ns in &namespaces {
+        assert!(!Netns::existing(ns).exists(), "{ns} is still there");
+    }
+    let lab_name = namespaces[0].trim_end_matches("-isp").to_string();
+    let temp_dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("routerd-lab-{lab_name}-")))
+        .collect();
+    assert!(temp_dirs.is_empty(), "the demo's files are still there: {temp_dirs:?}");
 }

@@ -3,7 +3,11 @@
 //! `lab demo` builds it, tours what routerd can do, prints a table and removes everything; `lab up` leaves it
 //! running for you to explore with rtrctl; `lab down` removes it.
 
-use std::{fs, process::ExitCode, time::Instant};
+use std::{
+    process::ExitCode,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Instant,
+};
 
 use clap::{Args, Parser, Subcommand};
 use integration::{
@@ -94,6 +98,17 @@ impl Variant {
     }
 }
 
+/// Set by the signal watcher before it tears the lab down and exits with 130.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// After a Ctrl-C, the watcher owns the rest of this process's life: wait for its exit instead of reporting
+/// results of a lab that is being removed (or exiting while it is still being removed).
+fn stop_here_if_interrupted() {
+    while INTERRUPTED.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+}
+
 fn main() -> ExitCode {
     // Before any thread exists, so that every thread inherits the mask and only the watcher receives them.
     let signals = block_termination_signals();
@@ -109,6 +124,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
     };
+    stop_here_if_interrupted();
     match result {
         Ok(code) => code,
         Err(error) => {
@@ -120,13 +136,16 @@ fn main() -> ExitCode {
 
 fn run_demo(variant: &Variant, signals: libc::sigset_t) -> Result<ExitCode, LabError> {
     let tracker = Tracker::default();
-    watch_signals(signals, tracker.clone(), None);
+    watch_signals(signals, tracker.clone());
     let start = Instant::now();
     println!("Building the virtual home network: ISP ⟷ router (routerd) ⟷ LAN devices…");
     let lab = Lab::start_tracked(variant.options(), tracker)?;
     println!("  up in {:.1} s: namespaces {}", lab.uptime().as_secs_f64(), lab.namespaces().join(", "));
     println!();
     let results = demo::tour(&lab, |result| {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return;
+        }
         let mark = if matches!(result.outcome, Outcome::Passed(_)) { "✔" } else { "✘" };
         println!("  {mark} {} ({:.1} s)", result.name, result.elapsed.as_secs_f64());
         if let Outcome::Failed(problem) = &result.outcome {
@@ -135,6 +154,7 @@ fn run_demo(variant: &Variant, signals: libc::sigset_t) -> Result<ExitCode, LabE
             }
         }
     });
+    stop_here_if_interrupted();
     let (passed, failed) = (demo::passed(&results), demo::failed(&results));
     if failed > 0 {
         println!("\nSome steps failed. The lab's logs:{}", lab.logs());
@@ -161,7 +181,7 @@ fn run_demo(variant: &Variant, signals: libc::sigset_t) -> Result<ExitCode, LabE
 
 fn run_up(name: &str, foreground: bool, variant: &Variant, signals: libc::sigset_t) -> Result<ExitCode, LabError> {
     let tracker = Tracker::default();
-    watch_signals(signals, tracker.clone(), Some(std::path::Path::new(lab::PERSISTENT_DIR).join(name)));
+    watch_signals(signals, tracker.clone());
     let lab = Lab::start_persistent(name, variant.options(), tracker)?;
     // No DHCP server on the LAN yet: the devices get fixed addresses so they can reach the router.
     let mut addresses = Vec::new();
@@ -228,19 +248,17 @@ fn block_termination_signals() -> libc::sigset_t {
     }
 }
 
-/// On Ctrl-C (or SIGTERM, SIGHUP): stop every process, remove the namespaces (and `extra_dir`), exit 130.
-fn watch_signals(set: libc::sigset_t, tracker: Tracker, extra_dir: Option<std::path::PathBuf>) {
+/// On Ctrl-C (or SIGTERM, SIGHUP): stop every process, remove the namespaces and files, exit 130.
+fn watch_signals(set: libc::sigset_t, tracker: Tracker) {
     std::thread::spawn(move || {
         let mut signal: libc::c_int = 0;
         // SAFETY: the set is valid and blocked in every thread.
         if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
             return;
         }
+        INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("\nlab: interrupted; stopping every process and removing the namespaces…");
         let problems = tracker.teardown();
-        if let Some(dir) = extra_dir {
-            let _ = fs::remove_dir_all(dir);
-        }
         for problem in problems {
             eprintln!("lab: {problem}");
         }
