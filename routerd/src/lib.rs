@@ -7,6 +7,7 @@ pub mod pki;
 pub mod store;
 pub mod supervisor;
 pub mod system;
+pub mod uplink;
 
 /// routerd's version, as reported by `SystemService.GetStatus`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
