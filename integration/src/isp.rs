@@ -92,13 +92,21 @@ pub struct Isp {
     netns: Netns,
     dir: PathBuf,
     options: IspOptions,
+    tracker: Tracker,
+    dnsmasq: std::sync::Mutex<Option<u32>>,
 }
 
 impl Isp {
     /// Configures the ISP's addresses (the link is already there) and starts its servers, each checked ready.
     pub fn start(tracker: &Tracker, netns: Netns, dir: &Path, options: IspOptions) -> Result<Isp, LabError> {
         fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let isp = Isp { netns, dir: dir.to_path_buf(), options };
+        let isp = Isp {
+            netns,
+            dir: dir.to_path_buf(),
+            options,
+            tracker: tracker.clone(),
+            dnsmasq: std::sync::Mutex::new(None),
+        };
         isp.configure_addresses()?;
         isp.start_dnsmasq(tracker)?;
         if options.dhcpv6 == Dhcpv6Server::KeaWithPrefixDelegation {
@@ -116,6 +124,26 @@ impl Isp {
 
     pub fn options(&self) -> IspOptions {
         self.options
+    }
+
+    /// Stops the DHCPv4 server (dnsmasq), as when the ISP's server is down.
+    pub fn stop_dhcp4(&self) {
+        if let Some(pid) = self.dnsmasq.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.tracker.stop(pid);
+        }
+    }
+
+    /// Starts the DHCPv4 server again; with `forget_leases`, as a different server that knows no lease.
+    pub fn start_dhcp4(&self, forget_leases: bool) -> Result<(), LabError> {
+        if forget_leases {
+            let _ = fs::remove_file(self.dir.join("dnsmasq.leases"));
+        }
+        self.start_dnsmasq(&self.tracker)
+    }
+
+    /// dnsmasq's log so far.
+    pub fn dhcp4_log(&self) -> String {
+        fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default()
     }
 
     /// Lines the kea hook wrote: one per delegated prefix it routed to the router, or removed again.
@@ -149,6 +177,7 @@ impl Isp {
         args.push(format!("--pid-file={}", dir.join("dnsmasq.pid").display()));
         let program = programs::DNSMASQ.locate().unwrap_or_else(|| "dnsmasq".into());
         let pid = tracker.spawn("isp dnsmasq", &self.netns, &program, &args, &[], &dir.join("dnsmasq.log"))?;
+        *self.dnsmasq.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
         let wants_v6 = self.options.dhcpv6 == Dhcpv6Server::DnsmasqWithoutPrefixDelegation;
         wait_ready(tracker, "isp dnsmasq", pid, || {
             sockets::is_bound(pid, Protocol::Udp, 67) && (!wants_v6 || sockets::is_bound(pid, Protocol::Udp, 547))

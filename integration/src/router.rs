@@ -141,6 +141,34 @@ impl Router {
     }
 }
 
+impl Router {
+    /// `rtrctl -o json status` from the router itself.
+    pub fn status(&self) -> Result<serde_json::Value, LabError> {
+        let output = self.rtrctl(&["-o", "json", "status"])?;
+        if !output.success {
+            return Err(LabError::unexpected("rtrctl status", output.combined()));
+        }
+        serde_json::from_str(&output.stdout).map_err(|e| LabError::unexpected("rtrctl -o json status", e.to_string()))
+    }
+
+    /// Polls the status until `wanted` holds, returning that status.
+    pub fn wait_for_status(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value, LabError> {
+        let mut last = serde_json::Value::Null;
+        let result = crate::wait::until(what, timeout, || {
+            let status = self.status()?;
+            let done = wanted(&status);
+            last = status;
+            Ok(done.then(|| last.clone()))
+        });
+        result.map_err(|error| LabError::unexpected(error.to_string(), format!("the last status was {last}")))
+    }
+}
+
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), LabError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| LabError::unexpected("encoding JSON", e.to_string()))?;
     fs::write(path, text + "\n").context(|| format!("writing {}", path.display()))

@@ -14,10 +14,15 @@ use tokio::sync::watch;
 use crate::{
     api::{self, ApiContext, SystemView, tls::TlsSource},
     config::Config,
+    netconfig::{self, Netconfig},
     pki::{Authority, PkiError, PkiPaths},
     supervisor::{Backoff, Shutdown, Statuses, Supervisor},
     system,
+    uplink::{dhcp4::service::Dhcp4Options, state::UplinkSnapshot},
 };
+
+/// The uplink interface's name (router7's convention; rename by MAC in interfaces.json).
+pub const UPLINK: &str = "uplink0";
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -79,6 +84,8 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let (trigger, shutdown) = Shutdown::new();
     let mut supervisor = Supervisor::new(shutdown, Backoff::default());
     let statuses = supervisor.statuses();
+    let (uplink_state, uplink_view) = watch::channel(UplinkSnapshot::default());
+    start_uplink(&mut supervisor, &options, &config, &hostname, uplink_state);
     let api_context = ApiContext {
         authority,
         tls,
@@ -88,6 +95,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
             started: Instant::now(),
             services: statuses.clone(),
             config_problems: Arc::new(config.problems.clone()),
+            uplink: uplink_view,
         },
         listeners: Arc::new(listeners),
     };
@@ -96,6 +104,47 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         async move { api::serve(api_context, context).await.map_err(Into::into) }
     });
     Ok(Running { listen_addrs, statuses, trigger, supervisor })
+}
+
+/// The uplink's services, when this machine has an uplink. Without an interface named `uplink0` (a development
+/// machine, the test suite) nothing on the system is touched: no sysctls, no addresses, no routes.
+fn start_uplink(
+    supervisor: &mut Supervisor,
+    options: &Options,
+    config: &Config,
+    hostname: &str,
+    uplink_state: watch::Sender<UplinkSnapshot>,
+) {
+    if !system::interface_exists(UPLINK) {
+        tracing::info!("no interface named {UPLINK}: the uplink's DHCP clients are off");
+        return;
+    }
+    let netconfig = match Netconfig::connect() {
+        Ok(netconfig) => netconfig,
+        Err(error) => {
+            tracing::error!("{error}: the uplink cannot be configured");
+            return;
+        }
+    };
+    for problem in netconfig::enable_routing(UPLINK) {
+        tracing::error!("{problem}");
+    }
+    let spoofed = config
+        .interfaces
+        .interfaces
+        .iter()
+        .find(|i| i.name == UPLINK)
+        .and_then(|i| crate::config::parse_mac(&i.spoof_hardware_addr));
+    let dhcp4 = Dhcp4Options {
+        perm: options.perm.clone(),
+        uplink: UPLINK.to_string(),
+        hostname: Some(hostname.to_string()),
+        hardware_addr: spoofed,
+    };
+    supervisor.spawn("dhcp4", move |context| {
+        let (dhcp4, netconfig, uplink_state) = (dhcp4.clone(), netconfig.clone(), uplink_state.clone());
+        async move { crate::uplink::dhcp4::service::run(dhcp4, netconfig, uplink_state, context).await }
+    });
 }
 
 /// Runs routerd until SIGTERM or SIGINT.

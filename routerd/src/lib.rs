@@ -3,6 +3,7 @@
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod netconfig;
 pub mod pki;
 pub mod store;
 pub mod supervisor;

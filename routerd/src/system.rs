@@ -25,6 +25,11 @@ pub enum Role {
     Other,
 }
 
+/// Whether a network interface of that name exists.
+pub fn interface_exists(name: &str) -> bool {
+    !name.contains('/') && std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
 pub fn role_of(name: &str) -> Role {
     if name == "uplink0" {
         Role::Uplink

@@ -12,6 +12,7 @@ use crate::{
     config::ConfigProblem,
     supervisor::{ServiceState, Statuses},
     system,
+    uplink::state::UplinkSnapshot,
 };
 
 /// Read-only views of the daemon's state that `GetStatus` reports.
@@ -22,6 +23,7 @@ pub struct SystemView {
     pub started: Instant,
     pub services: watch::Receiver<Statuses>,
     pub config_problems: Arc<Vec<ConfigProblem>>,
+    pub uplink: watch::Receiver<UplinkSnapshot>,
 }
 
 pub struct SystemApi {
@@ -68,8 +70,7 @@ impl SystemService for SystemApi {
             }),
             started_at: Some(super::timestamp(self.view.started_at)),
             interfaces,
-            // The uplink's DHCP clients are not built yet: no lease is reported rather than a made-up one.
-            uplink: None,
+            uplink: Some(uplink_to_proto(&self.view.uplink.borrow())),
             services,
             config_problems: self
                 .view
@@ -104,5 +105,25 @@ fn interface_to_proto(info: system::InterfaceInfo) -> pb::Interface {
         hardware_addr: info.hardware_addr,
         oper_state: info.oper_state,
         mtu: info.mtu,
+    }
+}
+
+fn uplink_to_proto(snapshot: &UplinkSnapshot) -> pb::UplinkStatus {
+    let time = |t: Option<std::time::SystemTime>| t.map(super::timestamp);
+    pb::UplinkStatus {
+        dhcp4: snapshot.dhcp4.as_ref().map(|status| pb::Dhcp4Lease {
+            addr: format!("{}/{}", status.lease.address, status.lease.prefix_len),
+            gateway: status.lease.gateway.map(|g| g.to_string()).unwrap_or_default(),
+            dns_servers: status.lease.dns.iter().map(ToString::to_string).collect(),
+            server_id: status.lease.server_id.map(|s| s.to_string()).unwrap_or_default(),
+            bound_at: time(status.bound_at),
+            renew_at: time(status.renew_at),
+            rebind_at: time(status.rebind_at),
+            expires_at: time(status.expires_at),
+            state: status.state.clone(),
+        }),
+        dhcp6: None,
+        ipv6_unavailable: false,
+        ipv6_unavailable_reason: String::new(),
     }
 }

@@ -8,7 +8,7 @@ mod files;
 use std::path::Path;
 
 pub use files::{
-    Bridge, ExtraRoute, InterfaceConfig, InterfacesFile, PortForwarding, PortForwardingsFile, RouterdFile,
+    Bridge, ExtraRoute, InterfaceConfig, InterfacesFile, PortForwarding, PortForwardingsFile, RouterdFile, parse_mac,
 };
 
 use crate::store;

@@ -3,5 +3,7 @@
 pub mod dhcp4;
 pub mod entropy;
 pub mod ipv4_udp;
+pub mod packet_socket;
 #[cfg(test)]
 pub(crate) mod pcap;
+pub mod state;

@@ -416,6 +416,16 @@ impl Client {
     }
 }
 
+/// The lease in a saved ACK (`dhcp4/wire/ack`), checked like a received one.
+pub fn parse_ack(bytes: &[u8]) -> Result<Lease, Ignored> {
+    let clean = sanitize(bytes)?;
+    let message = Message::from_bytes(&clean).map_err(|e| Ignored::Malformed(e.to_string()))?;
+    match message.opts().msg_type() {
+        Some(MessageType::Ack) => Ok(Lease::from_message(&message)?),
+        other => Err(Ignored::Malformed(format!("a {other:?}, not an ACK"))),
+    }
+}
+
 /// Options the client reads, with the lengths they must have (`0` means any non-empty length, a multiple of
 /// the second number).
 const KNOWN_OPTIONS: &[(u8, usize, usize)] = &[

@@ -91,6 +91,12 @@ impl Lease {
         Ok(Lease { address, prefix_len, gateway, dns, domain, server_id, lease_time, t1, t2 })
     }
 
+    /// Whether applying `other` would configure the system differently (timers do not count).
+    pub fn same_configuration(&self, other: &Lease) -> bool {
+        (self.address, self.prefix_len, self.gateway, &self.dns)
+            == (other.address, other.prefix_len, other.gateway, &other.dns)
+    }
+
     pub fn subnet_mask(&self) -> Ipv4Addr {
         Ipv4Addr::from_bits(u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0))
     }

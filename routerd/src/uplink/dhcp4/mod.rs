@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod lease;
+pub mod service;
+pub mod store;
 
-pub use client::{Client, ClientConfig, Destination, Event, Ignored, LeaseTimes, State, Transmit};
+pub use client::{Client, ClientConfig, Destination, Event, Ignored, LeaseTimes, State, Transmit, parse_ack};
 pub use lease::{Lease, LeaseError, LeaseFile};

@@ -1,0 +1,158 @@
+//! routerd's uplink against the lab's ISP: DHCPv4 lease, renewal, rebinding, and the promise to keep the
+//! configuration across a restart while the ISP's server is down.
+
+use std::time::Duration;
+
+use integration::{IspOptions, Lab, LabOptions, Timers, addresses::*, clients, router::UPLINK};
+use serde_json::Value;
+
+const LEASE_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn lab_with_short_timers() -> Lab {
+    Lab::start(LabOptions {
+        isp: IspOptions { timers: Timers::Short, ..IspOptions::default() },
+        ..LabOptions::default()
+    })
+    .expect("the lab starts")
+}
+
+fn dhcp4(status: &Value) -> &Value {
+    &status["uplink"]["dhcp4"]
+}
+
+fn bound_address(lab: &Lab) -> String {
+    let status = lab.check(
+        lab.router().wait_for_status("a DHCPv4 lease", LEASE_TIMEOUT, |s| dhcp4(s)["state"] == "bound"),
+        "uplink lease",
+    );
+    dhcp4(&status)["addr"].as_str().unwrap_or_default().to_string()
+}
+
+/// `ip -4 -o addr show dev uplink0` and `ip -4 route` in the router namespace.
+fn uplink_config(lab: &Lab) -> (String, String) {
+    let router = lab.router().netns();
+    let addrs = lab.check(router.ip(&["-4", "-o", "addr", "show", "dev", UPLINK]), "addresses");
+    let routes = lab.check(router.ip(&["-4", "route", "show"]), "routes");
+    (addrs, routes)
+}
+
+#[test]
+fn uplink_gets_a_lease_applies_it_and_reaches_the_internet() {
+    let lab = lab_with_short_timers();
+    let cidr = bound_address(&lab);
+    assert!(cidr.starts_with("198.51.100.1") && cidr.ends_with("/24"), "{cidr}");
+    let address = cidr.trim_end_matches("/24").to_string();
+    let status = lab.check(lab.router().status(), "status");
+    assert_eq!(dhcp4(&status)["gateway"], ISP_V4.to_string());
+    assert_eq!(dhcp4(&status)["dns_servers"], serde_json::json!([ISP_V4.to_string()]));
+    assert!(dhcp4(&status)["renew_at"].is_string() && dhcp4(&status)["expires_at"].is_string(), "{status}");
+
+    let (addrs, routes) = uplink_config(&lab);
+    assert!(addrs.contains(&format!("inet {cidr}")), "{addrs}");
+    assert!(routes.contains(&format!("default via {ISP_V4} dev {UPLINK}")), "{routes}");
+    assert!(routes.contains(&format!("{ISP_V4} dev {UPLINK}")), "host route to the gateway: {routes}");
+
+    // Through the ISP to the internet host, which sees the uplink address.
+    let body = lab.check(clients::curl(lab.router().netns(), &format!("http://{INTERNET_HOST_V4}/")), "curl");
+    assert_eq!(body.trim(), format!("client={address}"));
+
+    // router7's files, atomically written.
+    let lease: Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.router().perm().join("dhcp4/wire/lease.json")).expect("lease.json"),
+    )
+    .expect("lease.json is JSON");
+    assert_eq!(lease["client_ip"], address);
+    assert_eq!(lease["subnet_mask"], "255.255.255.0");
+    assert_eq!(lease["router"], ISP_V4.to_string());
+    assert!(lease["valid_until"].is_string());
+    assert!(lab.router().perm().join("dhcp4/wire/ack").exists());
+    // Forwarding is on, and the uplink still accepts RAs.
+    let forwarding = lab.check(lab.router().netns().run("cat", &["/proc/sys/net/ipv4/ip_forward"]), "sysctl");
+    assert_eq!(forwarding.trim(), "1");
+    let accept_ra =
+        lab.check(lab.router().netns().run("cat", &[&format!("/proc/sys/net/ipv6/conf/{UPLINK}/accept_ra")]), "sysctl");
+    assert_eq!(accept_ra.trim(), "2");
+}
+
+#[test]
+fn renews_at_t1_with_the_server_that_granted_the_lease() {
+    let lab = lab_with_short_timers();
+    bound_address(&lab);
+    let requests = |log: &str| log.lines().filter(|l| l.contains("DHCPREQUEST") && l.contains(UPLINK_MAC)).count();
+    // T1 is 15 s: a second REQUEST arrives (unicast, so dnsmasq logs it like any REQUEST) and is acknowledged.
+    lab.check(
+        integration::wait::until("a renewal in dnsmasq's log", Duration::from_secs(25), || {
+            Ok((requests(&lab.isp().dhcp4_log()) >= 2).then_some(()))
+        }),
+        "renewal",
+    );
+    lab.check(
+        lab.router()
+            .wait_for_status("bound again after renewing", Duration::from_secs(5), |s| dhcp4(s)["state"] == "bound"),
+        "bound",
+    );
+    assert!(lab.router().routerd_log().contains("T1 reached: renewing"), "{}", lab.router().routerd_log());
+}
+
+#[test]
+fn rebinds_with_a_new_server_when_the_old_one_is_gone() {
+    let lab = lab_with_short_timers();
+    let cidr = bound_address(&lab);
+    // The old server disappears: its unicast address no longer answers DHCP, and a new server that knows no
+    // lease answers broadcasts.
+    lab.isp().stop_dhcp4();
+    let isp = lab.isp().netns();
+    lab.check(isp.run("nft", &["add", "table", "inet", "lab"]), "nft");
+    lab.check(isp.run("nft", &["add chain inet lab input { type filter hook input priority 0; }"]), "nft chain");
+    lab.check(isp.run("nft", &["add rule inet lab input ip daddr 198.51.100.1 udp dport 67 drop"]), "nft rule");
+    lab.check(lab.isp().start_dhcp4(true), "a new DHCP server");
+
+    lab.check(
+        integration::wait::until("rebinding in routerd's log", Duration::from_secs(40), || {
+            Ok(lab.router().routerd_log().contains("rebinding with any server").then_some(()))
+        }),
+        "rebinding",
+    );
+    let status = lab.check(
+        lab.router()
+            .wait_for_status("bound after rebinding", Duration::from_secs(15), |s| dhcp4(s)["state"] == "bound"),
+        "bound",
+    );
+    assert_eq!(dhcp4(&status)["addr"], cidr, "the same address, from the new server");
+    assert!(lab.isp().dhcp4_log().contains("DHCPACK"), "{}", lab.isp().dhcp4_log());
+}
+
+#[test]
+fn a_restart_with_the_isp_down_keeps_the_configuration() {
+    let lab = lab_with_short_timers();
+    let cidr = bound_address(&lab);
+    lab.isp().stop_dhcp4();
+    lab.router().stop_routerd();
+    // As after a reboot: the kernel has forgotten everything.
+    lab.check(lab.router().netns().ip(&["addr", "flush", "dev", UPLINK]), "flush");
+    let (addrs, _) = uplink_config(&lab);
+    assert!(!addrs.contains("inet "), "{addrs}");
+
+    lab.check(lab.router().start_routerd(), "restart");
+    let (addrs, routes) = uplink_config(&lab);
+    assert!(addrs.contains(&format!("inet {cidr}")), "applied before any server answered: {addrs}");
+    assert!(routes.contains(&format!("default via {ISP_V4} dev {UPLINK}")), "{routes}");
+    let status = lab.check(lab.router().status(), "status");
+    assert_eq!(dhcp4(&status)["addr"], cidr);
+    assert!(lab.router().routerd_log().contains("applying the saved lease"), "{}", lab.router().routerd_log());
+
+    // Still configured well past the time a server could have answered.
+    std::thread::sleep(Duration::from_secs(3));
+    let (addrs, _) = uplink_config(&lab);
+    assert!(addrs.contains(&format!("inet {cidr}")), "{addrs}");
+
+    // The ISP is back: INIT-REBOOT or DISCOVER gets the same address again.
+    lab.check(lab.isp().start_dhcp4(false), "the ISP's server is back");
+    let status = lab.check(
+        lab.router().wait_for_status("bound after the ISP came back", Duration::from_secs(40), |s| {
+            dhcp4(s)["state"] == "bound"
+        }),
+        "bound",
+    );
+    assert_eq!(dhcp4(&status)["addr"], cidr);
+}

@@ -1,0 +1,101 @@
+//! An AF_PACKET socket that receives IPv4 UDP datagrams to one port on one interface, before the IP stack: a
+//! DHCP server may answer by unicast to an address the interface does not have yet. A kernel BPF filter keeps
+//! everything else (all the forwarded traffic of the uplink) out of the socket.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+};
+
+use tokio::io::unix::AsyncFd;
+
+pub struct PacketSocket {
+    fd: AsyncFd<OwnedFd>,
+}
+
+/// A classic BPF program, for SOCK_DGRAM packet sockets (offsets start at the IP header): accept IPv4 UDP that
+/// is not a fragment and goes to `port`.
+fn udp_port_filter(port: u16) -> [libc::sock_filter; 9] {
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    [
+        op(0x30, 0, 0, 9),               // ldb [9]            protocol
+        op(0x15, 0, 6, 17),              // jeq #17 (UDP)      else drop
+        op(0x28, 0, 0, 6),               // ldh [6]            flags and fragment offset
+        op(0x45, 4, 0, 0x1fff),          // jset #0x1fff       fragment: drop
+        op(0xb1, 0, 0, 0),               // ldxb 4*([0]&0xf)   IP header length
+        op(0x48, 0, 0, 2),               // ldh [x+2]          UDP destination port
+        op(0x15, 0, 1, u32::from(port)), // jeq #port         else drop
+        op(0x06, 0, 0, 0x0004_0000),     // ret #262144        accept
+        op(0x06, 0, 0, 0),               // ret #0             drop
+    ]
+}
+
+impl PacketSocket {
+    /// Opens the socket on interface `ifindex` for UDP datagrams to `port`.
+    pub fn udp_port(ifindex: u32, port: u16) -> io::Result<PacketSocket> {
+        let protocol = (libc::ETH_P_IP as u16).to_be();
+        // SAFETY: plain socket creation; the descriptor is owned right away.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(protocol),
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh, valid descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let filter = udp_port_filter(port);
+        let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+        // SAFETY: the program outlives the call; the kernel copies it.
+        let attached = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&program as *const libc::sock_fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if attached != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: sockaddr_ll is plain old data; zero is a valid starting point.
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_protocol = protocol;
+        address.sll_ifindex = i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: the address is a valid sockaddr_ll of the given size.
+        let bound = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&address as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if bound != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: OwnedFd keeps the same open descriptor for as long as the AsyncFd owns it.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
+        Ok(PacketSocket { fd })
+    }
+
+    /// Receives the next IPv4 packet (from its IP header on).
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let result = guard.try_io(|fd| {
+                // SAFETY: buf is valid for writes of buf.len() bytes.
+                let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+            });
+            match result {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! What the uplink has learned, published on a watch channel: the API and (later) the LAN services read it.
+
+use std::time::{Instant, SystemTime};
+
+use super::dhcp4;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UplinkSnapshot {
+    pub dhcp4: Option<Dhcp4Status>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dhcp4Status {
+    /// The client's state ("bound", "renewing", …, or "restored" before any server answered).
+    pub state: String,
+    pub lease: dhcp4::Lease,
+    pub bound_at: Option<SystemTime>,
+    pub renew_at: Option<SystemTime>,
+    pub rebind_at: Option<SystemTime>,
+    pub expires_at: Option<SystemTime>,
+}
+
+/// The wall-clock time of a monotonic instant (timers run on the monotonic clock, which NTP cannot move).
+pub fn wall_clock(instant: Instant) -> SystemTime {
+    let now = Instant::now();
+    let system_now = SystemTime::now();
+    if instant >= now { system_now + (instant - now) } else { system_now - (now - instant) }
+}
