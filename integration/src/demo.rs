@@ -28,7 +28,7 @@ pub struct StepResult {
 
 /// Capabilities the tour cannot show yet, and the issue that brings each.
 pub const NOT_BUILT_YET: &[(&str, &str)] = &[
-    ("uplink lease", "DHCPv4 and DHCPv6 prefix delegation from the ISP: issue 4"),
+    ("uplink IPv6", "DHCPv6 address and prefix delegation from the ISP: issue 4"),
     ("LAN lease", "routerd's DHCPv4 server for the devices: issue 5"),
     ("local names", "DNS for HOST.lan and forwarding: issue 5"),
     ("IPv6 on the LAN", "router advertisements with the delegated prefix: issue 5"),
@@ -43,6 +43,7 @@ type Step = (&'static str, fn(&Lab) -> Result<String, String>);
 const STEPS: &[Step] = &[
     ("ISP", isp_is_serving),
     ("routerd", routerd_is_serving),
+    ("uplink DHCPv4", uplink_has_a_lease),
     ("pairing", lan_device_pairs),
     ("status over mTLS", status_from_the_lan),
     ("strangers refused", strangers_are_refused),
@@ -128,6 +129,30 @@ fn routerd_is_serving(lab: &Lab) -> Result<String, String> {
         return Err(format!("routerd does not serve its API on the LAN address {lan_api}; it logged: {addrs:?}"));
     }
     Ok(format!("in namespace {}; API with mutual TLS on {}", router.netns().name(), addrs.join(", ")))
+}
+
+fn uplink_has_a_lease(lab: &Lab) -> Result<String, String> {
+    let status = lab
+        .router()
+        .wait_for_status("a DHCPv4 lease on the uplink", Duration::from_secs(15), |s| {
+            s["uplink"]["dhcp4"]["state"] == "bound"
+        })
+        .map_err(lab_error)?;
+    let lease = &status["uplink"]["dhcp4"];
+    let addr = lease["addr"].as_str().unwrap_or_default();
+    let address = addr.split('/').next().unwrap_or_default();
+    let body = crate::clients::curl(lab.router().netns(), &format!("http://{INTERNET_HOST_V4}/")).map_err(lab_error)?;
+    if body.trim() != format!("client={address}") {
+        return Err(format!("the internet host saw {body:?}, not the uplink address {address}"));
+    }
+    Ok(format!(
+        "{addr} from dnsmasq via {}, DNS {}; the internet host sees {address}",
+        lease["gateway"].as_str().unwrap_or("?"),
+        lease["dns_servers"]
+            .as_array()
+            .map(|d| d.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    ))
 }
 
 fn lan_device_pairs(lab: &Lab) -> Result<String, String> {
