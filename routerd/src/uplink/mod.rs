@@ -1,6 +1,7 @@
 //! The uplink (`uplink0`): the DHCPv4 and DHCPv6 clients that get the router online, and what they learned.
 
 pub mod dhcp4;
+pub mod dhcp6;
 pub mod entropy;
 pub mod ipv4_udp;
 pub mod packet_socket;

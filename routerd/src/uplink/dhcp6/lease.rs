@@ -1,0 +1,179 @@
+//! A DHCPv6 lease: an address (IA_NA) and delegated prefixes (IA_PD), checked before anything is applied.
+
+use std::{net::Ipv6Addr, time::Duration};
+
+use super::wire::{STATUS_SUCCESS, ServerMessage, Status};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeasedAddress {
+    pub address: Ipv6Addr,
+    pub preferred: Duration,
+    pub valid: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DelegatedPrefix {
+    pub prefix: Ipv6Addr,
+    pub length: u8,
+    pub preferred: Duration,
+    pub valid: Duration,
+}
+
+impl DelegatedPrefix {
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.prefix, self.length)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub address: Option<LeasedAddress>,
+    pub prefixes: Vec<DelegatedPrefix>,
+    pub dns: Vec<Ipv6Addr>,
+    pub server_id: Vec<u8>,
+    pub t1: Duration,
+    pub t2: Duration,
+    /// Until the last binding's valid lifetime ends.
+    pub valid: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    #[error("no server identifier")]
+    NoServerId,
+    #[error("for another client (client identifier does not match our DUID)")]
+    OtherClient,
+    #[error("the server refused: {0}")]
+    Refused(String),
+    #[error("no usable address or prefix{0}")]
+    Empty(String),
+}
+
+/// The shortest T1 the client accepts: a server that says 0 (or a preferred lifetime of 0) must not make it renew
+/// in a tight loop.
+const MIN_T1: Duration = Duration::from_secs(5);
+
+impl Lease {
+    /// The lease a Reply (or Advertise) offers for our IAs. Addresses and prefixes that are not usable global
+    /// unicast, have no valid lifetime, a preferred lifetime above the valid one, or (prefixes) are longer than
+    /// /64 are left out; IAs with T1 > T2 are discarded (RFC 8415 §21.4). If nothing is left, it is an error that
+    /// says why (the servers' status codes).
+    pub fn from_message(
+        message: &ServerMessage,
+        duid: &[u8],
+        ia_na: Option<u32>,
+        ia_pd: Option<u32>,
+    ) -> Result<Lease, LeaseError> {
+        let server_id = message.server_id.clone().ok_or(LeaseError::NoServerId)?;
+        if message.client_id.as_deref() != Some(duid) {
+            return Err(LeaseError::OtherClient);
+        }
+        if let Some(status) = message.status.as_ref().filter(|s| s.code != STATUS_SUCCESS) {
+            return Err(LeaseError::Refused(describe(status)));
+        }
+        let mut notes = Vec::new();
+        let mut t1s = Vec::new();
+        let mut t2s = Vec::new();
+        let mut lifetimes = Vec::new();
+
+        let mut address = None;
+        for ia in message.ia_na.iter().filter(|ia| Some(ia.iaid) == ia_na) {
+            if let Some(status) = ia.status.as_ref().filter(|s| s.code != STATUS_SUCCESS) {
+                notes.push(format!("IA_NA: {}", describe(status)));
+                continue;
+            }
+            if ia.t2 != 0 && ia.t1 > ia.t2 {
+                notes.push(format!("IA_NA: T1 {} > T2 {}", ia.t1, ia.t2));
+                continue;
+            }
+            let usable =
+                ia.addresses.iter().find(|a| is_global_unicast(a.address) && a.valid > 0 && a.preferred <= a.valid);
+            if let Some(a) = usable {
+                address =
+                    Some(LeasedAddress { address: a.address, preferred: secs(a.preferred), valid: secs(a.valid) });
+                t1s.push((ia.t1, a.preferred));
+                t2s.push((ia.t2, a.preferred));
+                lifetimes.push(secs(a.valid));
+            }
+        }
+
+        let mut prefixes = Vec::new();
+        for ia in message.ia_pd.iter().filter(|ia| Some(ia.iaid) == ia_pd) {
+            if let Some(status) = ia.status.as_ref().filter(|s| s.code != STATUS_SUCCESS) {
+                notes.push(format!("IA_PD: {}", describe(status)));
+                continue;
+            }
+            if ia.t2 != 0 && ia.t1 > ia.t2 {
+                notes.push(format!("IA_PD: T1 {} > T2 {}", ia.t1, ia.t2));
+                continue;
+            }
+            for p in &ia.prefixes {
+                if !(1..=64).contains(&p.length) {
+                    notes.push(format!("prefix {}/{} is longer than /64 (no LAN could use it)", p.prefix, p.length));
+                    continue;
+                }
+                let prefix = mask(p.prefix, p.length);
+                if !is_global_unicast(prefix) || p.valid == 0 || p.preferred > p.valid {
+                    notes.push(format!("prefix {}/{} is not usable", p.prefix, p.length));
+                    continue;
+                }
+                prefixes.push(DelegatedPrefix {
+                    prefix,
+                    length: p.length,
+                    preferred: secs(p.preferred),
+                    valid: secs(p.valid),
+                });
+                t1s.push((ia.t1, p.preferred));
+                t2s.push((ia.t2, p.preferred));
+                lifetimes.push(secs(p.valid));
+            }
+        }
+
+        if address.is_none() && prefixes.is_empty() {
+            let why = if notes.is_empty() { String::new() } else { format!(": {}", notes.join("; ")) };
+            return Err(LeaseError::Empty(why));
+        }
+        // T1/T2 of 0 leave the choice to the client: 0.5 and 0.8 of the preferred lifetime (RFC 8415 §21.4).
+        let t1 = t1s.iter().map(|&(t1, preferred)| if t1 == 0 { secs(preferred) / 2 } else { secs(t1) }).min();
+        let t2 = t2s.iter().map(|&(t2, preferred)| if t2 == 0 { secs(preferred).mul_f64(0.8) } else { secs(t2) }).min();
+        let t1 = t1.unwrap_or_default().max(MIN_T1);
+        let t2 = t2.unwrap_or_default().max(t1);
+        let valid = lifetimes.into_iter().max().unwrap_or_default().max(t2);
+        Ok(Lease { address, prefixes, dns: message.dns_servers.clone(), server_id, t1, t2, valid })
+    }
+
+    /// Whether applying `other` would configure the system differently (lifetimes and timers do not count).
+    pub fn same_configuration(&self, other: &Lease) -> bool {
+        let address = |l: &Lease| l.address.as_ref().map(|a| a.address);
+        let prefixes = |l: &Lease| l.prefixes.iter().map(|p| (p.prefix, p.length)).collect::<Vec<_>>();
+        address(self) == address(other) && prefixes(self) == prefixes(other) && self.dns == other.dns
+    }
+}
+
+fn describe(status: &Status) -> String {
+    if status.message.is_empty() {
+        status.name().to_string()
+    } else {
+        format!("{} ({})", status.name(), status.message)
+    }
+}
+
+fn secs(seconds: u32) -> Duration {
+    Duration::from_secs(u64::from(seconds))
+}
+
+/// Global unicast: not unspecified, loopback, multicast, link-local or IPv4-mapped.
+pub fn is_global_unicast(address: Ipv6Addr) -> bool {
+    !(address.is_unspecified()
+        || address.is_loopback()
+        || address.is_multicast()
+        || address.is_unicast_link_local()
+        || address.to_ipv4_mapped().is_some())
+}
+
+/// The prefix with its host bits cleared.
+pub fn mask(address: Ipv6Addr, length: u8) -> Ipv6Addr {
+    let bits = u128::from(address);
+    let mask = u128::MAX.checked_shl(128 - u32::from(length.min(128))).unwrap_or(0);
+    Ipv6Addr::from(bits & mask)
+}
