@@ -18,7 +18,7 @@ use crate::{
     pki::{Authority, PkiError, PkiPaths},
     supervisor::{Backoff, Shutdown, Statuses, Supervisor},
     system,
-    uplink::{dhcp4::service::Dhcp4Options, state::UplinkSnapshot},
+    uplink::{dhcp4::service::Dhcp4Options, dhcp6::service::Dhcp6Options, state::UplinkSnapshot},
 };
 
 /// The uplink interface's name (router7's convention; rename by MAC in interfaces.json).
@@ -141,9 +141,15 @@ fn start_uplink(
         hostname: Some(hostname.to_string()),
         hardware_addr: spoofed,
     };
+    let (netconfig4, uplink_state4) = (netconfig.clone(), uplink_state.clone());
     supervisor.spawn("dhcp4", move |context| {
-        let (dhcp4, netconfig, uplink_state) = (dhcp4.clone(), netconfig.clone(), uplink_state.clone());
+        let (dhcp4, netconfig, uplink_state) = (dhcp4.clone(), netconfig4.clone(), uplink_state4.clone());
         async move { crate::uplink::dhcp4::service::run(dhcp4, netconfig, uplink_state, context).await }
+    });
+    let dhcp6 = Dhcp6Options { perm: options.perm.clone(), uplink: UPLINK.to_string(), hardware_addr: spoofed };
+    supervisor.spawn("dhcp6", move |context| {
+        let (dhcp6, netconfig, uplink_state) = (dhcp6.clone(), netconfig.clone(), uplink_state.clone());
+        async move { crate::uplink::dhcp6::service::run(dhcp6, netconfig, uplink_state, context).await }
     });
 }
 

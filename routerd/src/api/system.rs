@@ -122,8 +122,18 @@ fn uplink_to_proto(snapshot: &UplinkSnapshot) -> pb::UplinkStatus {
             expires_at: time(status.expires_at),
             state: status.state.clone(),
         }),
-        dhcp6: None,
-        ipv6_unavailable: false,
-        ipv6_unavailable_reason: String::new(),
+        dhcp6: snapshot.dhcp6.as_ref().map(|status| pb::Dhcp6Lease {
+            addr: status.lease.address.as_ref().map(|a| a.address.to_string()).unwrap_or_default(),
+            prefixes: status.lease.prefixes.iter().map(|p| p.cidr()).collect(),
+            dns_servers: status.lease.dns.iter().map(ToString::to_string).collect(),
+            server_id: status.lease.server_id.iter().map(|b| format!("{b:02x}")).collect(),
+            bound_at: time(status.bound_at),
+            renew_at: time(status.renew_at),
+            rebind_at: time(status.rebind_at),
+            valid_until: time(status.expires_at),
+            state: status.state.clone(),
+        }),
+        ipv6_unavailable: snapshot.ipv6_unavailable.is_some(),
+        ipv6_unavailable_reason: snapshot.ipv6_unavailable.clone().unwrap_or_default(),
     }
 }

@@ -3,7 +3,7 @@
 //! either).
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
@@ -13,11 +13,11 @@ use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressMessage},
         link::LinkAttribute,
-        route::{RouteProtocol, RouteScope},
+        route::{RouteProtocol, RouteScope, RouteType},
     },
 };
 
-use crate::uplink::dhcp4::Lease;
+use crate::uplink::{dhcp4::Lease, dhcp6::DelegatedPrefix};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetconfigError {
@@ -174,6 +174,87 @@ impl Netconfig {
     }
 }
 
+impl Netconfig {
+    /// The DHCPv6 IA_NA address on the uplink (a /128), replacing the previous one.
+    pub async fn apply_dhcp6_address(
+        &self,
+        uplink: &str,
+        address: Option<Ipv6Addr>,
+        previous: Option<Ipv6Addr>,
+    ) -> Result<(), NetconfigError> {
+        let index = self.link_index(uplink).await?;
+        if let Some(address) = address {
+            self.replace_address(index, IpAddr::V6(address), 128).await?;
+        }
+        if let Some(previous) = previous.filter(|p| Some(*p) != address) {
+            self.remove_address(index, IpAddr::V6(previous)).await?;
+        }
+        Ok(())
+    }
+
+    /// Splits the delegated prefix into /64s: `lanN` gets subnet N with `::1/64`; an unreachable route covers
+    /// the rest of the prefix, so traffic to unused subnets is not sent back to the ISP. The previous prefix's
+    /// /64s and route are removed when the prefix changed. Returns what each LAN got.
+    pub async fn apply_prefix(
+        &self,
+        lans: &[(String, u32)],
+        prefix: Option<&DelegatedPrefix>,
+        previous: Option<&DelegatedPrefix>,
+    ) -> Result<Vec<(String, Ipv6Addr)>, NetconfigError> {
+        let mut assigned = Vec::new();
+        if let Some(prefix) = prefix {
+            for (name, number) in lans {
+                let Some(subnet) = lan_subnet(prefix, *number) else {
+                    tracing::warn!("{} has no subnet {number} for {name}", prefix.cidr());
+                    continue;
+                };
+                let address = router_address(subnet);
+                let index = self.link_index(name).await?;
+                self.replace_address(index, IpAddr::V6(address), 64).await?;
+                assigned.push((name.clone(), address));
+            }
+            let unreachable = RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(prefix.prefix, prefix.length)
+                .kind(RouteType::Unreachable)
+                .protocol(RouteProtocol::Dhcp)
+                .build();
+            self.handle.route().add(unreachable).replace().execute().await.map_err(|source| {
+                NetconfigError::Netlink { what: format!("adding the unreachable route for {}", prefix.cidr()), source }
+            })?;
+        }
+        if let Some(previous) = previous.filter(|p| Some((p.prefix, p.length)) != prefix.map(|n| (n.prefix, n.length)))
+        {
+            for (name, number) in lans {
+                if let (Some(subnet), Ok(index)) = (lan_subnet(previous, *number), self.link_index(name).await) {
+                    self.remove_address(index, IpAddr::V6(router_address(subnet))).await?;
+                }
+            }
+            let old = RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(previous.prefix, previous.length)
+                .kind(RouteType::Unreachable)
+                .build();
+            if let Err(error) = self.handle.route().del(old).execute().await {
+                tracing::debug!("removing the unreachable route for {}: {error}", previous.cidr());
+            }
+        }
+        Ok(assigned)
+    }
+}
+
+/// The /64 number `number` of a delegated prefix, if the prefix has that many.
+pub fn lan_subnet(prefix: &DelegatedPrefix, number: u32) -> Option<Ipv6Addr> {
+    let subnets_bits = 64u32.checked_sub(u32::from(prefix.length))?;
+    if subnets_bits < 32 && u64::from(number) >= 1u64 << subnets_bits {
+        return None;
+    }
+    Some(Ipv6Addr::from(u128::from(prefix.prefix) | (u128::from(number) << 64)))
+}
+
+/// The router's own address in a LAN's /64: `::1`.
+pub fn router_address(subnet: Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(subnet) | 1)
+}
+
 /// Writes a sysctl under /proc/sys (e.g. `net/ipv4/ip_forward`).
 pub fn set_sysctl(key: &str, value: &str) -> Result<(), NetconfigError> {
     std::fs::write(Path::new("/proc/sys").join(key), value)
@@ -190,4 +271,37 @@ pub fn enable_routing(uplink: &str) -> Vec<NetconfigError> {
         (format!("net/ipv6/conf/{uplink}/accept_ra"), "2"),
     ];
     settings.iter().filter_map(|(key, value)| set_sysctl(key, value).err()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn prefix(text: &str, length: u8) -> DelegatedPrefix {
+        DelegatedPrefix {
+            prefix: text.parse().expect("literal"),
+            length,
+            preferred: Duration::from_secs(60),
+            valid: Duration::from_secs(120),
+        }
+    }
+
+    #[test]
+    fn lans_get_consecutive_64s_of_the_delegated_prefix() {
+        let p48 = prefix("2a02:168:4a00::", 48);
+        assert_eq!(lan_subnet(&p48, 0), Some("2a02:168:4a00::".parse().expect("literal")));
+        assert_eq!(lan_subnet(&p48, 1), Some("2a02:168:4a00:1::".parse().expect("literal")));
+        assert_eq!(
+            router_address(lan_subnet(&p48, 2).expect("subnet")),
+            "2a02:168:4a00:2::1".parse::<Ipv6Addr>().expect("literal")
+        );
+        let p56 = prefix("2001:db8:100:ff00::", 56);
+        assert_eq!(lan_subnet(&p56, 255), Some("2001:db8:100:ffff::".parse().expect("literal")));
+        assert_eq!(lan_subnet(&p56, 256), None, "a /56 has 256 subnets");
+        let p64 = prefix("2001:db8:1:2::", 64);
+        assert_eq!(lan_subnet(&p64, 0), Some("2001:db8:1:2::".parse().expect("literal")));
+        assert_eq!(lan_subnet(&p64, 1), None, "a /64 is one LAN");
+    }
 }

@@ -4,6 +4,8 @@
 pub mod client;
 pub mod duid;
 pub mod lease;
+pub mod service;
+pub mod store;
 pub mod wire;
 
 pub use client::{Client, ClientConfig, Event, Ignored, LeaseTimes, State, Transmit};
