@@ -3,7 +3,7 @@
 //! or Ctrl-C.
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Read},
     process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
@@ -395,21 +395,31 @@ fn ctrl_c_during_lab_demo_removes_everything() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("lab demo");
-    let stdout = demo.stdout.take().expect("stdout");
+    // The reader stays open until the end: closing the pipe early would make the demo's next line fail.
+    let mut stdout = BufReader::new(demo.stdout.take().expect("stdout"));
+    let mut transcript = String::new();
     let mut namespaces = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read");
-        if let Some(list) = line.split_once("namespaces ").map(|(_, list)| list.to_string()) {
+    let mut line = String::new();
+    while stdout.read_line(&mut line).expect("read") > 0 {
+        transcript.push_str(&line);
+        if let Some(list) = line.trim_end().split_once("namespaces ").map(|(_, list)| list.to_string()) {
             namespaces = list.split(", ").map(str::to_string).collect();
             // SAFETY: signalling our own child.
             unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGINT) };
             break;
         }
+        line.clear();
     }
-    assert_eq!(namespaces.len(), 4, "lab demo did not report its namespaces");
-    let status = demo.wait().expect("lab exits");
+    assert_eq!(namespaces.len(), 4, "lab demo did not report its namespaces:\n{transcript}");
+    stdout.read_to_string(&mut transcript).expect("read");
+    let output = demo.wait_with_output().expect("lab exits");
     // Almost always interrupted mid-tour (130); a tour that finished first has cleaned up by itself (0).
-    assert!(matches!(status.code(), Some(130) | Some(0)), "{status}");
+    assert!(
+        matches!(output.status.code(), Some(130) | Some(0)),
+        "{}: {transcript}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     for ns in &namespaces {
         assert!(!Netns::existing(ns).exists(), "{ns} is still there");
     }

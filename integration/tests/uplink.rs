@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use integration::{IspOptions, Lab, LabOptions, Timers, addresses::*, clients, router::UPLINK};
+use integration::{Dhcpv6Server, IspOptions, Lab, LabOptions, Timers, addresses::*, clients, router::UPLINK};
 use serde_json::Value;
 
 const LEASE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -18,6 +18,19 @@ fn lab_with_short_timers() -> Lab {
 
 fn dhcp4(status: &Value) -> &Value {
     &status["uplink"]["dhcp4"]
+}
+
+fn dhcp6(status: &Value) -> &Value {
+    &status["uplink"]["dhcp6"]
+}
+
+fn delegated(lab: &Lab) -> Value {
+    lab.check(
+        lab.router().wait_for_status("a delegated prefix", LEASE_TIMEOUT, |s| {
+            dhcp6(s)["state"] == "bound" && dhcp6(s)["prefixes"].as_array().is_some_and(|p| !p.is_empty())
+        }),
+        "DHCPv6 prefix delegation",
+    )
 }
 
 fn bound_address(lab: &Lab) -> String {
@@ -126,6 +139,7 @@ fn rebinds_with_a_new_server_when_the_old_one_is_gone() {
 fn a_restart_with_the_isp_down_keeps_the_configuration() {
     let lab = lab_with_short_timers();
     let cidr = bound_address(&lab);
+    delegated(&lab);
     lab.isp().stop_dhcp4();
     lab.router().stop_routerd();
     // As after a reboot: the kernel has forgotten everything.
@@ -146,6 +160,8 @@ fn a_restart_with_the_isp_down_keeps_the_configuration() {
     let (addrs, _) = uplink_config(&lab);
     assert!(addrs.contains(&format!("inet {cidr}")), "{addrs}");
 
+    assert!(lab.router().routerd_log().contains("applying the saved DHCPv6 lease"), "{}", lab.router().routerd_log());
+
     // The ISP is back: INIT-REBOOT or DISCOVER gets the same address again.
     lab.check(lab.isp().start_dhcp4(false), "the ISP's server is back");
     let status = lab.check(
@@ -155,4 +171,95 @@ fn a_restart_with_the_isp_down_keeps_the_configuration() {
         "bound",
     );
     assert_eq!(dhcp4(&status)["addr"], cidr);
+}
+
+#[test]
+fn uplink_gets_an_ipv6_address_and_a_prefix_for_the_lans() {
+    let lab = lab_with_short_timers();
+    let status = delegated(&lab);
+    let prefix = dhcp6(&status)["prefixes"][0].as_str().unwrap_or_default().to_string();
+    assert!(prefix.starts_with("2001:db8:1") && prefix.ends_with("/56"), "{prefix}");
+    let address = dhcp6(&status)["addr"].as_str().unwrap_or_default().to_string();
+    assert!(address.starts_with("2001:db8:0:1::1"), "{status}");
+    assert_eq!(dhcp6(&status)["dns_servers"], serde_json::json!([ISP_V6.to_string()]));
+    assert_eq!(status["uplink"]["ipv6_unavailable"], false);
+
+    // lan0 gets subnet 0 of the prefix with ::1; the rest of the prefix is unreachable, not sent back upstream.
+    let network = prefix.trim_end_matches("/56").trim_end_matches("::");
+    let lan0_address = format!("{network}::1/64");
+    let router = lab.router().netns();
+    let lan0 = lab.check(router.ip(&["-6", "-o", "addr", "show", "dev", "lan0", "scope", "global"]), "lan0");
+    assert!(lan0.contains(&lan0_address), "{lan0_address} on lan0: {lan0}");
+    let routes = lab.check(router.ip(&["-6", "route", "show"]), "routes");
+    assert!(routes.contains(&format!("unreachable {prefix}")), "{routes}");
+    let uplink = lab.check(router.ip(&["-6", "-o", "addr", "show", "dev", UPLINK, "scope", "global"]), "uplink0");
+    assert!(uplink.contains(&format!("{address}/128")), "{uplink}");
+
+    // The ISP routes the prefix to the router, and the router reaches the internet host over IPv6.
+    let isp_routes = lab.check(lab.isp().ipv6_routes(), "ISP routes");
+    assert!(isp_routes.contains(&format!("{prefix} via fe80::")), "{isp_routes}");
+    let body = lab.check(
+        integration::wait::until("IPv6 to the internet host", Duration::from_secs(10), || {
+            Ok(clients::curl(router, &format!("http://[{INTERNET_HOST_V6}]/")).ok())
+        }),
+        "curl -6",
+    );
+    assert_eq!(body.trim(), format!("client={address}"));
+
+    // router7's files: the DUID (DUID-LL of the uplink MAC) and the lease with Go's IPNet prefixes.
+    let duid = std::fs::read(lab.router().perm().join("dhcp6/duid")).expect("dhcp6/duid");
+    assert_eq!(duid, [0, 3, 0, 1, 2, 0, 0, 0, 0, 1]);
+    let lease: Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.router().perm().join("dhcp6/wire/lease.json")).expect("lease.json"),
+    )
+    .expect("JSON");
+    assert_eq!(lease["prefixes"][0]["IP"], prefix.trim_end_matches("/56"));
+    assert_eq!(lease["prefixes"][0]["Mask"], "/////////wAAAAAAAAAAAA==", "a /56 as Go's net.IPMask");
+
+    // Renew at T1 (10 s) with the same server.
+    lab.check(
+        integration::wait::until("a DHCPv6 renewal", Duration::from_secs(20), || {
+            Ok(lab.router().routerd_log().contains("DHCPv6 T1 reached").then_some(()))
+        }),
+        "renew",
+    );
+    lab.check(
+        lab.router().wait_for_status("bound after renewing", Duration::from_secs(10), |s| dhcp6(s)["state"] == "bound"),
+        "renewed",
+    );
+}
+
+#[test]
+fn an_isp_without_prefix_delegation_gives_a_v4_only_router_that_says_so() {
+    let lab = Lab::start(LabOptions {
+        isp: IspOptions { dhcpv6: Dhcpv6Server::DnsmasqWithoutPrefixDelegation, timers: Timers::Short },
+        ..LabOptions::default()
+    })
+    .expect("the lab starts");
+    bound_address(&lab);
+    let status = lab.check(
+        lab.router()
+            .wait_for_status("IPv6 reported unavailable", LEASE_TIMEOUT, |s| s["uplink"]["ipv6_unavailable"] == true),
+        "status",
+    );
+    let reason = status["uplink"]["ipv6_unavailable_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("no prefix"), "{reason}");
+    let lan0 =
+        lab.check(lab.router().netns().ip(&["-6", "-o", "addr", "show", "dev", "lan0", "scope", "global"]), "lan0");
+    assert!(lan0.trim().is_empty(), "no prefix, no global address on lan0: {lan0}");
+    let table = lab.check(lab.router().rtrctl(&["status"]), "rtrctl status");
+    assert!(table.stdout.to_lowercase().contains("ipv6"), "{}", table.stdout);
+}
+
+#[test]
+fn with_duplicate_address_detection_on_the_uplink_still_comes_up() {
+    let lab = Lab::start(LabOptions {
+        dad: true,
+        isp: IspOptions { timers: Timers::Short, ..IspOptions::default() },
+        ..LabOptions::default()
+    })
+    .expect("the lab starts with DAD on");
+    bound_address(&lab);
+    let status = delegated(&lab);
+    assert_eq!(status["services"].as_array().map(|s| s.iter().all(|s| s["restarts"] == 0)), Some(true), "{status}");
 }

@@ -203,6 +203,9 @@ pub fn render(doc: &StatusDoc) -> String {
         }
         None => out.push_str("  DHCPv6  no lease\n"),
     }
+    if doc.uplink.ipv6_unavailable && doc.uplink.dhcp6.is_some() {
+        out.push_str(&format!("  IPv6    unavailable on the LANs: {}\n", doc.uplink.ipv6_unavailable_reason));
+    }
     let mut interfaces = Table::new(&["INTERFACE", "ROLE", "STATE", "MAC", "MTU", "ADDRESSES"]);
     for i in &doc.interfaces {
         interfaces.row(vec![
