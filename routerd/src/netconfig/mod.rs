@@ -25,6 +25,8 @@ pub enum NetconfigError {
     Connect(std::io::Error),
     #[error("interface {0} does not exist")]
     NoSuchInterface(String),
+    #[error("interface {0} has no Ethernet address")]
+    NotEthernet(String),
     #[error("{what}: {source}")]
     Netlink {
         what: String,
@@ -76,6 +78,16 @@ impl Netconfig {
                 _ => None,
             })
             .unwrap_or_default())
+    }
+
+    /// The MAC a DHCP client identifies with: `spoofed` (interfaces.json's spoof_hardware_addr) if set, else
+    /// the link's own Ethernet address.
+    pub async fn ethernet_addr(&self, name: &str, spoofed: Option<[u8; 6]>) -> Result<[u8; 6], NetconfigError> {
+        if let Some(mac) = spoofed {
+            return Ok(mac);
+        }
+        let mac = self.hardware_addr(name).await?;
+        <[u8; 6]>::try_from(mac.as_slice()).map_err(|_| NetconfigError::NotEthernet(name.to_string()))
     }
 
     pub async fn set_up(&self, index: u32) -> Result<(), NetconfigError> {

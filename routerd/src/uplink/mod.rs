@@ -4,6 +4,7 @@ pub mod dhcp4;
 pub mod dhcp6;
 pub mod entropy;
 pub mod ipv4_udp;
+pub mod lease_times;
 pub mod packet_socket;
 #[cfg(test)]
 pub(crate) mod pcap;

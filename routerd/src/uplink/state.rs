@@ -1,6 +1,6 @@
 //! What the uplink has learned, published on a watch channel: the API and (later) the LAN services read it.
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use super::{dhcp4, dhcp6};
 
@@ -31,11 +31,4 @@ pub struct Dhcp4Status {
     pub renew_at: Option<SystemTime>,
     pub rebind_at: Option<SystemTime>,
     pub expires_at: Option<SystemTime>,
-}
-
-/// The wall-clock time of a monotonic instant (timers run on the monotonic clock, which NTP cannot move).
-pub fn wall_clock(instant: Instant) -> SystemTime {
-    let now = Instant::now();
-    let system_now = SystemTime::now();
-    if instant >= now { system_now + (instant - now) } else { system_now - (now - instant) }
 }

@@ -19,6 +19,7 @@ use dhcproto::{
 
 use super::lease::{Lease, LeaseError};
 use crate::uplink::entropy::Entropy;
+pub use crate::uplink::lease_times::LeaseTimes;
 
 /// DISCOVER retransmissions: 4 s doubling to 64 s, ±1 s (RFC 2131 §4.1).
 const FIRST_RETRANSMIT: Duration = Duration::from_secs(4);
@@ -111,15 +112,6 @@ pub enum Ignored {
     BadLease(#[from] LeaseError),
 }
 
-/// When the current lease was bound, and its timers as instants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LeaseTimes {
-    pub bound_at: Instant,
-    pub renew_at: Instant,
-    pub rebind_at: Instant,
-    pub expires_at: Instant,
-}
-
 pub struct Client {
     config: ClientConfig,
     entropy: Box<dyn Entropy>,
@@ -143,11 +135,7 @@ impl Client {
     pub fn new(config: ClientConfig, entropy: Box<dyn Entropy>, previous: Option<Lease>, now: Instant) -> Client {
         let state = if previous.is_some() { State::InitReboot } else { State::Init };
         let hint = previous.as_ref().map(|lease| lease.address);
-        let lease = previous.map(|lease| {
-            // Unknown age: treat it as expired, so nothing is scheduled from it.
-            let times = LeaseTimes { bound_at: now, renew_at: now, rebind_at: now, expires_at: now };
-            (lease, times)
-        });
+        let lease = previous.map(|lease| (lease, LeaseTimes::due(now)));
         Client {
             config,
             entropy,

@@ -130,14 +130,8 @@ pub struct LeaseFile {
     pub router: String,
     #[serde(default)]
     pub dns: Vec<String>,
-    #[serde(default)]
-    pub server_id: String,
-    #[serde(default)]
-    pub bound_at: String,
-    #[serde(default)]
-    pub rebind_at: String,
-    #[serde(default)]
-    pub expires_at: String,
+    #[serde(flatten)]
+    pub times: crate::uplink::lease_times::FileTimes,
     #[serde(default)]
     pub lease_seconds: u64,
 }

@@ -17,8 +17,9 @@ use crate::{
     uplink::{
         entropy::SystemEntropy,
         ipv4_udp,
+        lease_times::wall_clock,
         packet_socket::PacketSocket,
-        state::{Dhcp4Status, UplinkSnapshot, wall_clock},
+        state::{Dhcp4Status, UplinkSnapshot},
     },
 };
 
@@ -42,14 +43,7 @@ pub async fn run(
 ) -> Result<(), ServiceError> {
     let index = netconfig.link_index(&options.uplink).await?;
     netconfig.set_up(index).await?;
-    let hardware_addr = match options.hardware_addr {
-        Some(mac) => mac,
-        None => {
-            let mac = netconfig.hardware_addr(&options.uplink).await?;
-            <[u8; 6]>::try_from(mac.as_slice())
-                .map_err(|_| format!("{} has no Ethernet address ({mac:02x?})", options.uplink))?
-        }
-    };
+    let hardware_addr = netconfig.ethernet_addr(&options.uplink, options.hardware_addr).await?;
 
     let saved = match store::load(&options.perm) {
         Ok(saved) => saved,

@@ -1,17 +1,12 @@
 //! The DHCPv4 lease on disk, in router7's files: `dhcp4/wire/ack` (the raw ACK, for INIT-REBOOT after a
 //! restart) and `dhcp4/wire/lease.json` (readable, router7's fields plus routerd's).
 
-use std::{
-    path::{Path, PathBuf},
-    time::SystemTime,
-};
-
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use std::path::{Path, PathBuf};
 
 use super::{Lease, LeaseFile, LeaseTimes, client::parse_ack};
 use crate::{
     store::{self, Mode, StoreError},
-    uplink::state::wall_clock,
+    uplink::lease_times::{FileTimes, rfc3339, wall_clock},
 };
 
 pub fn wire_dir(perm: &Path) -> PathBuf {
@@ -28,10 +23,7 @@ pub fn save(perm: &Path, ack: &[u8], lease: &Lease, times: LeaseTimes) -> Result
         subnet_mask: lease.subnet_mask().to_string(),
         router: lease.gateway.map(|g| g.to_string()).unwrap_or_default(),
         dns: lease.dns.iter().map(ToString::to_string).collect(),
-        server_id: lease.server_id.map(|s| s.to_string()).unwrap_or_default(),
-        bound_at: rfc3339(wall_clock(times.bound_at)),
-        rebind_at: rfc3339(wall_clock(times.rebind_at)),
-        expires_at: rfc3339(wall_clock(times.expires_at)),
+        times: FileTimes::new(lease.server_id.map(|s| s.to_string()).unwrap_or_default(), times),
         lease_seconds: lease.lease_time.as_secs(),
     };
     store::write_json(&dir.join("lease.json"), &file, Mode::Public)
@@ -45,8 +37,4 @@ pub fn load(perm: &Path) -> Result<Option<Lease>, String> {
         return Ok(None);
     };
     parse_ack(&bytes).map(Some).map_err(|reason| format!("{}: not a usable DHCPACK ({reason})", path.display()))
-}
-
-fn rfc3339(time: SystemTime) -> String {
-    OffsetDateTime::from(time).format(&Rfc3339).unwrap_or_default()
 }

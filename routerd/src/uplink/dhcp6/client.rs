@@ -22,6 +22,7 @@ use super::{
     wire::{self, ServerMessage, WireError},
 };
 use crate::uplink::entropy::Entropy;
+pub use crate::uplink::lease_times::LeaseTimes;
 
 const SOL_TIMEOUT: Duration = Duration::from_secs(1);
 const SOL_MAX_RT: Duration = Duration::from_secs(120);
@@ -94,14 +95,6 @@ pub enum Ignored {
     Lease(#[from] LeaseError),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LeaseTimes {
-    pub bound_at: Instant,
-    pub renew_at: Instant,
-    pub rebind_at: Instant,
-    pub expires_at: Instant,
-}
-
 pub struct Client {
     config: ClientConfig,
     entropy: Box<dyn Entropy>,
@@ -122,8 +115,7 @@ pub struct Client {
 impl Client {
     pub fn new(config: ClientConfig, entropy: Box<dyn Entropy>, previous: Option<Lease>, now: Instant) -> Client {
         let hint = previous.as_ref().and_then(|l| l.prefixes.first()).map(|p| (p.prefix, p.length));
-        let lease =
-            previous.map(|lease| (lease, LeaseTimes { bound_at: now, renew_at: now, rebind_at: now, expires_at: now }));
+        let lease = previous.map(|lease| (lease, LeaseTimes::due(now)));
         Client {
             config,
             entropy,

@@ -18,7 +18,8 @@ use crate::{
     system,
     uplink::{
         entropy::SystemEntropy,
-        state::{Dhcp6Status, UplinkSnapshot, wall_clock},
+        lease_times::wall_clock,
+        state::{Dhcp6Status, UplinkSnapshot},
     },
 };
 
@@ -57,14 +58,7 @@ pub async fn run(
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
     let index = netconfig.link_index(&options.uplink).await?;
-    let mac = match options.hardware_addr {
-        Some(mac) => mac,
-        None => {
-            let mac = netconfig.hardware_addr(&options.uplink).await?;
-            <[u8; 6]>::try_from(mac.as_slice())
-                .map_err(|_| format!("{} has no Ethernet address ({mac:02x?})", options.uplink))?
-        }
-    };
+    let mac = netconfig.ethernet_addr(&options.uplink, options.hardware_addr).await?;
     let duid = duid::load_or_create(&options.perm, mac)?;
     let ia_na = u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]);
 

@@ -6,12 +6,11 @@ use std::{net::Ipv6Addr, path::Path, time::Duration};
 
 use data_encoding::BASE64;
 use serde::{Deserialize, Serialize};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{DelegatedPrefix, Lease, LeaseTimes, LeasedAddress, duid::hex, lease::mask};
 use crate::{
     store::{self, Mode, StoreError},
-    uplink::state::wall_clock,
+    uplink::lease_times::{FileTimes, rfc3339, wall_clock},
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,14 +21,8 @@ pub struct LeaseFile {
     pub dns: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub address: String,
-    #[serde(default)]
-    pub server_id: String,
-    #[serde(default)]
-    pub bound_at: String,
-    #[serde(default)]
-    pub rebind_at: String,
-    #[serde(default)]
-    pub expires_at: String,
+    #[serde(flatten)]
+    pub times: FileTimes,
     #[serde(default)]
     pub t1_seconds: u64,
     #[serde(default)]
@@ -80,10 +73,7 @@ pub fn save(perm: &Path, lease: &Lease, times: LeaseTimes) -> Result<(), StoreEr
         prefixes: lease.prefixes.iter().map(GoIpNet::from_prefix).collect(),
         dns: lease.dns.iter().map(ToString::to_string).collect(),
         address: lease.address.as_ref().map(|a| a.address.to_string()).unwrap_or_default(),
-        server_id: hex(&lease.server_id),
-        bound_at: rfc3339(wall_clock(times.bound_at)),
-        rebind_at: rfc3339(wall_clock(times.rebind_at)),
-        expires_at: rfc3339(wall_clock(times.expires_at)),
+        times: FileTimes::new(hex(&lease.server_id), times),
         t1_seconds: lease.t1.as_secs(),
         t2_seconds: lease.t2.as_secs(),
         valid_seconds: lease.valid.as_secs(),
@@ -108,8 +98,8 @@ pub fn load(perm: &Path) -> Result<Option<Lease>, String> {
         .filter(|a| super::lease::is_global_unicast(*a))
         .map(|address| LeasedAddress { address, preferred: valid, valid });
     let dns = file.dns.iter().filter_map(|d| d.parse().ok()).collect();
-    let server_id = (0..file.server_id.len() / 2)
-        .filter_map(|i| u8::from_str_radix(file.server_id.get(2 * i..2 * i + 2)?, 16).ok())
+    let server_id = (0..file.times.server_id.len() / 2)
+        .filter_map(|i| u8::from_str_radix(file.times.server_id.get(2 * i..2 * i + 2)?, 16).ok())
         .collect();
     if address.is_none() && prefixes.is_empty() {
         return Ok(None);
@@ -123,10 +113,6 @@ pub fn load(perm: &Path) -> Result<Option<Lease>, String> {
         t2: Duration::from_secs(file.t2_seconds),
         valid,
     }))
-}
-
-fn rfc3339(time: std::time::SystemTime) -> String {
-    OffsetDateTime::from(time).format(&Rfc3339).unwrap_or_default()
 }
 
 #[cfg(test)]
