@@ -28,7 +28,6 @@ pub struct StepResult {
 
 /// Capabilities the tour cannot show yet, and the issue that brings each.
 pub const NOT_BUILT_YET: &[(&str, &str)] = &[
-    ("uplink IPv6", "DHCPv6 address and prefix delegation from the ISP: issue 4"),
     ("LAN lease", "routerd's DHCPv4 server for the devices: issue 5"),
     ("local names", "DNS for HOST.lan and forwarding: issue 5"),
     ("IPv6 on the LAN", "router advertisements with the delegated prefix: issue 5"),
@@ -44,6 +43,7 @@ const STEPS: &[Step] = &[
     ("ISP", isp_is_serving),
     ("routerd", routerd_is_serving),
     ("uplink DHCPv4", uplink_has_a_lease),
+    ("uplink DHCPv6", uplink_has_a_prefix),
     ("pairing", lan_device_pairs),
     ("status over mTLS", status_from_the_lan),
     ("strangers refused", strangers_are_refused),
@@ -153,6 +153,42 @@ fn uplink_has_a_lease(lab: &Lab) -> Result<String, String> {
             .map(|d| d.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(" "))
             .unwrap_or_default()
     ))
+}
+
+fn uplink_has_a_prefix(lab: &Lab) -> Result<String, String> {
+    if lab.isp().options().dhcpv6 == Dhcpv6Server::DnsmasqWithoutPrefixDelegation {
+        let status = lab
+            .router()
+            .wait_for_status("IPv6 reported unavailable", Duration::from_secs(15), |s| {
+                s["uplink"]["ipv6_unavailable"] == true
+            })
+            .map_err(lab_error)?;
+        return Ok(format!(
+            "no prefix from this ISP, and routerd says so: {}",
+            status["uplink"]["ipv6_unavailable_reason"]
+        ));
+    }
+    let status = lab
+        .router()
+        .wait_for_status("a delegated prefix", Duration::from_secs(15), |s| {
+            s["uplink"]["dhcp6"]["prefixes"].as_array().is_some_and(|p| !p.is_empty())
+        })
+        .map_err(lab_error)?;
+    let lease = &status["uplink"]["dhcp6"];
+    let prefix = lease["prefixes"][0].as_str().unwrap_or_default();
+    let address = lease["addr"].as_str().unwrap_or_default();
+    let lan0 =
+        lab.router().netns().ip(&["-6", "-o", "addr", "show", "dev", "lan0", "scope", "global"]).map_err(lab_error)?;
+    let lan0_address = lan0.split_whitespace().skip_while(|w| *w != "inet6").nth(1).unwrap_or("none").to_string();
+    let url = format!("http://[{INTERNET_HOST_V6}]/");
+    let body = crate::wait::until("IPv6 to the internet host", Duration::from_secs(10), || {
+        Ok(crate::clients::curl(lab.router().netns(), &url).ok())
+    })
+    .map_err(lab_error)?;
+    if body.trim() != format!("client={address}") {
+        return Err(format!("the internet host saw {body:?}, not the uplink's IPv6 address {address}"));
+    }
+    Ok(format!("{prefix} from kea (lan0 gets {lan0_address}), address {address}; IPv6 to the internet host works"))
 }
 
 fn lan_device_pairs(lab: &Lab) -> Result<String, String> {
