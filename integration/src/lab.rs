@@ -149,7 +149,6 @@ impl Lab {
         }
         if !options.dad {
             wait_for_link_local(&router_ns, router::UPLINK)?;
-            wait_for_link_local(&router_ns, router::LAN)?;
         }
 
         let isp = Isp::start(tracker, isp_ns, &work.join("isp"), options.isp)?;
@@ -447,10 +446,8 @@ fn build_links(isp: &Netns, router: &Netns, lans: &[Netns]) -> Result<(), LabErr
     }
     isp.ip(&["link", "set", isp::INTERFACE, "up"])?;
     router.ip(&["link", "set", router::UPLINK, "up"])?;
-    router.ip(&["link", "set", router::LAN, "up"])?;
-    // routerd does not configure interfaces yet (the uplink issue adds netconfig); until then the lab gives lan0
-    // the address from the generated interfaces.json, so routerd's API is reachable from the LAN.
-    router.ip(&["addr", "add", &format!("{ROUTER_LAN_V4}/{LAN_V4_PREFIX_LEN}"), "dev", router::LAN])?;
+    // lan0 stays down and without an address: routerd configures it from the generated interfaces.json (the
+    // uplink is up like a plugged-in cable, so the lab's own clients can use it when routerd is not started).
     Ok(())
 }
 

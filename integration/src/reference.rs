@@ -17,6 +17,7 @@ pub const LAN_POOL: (&str, &str) = ("192.0.2.100", "192.0.2.199");
 /// dnsmasq as the LAN's DHCPv4 server on the router's `lan0` (no DNS). Returns its PID and its lease file.
 pub fn dnsmasq_dhcp4(lab: &Lab) -> Result<(u32, PathBuf), LabError> {
     let dir = reference_dir(lab)?;
+    configure_lan(lab)?;
     let leases = dir.join("dnsmasq-lan.leases");
     let (first, last) = LAN_POOL;
     let mut args = dnsmasq_dhcp_only_args(LAN, &leases);
@@ -36,6 +37,7 @@ pub fn dnsmasq_dhcp4(lab: &Lab) -> Result<(u32, PathBuf), LabError> {
 pub fn radvd_slaac(lab: &Lab, prefix: &str) -> Result<u32, LabError> {
     let dir = reference_dir(lab)?;
     let netns = lab.router().netns();
+    configure_lan(lab)?;
     let router_addr = prefix.replace("::/64", "::1/64");
     netns.ip(&["-6", "addr", "replace", &router_addr, "dev", LAN, "nodad"])?;
     netns.sysctl(&[("net/ipv6/conf/all/forwarding", "1")])?;
@@ -53,6 +55,15 @@ pub fn radvd_slaac(lab: &Lab, prefix: &str) -> Result<u32, LabError> {
     let pid = lab.tracker().spawn("lan radvd (reference)", netns, &program, &args, &[], &dir.join("radvd-lan.log"))?;
     wait_ready(&lab.tracker(), "lan radvd (reference)", pid, || pid_file.exists())?;
     Ok(pid)
+}
+
+/// What routerd would do to lan0 (from interfaces.json), for tests that run a reference server instead.
+fn configure_lan(lab: &Lab) -> Result<(), LabError> {
+    let netns = lab.router().netns();
+    netns.ip(&["link", "set", LAN, "up"])?;
+    let cidr = format!("{}/{}", crate::addresses::ROUTER_LAN_V4, crate::addresses::LAN_V4_PREFIX_LEN);
+    netns.ip(&["addr", "replace", &cidr, "dev", LAN])?;
+    Ok(())
 }
 
 fn reference_dir(lab: &Lab) -> Result<PathBuf, LabError> {

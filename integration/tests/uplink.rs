@@ -148,8 +148,14 @@ fn a_restart_with_the_isp_down_keeps_the_configuration() {
     assert!(!addrs.contains("inet "), "{addrs}");
 
     lab.check(lab.router().start_routerd(), "restart");
-    let (addrs, routes) = uplink_config(&lab);
-    assert!(addrs.contains(&format!("inet {cidr}")), "applied before any server answered: {addrs}");
+    // Applied by the DHCPv4 service as it starts (the ISP's server is still down, so from the saved lease).
+    lab.check(
+        integration::wait::until("the saved address on uplink0", Duration::from_secs(5), || {
+            Ok(uplink_config(&lab).0.contains(&format!("inet {cidr}")).then_some(()))
+        }),
+        "applied before any server answered",
+    );
+    let (_, routes) = uplink_config(&lab);
     assert!(routes.contains(&format!("default via {ISP_V4} dev {UPLINK}")), "{routes}");
     let status = lab.check(lab.router().status(), "status");
     assert_eq!(dhcp4(&status)["addr"], cidr);
@@ -262,4 +268,45 @@ fn with_duplicate_address_detection_on_the_uplink_still_comes_up() {
     bound_address(&lab);
     let status = delegated(&lab);
     assert_eq!(status["services"].as_array().map(|s| s.iter().all(|s| s["restarts"] == 0)), Some(true), "{status}");
+}
+
+#[test]
+fn interfaces_json_renames_by_mac_and_applies_addresses_mtu_and_routes() {
+    let lab = Lab::start(LabOptions { start_routerd: false, lan_devices: 1, ..LabOptions::default() })
+        .expect("the lab starts");
+    let router = lab.router().netns();
+    // A NIC that the kernel named eth9; interfaces.json calls it lan1 by its MAC.
+    lab.check(
+        router.ip(&["link", "add", "eth9", "address", "02:00:00:00:09:09", "type", "veth", "peer", "name", "eth9peer"]),
+        "a second NIC",
+    );
+    let interfaces = serde_json::json!({
+        "interfaces": [
+            { "name": "uplink0", "hardware_addr": UPLINK_MAC },
+            {
+                "name": "lan0",
+                "hardware_addr": LAN_BRIDGE_MAC,
+                "addr": "192.0.2.1/24",
+                "extra_addrs": ["192.0.2.254/24"],
+                "mtu": 1400,
+                "extra_routes": [{ "destination": "203.0.113.128/25", "gateway": "192.0.2.99" }]
+            },
+            { "name": "lan1", "hardware_addr": "02:00:00:00:09:09", "addr": "198.51.100.254/32" },
+            { "name": "lan5", "hardware_addr": "02:00:00:00:05:05", "addr": "192.0.2.5/32" }
+        ]
+    });
+    std::fs::write(lab.router().perm().join("interfaces.json"), interfaces.to_string()).expect("interfaces.json");
+    lab.check(lab.router().start_routerd(), "routerd");
+
+    let lan1 = lab.check(router.ip(&["-o", "addr", "show", "dev", "lan1"]), "lan1 exists");
+    assert!(lan1.contains("198.51.100.254/32"), "{lan1}");
+    let lan0 = lab.check(router.ip(&["-o", "addr", "show", "dev", "lan0"]), "lan0");
+    assert!(lan0.contains("192.0.2.1/24") && lan0.contains("192.0.2.254/24"), "{lan0}");
+    let link = lab.check(router.ip(&["link", "show", "dev", "lan0"]), "lan0 link");
+    assert!(link.contains("mtu 1400") && link.contains("state UP"), "{link}");
+    let routes = lab.check(router.ip(&["route", "show"]), "routes");
+    assert!(routes.contains("203.0.113.128/25 via 192.0.2.99 dev lan0"), "{routes}");
+    // The missing NIC is reported, and routerd serves anyway.
+    assert!(lab.router().routerd_log().contains("interface lan5"), "{}", lab.router().routerd_log());
+    assert!(lab.check(lab.router().status(), "status")["hostname"] == "router");
 }

@@ -72,6 +72,19 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         tracing::error!("{}: {} (using defaults for this file until it is fixed)", problem.file, problem.message);
     }
     let hostname = config.routerd.hostname.clone().unwrap_or_else(system::hostname);
+    // Before the listeners are bound: the API listens on the LAN addresses that interfaces.json gives.
+    let netconfig = match Netconfig::connect() {
+        Ok(netconfig) => {
+            for problem in netconfig.apply_interfaces(&config.interfaces).await {
+                tracing::warn!("{}: {problem}", crate::config::INTERFACES_JSON);
+            }
+            Some(netconfig)
+        }
+        Err(error) => {
+            tracing::error!("{error}: interfaces cannot be configured");
+            None
+        }
+    };
     let authority = Arc::new(Authority::load_or_create(PkiPaths::new(&options.perm), &hostname)?);
 
     let wanted = if options.listen.is_empty() { default_listen_addrs() } else { options.listen.clone() };
@@ -85,7 +98,9 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let mut supervisor = Supervisor::new(shutdown, Backoff::default());
     let statuses = supervisor.statuses();
     let (uplink_state, uplink_view) = watch::channel(UplinkSnapshot::default());
-    start_uplink(&mut supervisor, &options, &config, &hostname, uplink_state);
+    if let Some(netconfig) = netconfig {
+        start_uplink(&mut supervisor, netconfig, &options, &config, &hostname, uplink_state);
+    }
     let api_context = ApiContext {
         authority,
         tls,
@@ -110,6 +125,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
 /// machine, the test suite) nothing on the system is touched: no sysctls, no addresses, no routes.
 fn start_uplink(
     supervisor: &mut Supervisor,
+    netconfig: Netconfig,
     options: &Options,
     config: &Config,
     hostname: &str,
@@ -119,13 +135,6 @@ fn start_uplink(
         tracing::info!("no interface named {UPLINK}: the uplink's DHCP clients are off");
         return;
     }
-    let netconfig = match Netconfig::connect() {
-        Ok(netconfig) => netconfig,
-        Err(error) => {
-            tracing::error!("{error}: the uplink cannot be configured");
-            return;
-        }
-    };
     for problem in netconfig::enable_routing(UPLINK) {
         tracing::error!("{problem}");
     }

@@ -8,7 +8,8 @@ mod files;
 use std::path::Path;
 
 pub use files::{
-    Bridge, ExtraRoute, InterfaceConfig, InterfacesFile, PortForwarding, PortForwardingsFile, RouterdFile, parse_mac,
+    Bridge, ExtraRoute, InterfaceConfig, InterfacesFile, PortForwarding, PortForwardingsFile, RouterdFile, parse_cidr,
+    parse_mac,
 };
 
 use crate::store;

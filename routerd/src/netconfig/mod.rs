@@ -17,6 +17,8 @@ use rtnetlink::{
     },
 };
 
+mod interfaces;
+
 use crate::uplink::{dhcp4::Lease, dhcp6::DelegatedPrefix};
 
 #[derive(Debug, thiserror::Error)]
