@@ -310,3 +310,48 @@ fn interfaces_json_renames_by_mac_and_applies_addresses_mtu_and_routes() {
     assert!(lab.router().routerd_log().contains("interface lan5"), "{}", lab.router().routerd_log());
     assert!(lab.check(lab.router().status(), "status")["hostname"] == "router");
 }
+
+#[test]
+fn rtrctl_releases_the_leases_and_renews_them() {
+    let lab = lab_with_short_timers();
+    let cidr = bound_address(&lab);
+    let status = delegated(&lab);
+    let prefix = dhcp6(&status)["prefixes"][0].as_str().unwrap_or_default().to_string();
+
+    let released = lab.check(lab.router().rtrctl(&["uplink", "release"]), "rtrctl uplink release");
+    assert!(released.success, "{}", released.combined());
+    assert!(released.stdout.contains(&format!("dhcp4: released {cidr}")), "{}", released.stdout);
+    assert!(
+        released.stdout.contains("dhcp6: released address") && released.stdout.contains(&prefix),
+        "{}",
+        released.stdout
+    );
+    // The ISP heard it, the addresses are gone, and the files too (a restart must not bring them back).
+    lab.check(
+        integration::wait::until("DHCPRELEASE at the ISP", Duration::from_secs(5), || {
+            Ok(lab.isp().dhcp4_log().contains("DHCPRELEASE").then_some(()))
+        }),
+        "release",
+    );
+    let (addrs, routes) = uplink_config(&lab);
+    assert!(!addrs.contains("inet "), "{addrs}");
+    assert!(!routes.contains("default"), "{routes}");
+    let lan0 =
+        lab.check(lab.router().netns().ip(&["-6", "-o", "addr", "show", "dev", "lan0", "scope", "global"]), "lan0");
+    assert!(lan0.trim().is_empty(), "{lan0}");
+    assert!(!lab.router().perm().join("dhcp4/wire/ack").exists());
+    assert!(!lab.router().perm().join("dhcp6/wire/lease.json").exists());
+    let status = lab.check(lab.router().status(), "status");
+    assert!(dhcp4(&status).is_null() && dhcp6(&status).is_null(), "{status}");
+
+    let json = lab.check(lab.router().rtrctl(&["-o", "json", "uplink", "renew", "--ipv4"]), "rtrctl uplink renew");
+    let doc: Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(doc["results"].as_array().map(Vec::len), Some(1), "{doc}");
+    let status = lab.check(
+        lab.router().wait_for_status("bound after renew", LEASE_TIMEOUT, |s| dhcp4(s)["state"] == "bound"),
+        "renewed",
+    );
+    assert!(dhcp6(&status).is_null(), "only IPv4 was renewed: {status}");
+    lab.check(lab.router().rtrctl(&["uplink", "renew", "--ipv6"]), "renew IPv6");
+    delegated(&lab);
+}

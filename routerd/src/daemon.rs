@@ -18,7 +18,12 @@ use crate::{
     pki::{Authority, PkiError, PkiPaths},
     supervisor::{Backoff, Shutdown, Statuses, Supervisor},
     system,
-    uplink::{dhcp4::service::Dhcp4Options, dhcp6::service::Dhcp6Options, state::UplinkSnapshot},
+    uplink::{
+        control::{Control, UplinkControl},
+        dhcp4::service::Dhcp4Options,
+        dhcp6::service::Dhcp6Options,
+        state::UplinkSnapshot,
+    },
 };
 
 /// The uplink interface's name (router7's convention; rename by MAC in interfaces.json).
@@ -98,9 +103,10 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let mut supervisor = Supervisor::new(shutdown, Backoff::default());
     let statuses = supervisor.statuses();
     let (uplink_state, uplink_view) = watch::channel(UplinkSnapshot::default());
-    if let Some(netconfig) = netconfig {
-        start_uplink(&mut supervisor, netconfig, &options, &config, &hostname, uplink_state);
-    }
+    let uplink_control = match netconfig {
+        Some(netconfig) => start_uplink(&mut supervisor, netconfig, &options, &config, &hostname, uplink_state),
+        None => UplinkControl::default(),
+    };
     let api_context = ApiContext {
         authority,
         tls,
@@ -111,6 +117,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
             services: statuses.clone(),
             config_problems: Arc::new(config.problems.clone()),
             uplink: uplink_view,
+            uplink_control,
         },
         listeners: Arc::new(listeners),
     };
@@ -130,10 +137,10 @@ fn start_uplink(
     config: &Config,
     hostname: &str,
     uplink_state: watch::Sender<UplinkSnapshot>,
-) {
+) -> UplinkControl {
     if !system::interface_exists(UPLINK) {
         tracing::info!("no interface named {UPLINK}: the uplink's DHCP clients are off");
-        return;
+        return UplinkControl::default();
     }
     for problem in netconfig::enable_routing(UPLINK) {
         tracing::error!("{problem}");
@@ -151,15 +158,20 @@ fn start_uplink(
         hardware_addr: spoofed,
     };
     let (netconfig4, uplink_state4) = (netconfig.clone(), uplink_state.clone());
+    let (control4, inbox4) = Control::new("dhcp4");
     supervisor.spawn("dhcp4", move |context| {
         let (dhcp4, netconfig, uplink_state) = (dhcp4.clone(), netconfig4.clone(), uplink_state4.clone());
-        async move { crate::uplink::dhcp4::service::run(dhcp4, netconfig, uplink_state, context).await }
+        let inbox = inbox4.clone();
+        async move { crate::uplink::dhcp4::service::run(dhcp4, netconfig, uplink_state, inbox, context).await }
     });
     let dhcp6 = Dhcp6Options { perm: options.perm.clone(), uplink: UPLINK.to_string(), hardware_addr: spoofed };
+    let (control6, inbox6) = Control::new("dhcp6");
     supervisor.spawn("dhcp6", move |context| {
         let (dhcp6, netconfig, uplink_state) = (dhcp6.clone(), netconfig.clone(), uplink_state.clone());
-        async move { crate::uplink::dhcp6::service::run(dhcp6, netconfig, uplink_state, context).await }
+        let inbox = inbox6.clone();
+        async move { crate::uplink::dhcp6::service::run(dhcp6, netconfig, uplink_state, inbox, context).await }
     });
+    UplinkControl { dhcp4: Some(control4), dhcp6: Some(control6) }
 }
 
 /// Runs routerd until SIGTERM or SIGINT.

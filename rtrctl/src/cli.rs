@@ -38,8 +38,32 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The uplink's DHCP leases: give them back to the ISP, or ask again now.
+    Uplink {
+        #[command(subcommand)]
+        action: UplinkAction,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UplinkAction {
+    /// Release the leases (DHCPRELEASE / DHCPv6 Release): the addresses and the delegated prefix are removed and
+    /// routerd stops asking until `rtrctl uplink renew`.
+    Release(Families),
+    /// Ask the ISP for leases now (after a release, or to pick up a change at once).
+    Renew(Families),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Families {
+    /// Only the DHCPv4 lease.
+    #[arg(long = "ipv4", short = '4')]
+    pub ipv4: bool,
+    /// Only the DHCPv6 lease (address and prefix).
+    #[arg(long = "ipv6", short = '6')]
+    pub ipv6: bool,
 }
 
 impl Cli {
@@ -92,6 +116,7 @@ pub async fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Status => commands::status::run(cli).await,
         Command::Pair { code, name, force } => commands::pair::run(cli, code, name.as_deref(), *force).await,
+        Command::Uplink { action } => commands::uplink::run(cli, action).await,
         Command::Completions { .. } => Ok(()),
     }
 }

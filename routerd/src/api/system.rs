@@ -12,7 +12,10 @@ use crate::{
     config::ConfigProblem,
     supervisor::{ServiceState, Statuses},
     system,
-    uplink::state::UplinkSnapshot,
+    uplink::{
+        control::{Command, UplinkControl},
+        state::UplinkSnapshot,
+    },
 };
 
 /// Read-only views of the daemon's state that `GetStatus` reports.
@@ -24,6 +27,7 @@ pub struct SystemView {
     pub services: watch::Receiver<Statuses>,
     pub config_problems: Arc<Vec<ConfigProblem>>,
     pub uplink: watch::Receiver<UplinkSnapshot>,
+    pub uplink_control: UplinkControl,
 }
 
 pub struct SystemApi {
@@ -79,6 +83,48 @@ impl SystemService for SystemApi {
                 .map(|p| pb::ConfigProblem { file: p.file.clone(), message: p.message.clone() })
                 .collect(),
         }))
+    }
+
+    async fn release_uplink(
+        &self,
+        request: tonic::Request<pb::ReleaseUplinkRequest>,
+    ) -> Result<tonic::Response<pb::ReleaseUplinkResponse>, tonic::Status> {
+        let results = self.to_uplink(request.into_inner().families, Command::Release).await?;
+        Ok(tonic::Response::new(pb::ReleaseUplinkResponse { results }))
+    }
+
+    async fn renew_uplink(
+        &self,
+        request: tonic::Request<pb::RenewUplinkRequest>,
+    ) -> Result<tonic::Response<pb::RenewUplinkResponse>, tonic::Status> {
+        let results = self.to_uplink(request.into_inner().families, Command::Renew).await?;
+        Ok(tonic::Response::new(pb::RenewUplinkResponse { results }))
+    }
+}
+
+impl SystemApi {
+    async fn to_uplink(
+        &self,
+        families: Option<pb::UplinkFamilies>,
+        command: Command,
+    ) -> Result<Vec<String>, tonic::Status> {
+        let families = families.unwrap_or_default();
+        let both = !families.ipv4 && !families.ipv6;
+        let control = &self.view.uplink_control;
+        let targets: Vec<_> = [(families.ipv4 || both, &control.dhcp4), (families.ipv6 || both, &control.dhcp6)]
+            .into_iter()
+            .filter_map(|(wanted, client)| client.as_ref().filter(|_| wanted))
+            .collect();
+        if targets.is_empty() {
+            return Err(tonic::Status::failed_precondition(
+                "this router has no uplink (no interface named uplink0), so no DHCP client runs",
+            ));
+        }
+        let mut results = Vec::new();
+        for client in targets {
+            results.push(client.send(command).await);
+        }
+        Ok(results)
     }
 }
 

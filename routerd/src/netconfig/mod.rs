@@ -147,6 +147,12 @@ impl Netconfig {
         Ok(())
     }
 
+    /// Removes a released lease's address from the uplink (its routes go with it).
+    pub async fn remove_dhcp4(&self, uplink: &str, lease: &Lease) -> Result<(), NetconfigError> {
+        let index = self.link_index(uplink).await?;
+        self.remove_address(index, IpAddr::V4(lease.address)).await
+    }
+
     /// Configures the uplink for a DHCPv4 lease: the address with its prefix length, a host route to the gateway
     /// and the default route through it, then removes the previous lease's address if it differs.
     pub async fn apply_dhcp4(

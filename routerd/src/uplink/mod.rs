@@ -1,5 +1,6 @@
 //! The uplink (`uplink0`): the DHCPv4 and DHCPv6 clients that get the router online, and what they learned.
 
+pub mod control;
 pub mod dhcp4;
 pub mod dhcp6;
 pub mod entropy;

@@ -2,6 +2,7 @@
 
 pub mod pair;
 pub mod status;
+pub mod uplink;
 
 use routerd_proto::v1 as pb;
 use tonic::transport::Channel;

@@ -14,6 +14,7 @@ use super::{Client, ClientConfig, Destination, Event, Lease, State, store};
 use crate::{
     netconfig::Netconfig,
     supervisor::{ServiceContext, ServiceError, ServiceState},
+    uplink::control::{Command, Inbox, Request},
     uplink::{
         entropy::SystemEntropy,
         ipv4_udp,
@@ -39,6 +40,7 @@ pub async fn run(
     options: Dhcp4Options,
     netconfig: Netconfig,
     uplink: watch::Sender<UplinkSnapshot>,
+    inbox: Inbox,
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
     let index = netconfig.link_index(&options.uplink).await?;
@@ -94,6 +96,49 @@ pub async fn run(
                         continue;
                     }
                 }
+            }
+            request = next_request(&inbox) => {
+                let Some(request) = request else { continue };
+                let answer = match request.command {
+                    Command::Release => {
+                        let server = client.lease().and_then(|(lease, _)| lease.server_id);
+                        for event in client.release(Instant::now()) {
+                            if let Event::Send(transmit) = event {
+                                let to = match transmit.destination {
+                                    Destination::Unicast(server) => server,
+                                    Destination::Broadcast => Ipv4Addr::BROADCAST,
+                                };
+                                let target = SocketAddr::V4(SocketAddrV4::new(to, SERVER_PORT));
+                                if let Err(error) = socket.send_to(&transmit.payload, target).await {
+                                    tracing::warn!("sending the RELEASE to {to}: {error}");
+                                }
+                            }
+                        }
+                        let answer = match applied.take() {
+                            Some(lease) => {
+                                if let Err(error) = netconfig.remove_dhcp4(&options.uplink, &lease).await {
+                                    tracing::error!("removing the released address: {error}");
+                                }
+                                let to = server.map(|s| s.to_string()).unwrap_or_else(|| "the ISP".into());
+                                format!("released {}/{} to {to}", lease.address, lease.prefix_len)
+                            }
+                            None => "no lease to release".to_string(),
+                        };
+                        if let Err(error) = store::remove(&options.perm) {
+                            tracing::error!("forgetting the saved lease: {error}");
+                        }
+                        uplink.send_modify(|s| s.dhcp4 = None);
+                        tracing::info!("{answer} (on request); not asking again until renewed");
+                        answer
+                    }
+                    Command::Renew => {
+                        client.restart(Instant::now());
+                        tracing::info!("starting over on request");
+                        "asking the ISP for a lease now".to_string()
+                    }
+                };
+                let _ = request.reply.send(answer);
+                continue;
             }
             // Unicast replies also reach the UDP socket, which exists so the kernel does not answer them with
             // ICMP port unreachable; the packet socket has already seen them.
@@ -177,6 +222,11 @@ fn log_transition(from: State, to: State) {
         State::Rebooting => tracing::info!("asking to keep the saved address (INIT-REBOOT)"),
         _ => tracing::debug!("{} → {}", from.name(), to.name()),
     }
+}
+
+/// The next command for this client; holding the inbox across restarts of the service.
+pub(crate) async fn next_request(inbox: &Inbox) -> Option<Request> {
+    inbox.lock().await.recv().await
 }
 
 /// A UDP socket on port 68 of the uplink only, able to broadcast before the interface has an address.

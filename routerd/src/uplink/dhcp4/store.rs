@@ -29,6 +29,17 @@ pub fn save(perm: &Path, ack: &[u8], lease: &Lease, times: LeaseTimes) -> Result
     store::write_json(&dir.join("lease.json"), &file, Mode::Public)
 }
 
+/// Forgets the saved lease (after a release: a restart must not bring the released address back).
+pub fn remove(perm: &Path) -> std::io::Result<()> {
+    for name in ["ack", "lease.json"] {
+        match std::fs::remove_file(wire_dir(perm).join(name)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The saved lease, if there is a usable one. A damaged ACK is reported and treated as no lease: the client
 /// then simply asks the ISP again.
 pub fn load(perm: &Path) -> Result<Option<Lease>, String> {

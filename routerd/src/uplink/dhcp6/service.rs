@@ -17,6 +17,10 @@ use crate::{
     supervisor::{ServiceContext, ServiceError, ServiceState},
     system,
     uplink::{
+        control::{Command, Inbox},
+        dhcp4::service::next_request,
+    },
+    uplink::{
         entropy::SystemEntropy,
         lease_times::wall_clock,
         state::{Dhcp6Status, UplinkSnapshot},
@@ -55,6 +59,7 @@ pub async fn run(
     options: Dhcp6Options,
     netconfig: Netconfig,
     uplink: watch::Sender<UplinkSnapshot>,
+    inbox: Inbox,
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
     let index = netconfig.link_index(&options.uplink).await?;
@@ -96,6 +101,44 @@ pub async fn run(
         let events = tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
             _ = tokio::time::sleep_until(wake.into()) => client.handle_timeout(Instant::now()),
+            request = next_request(&inbox) => {
+                let Some(request) = request else { continue };
+                let answer = match request.command {
+                    Command::Release => {
+                        for event in client.release(Instant::now()) {
+                            if let Event::Send(transmit) = event
+                                && let Err(error) = socket.send_to(&transmit.payload, destination).await
+                            {
+                                tracing::warn!("sending the Release: {error}");
+                            }
+                        }
+                        let answer = match applied.take() {
+                            Some(lease) => {
+                                if let Err(error) = unapply(&netconfig, &options.uplink, &lease).await {
+                                    tracing::error!("removing the released addresses: {error}");
+                                }
+                                format!("released {}", describe(&lease))
+                            }
+                            None => "no lease to release".to_string(),
+                        };
+                        if let Err(error) = store::remove(&options.perm) {
+                            tracing::error!("forgetting the saved DHCPv6 lease: {error}");
+                        }
+                        uplink.send_modify(|s| {
+                            s.dhcp6 = None;
+                            s.ipv6_unavailable = Some("the DHCPv6 lease was released on request".to_string());
+                        });
+                        tracing::info!("{answer} (on request); not asking again until renewed");
+                        answer
+                    }
+                    Command::Renew => {
+                        client.restart(Instant::now());
+                        "asking the ISP for an address and a prefix now".to_string()
+                    }
+                };
+                let _ = request.reply.send(answer);
+                continue;
+            }
             received = socket.recv_from(&mut buffer) => {
                 let (len, from) = received?;
                 match client.handle_packet(Instant::now(), &buffer[..len]) {
@@ -209,6 +252,13 @@ fn send_router_solicitation(uplink: &str, index: u32) -> std::io::Result<()> {
     socket.set_multicast_hops_v6(255)?;
     let solicitation = [133u8, 0, 0, 0, 0, 0, 0, 0];
     socket.send_to(&solicitation, &SocketAddr::V6(SocketAddrV6::new(ALL_ROUTERS, 0, 0, index)).into())?;
+    Ok(())
+}
+
+/// Removes what a released lease configured: the uplink address and the LANs' /64s.
+async fn unapply(netconfig: &Netconfig, uplink: &str, lease: &Lease) -> Result<(), crate::netconfig::NetconfigError> {
+    netconfig.apply_dhcp6_address(uplink, None, lease.address.as_ref().map(|a| a.address)).await?;
+    netconfig.apply_prefix(&lan_interfaces(), None, lease.prefixes.first()).await?;
     Ok(())
 }
 

@@ -67,6 +67,14 @@ pub fn path(perm: &Path) -> std::path::PathBuf {
     perm.join("dhcp6").join("wire").join("lease.json")
 }
 
+/// Forgets the saved lease (after a release).
+pub fn remove(perm: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path(perm)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
 pub fn save(perm: &Path, lease: &Lease, times: LeaseTimes) -> Result<(), StoreError> {
     let file = LeaseFile {
         valid_until: rfc3339(wall_clock(times.renew_at)),
