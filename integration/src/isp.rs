@@ -94,6 +94,9 @@ pub struct Isp {
     options: IspOptions,
     tracker: Tracker,
     dnsmasq: std::sync::Mutex<Option<u32>>,
+    kea: std::sync::Mutex<Option<u32>>,
+    /// The /40 that prefixes are delegated from (changed to test a renumbering).
+    pd_pool: std::sync::Mutex<String>,
 }
 
 impl Isp {
@@ -106,6 +109,8 @@ impl Isp {
             options,
             tracker: tracker.clone(),
             dnsmasq: std::sync::Mutex::new(None),
+            kea: std::sync::Mutex::new(None),
+            pd_pool: std::sync::Mutex::new(ISP_PD_POOL.to_string()),
         };
         isp.configure_addresses()?;
         isp.start_dnsmasq(tracker)?;
@@ -139,6 +144,30 @@ impl Isp {
             let _ = fs::remove_file(self.dir.join("dnsmasq.leases"));
         }
         self.start_dnsmasq(&self.tracker)
+    }
+
+    /// Stops kea-dhcp6 (the DHCPv6 server with prefix delegation), as when the ISP's server is down.
+    pub fn stop_dhcp6(&self) {
+        if let Some(pid) = self.kea.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.tracker.stop(pid);
+        }
+    }
+
+    /// Starts kea-dhcp6 again, with the leases it had.
+    pub fn start_dhcp6(&self) -> Result<(), LabError> {
+        self.start_kea(&self.tracker)
+    }
+
+    /// Restarts kea delegating from another /40, as when an ISP renumbers its customers: the router's next
+    /// renewal learns that its prefix is gone.
+    pub fn renumber_dhcp6(&self, pd_pool: &str) -> Result<(), LabError> {
+        self.stop_dhcp6();
+        *self.pd_pool.lock().unwrap_or_else(|p| p.into_inner()) = pd_pool.to_string();
+        self.start_dhcp6()
+    }
+
+    fn pd_pool(&self) -> String {
+        self.pd_pool.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// dnsmasq's log so far.
@@ -193,13 +222,14 @@ impl Isp {
             &include_str!("assets/kea_route_hook.sh").replace("@LOG@", &hook_log.to_string_lossy()),
         )?;
         let config = dir.join("kea-dhcp6.json");
-        let text = serde_json::to_string_pretty(&kea_config(self.options.timers, dir, &hook))
+        let text = serde_json::to_string_pretty(&kea_config(self.options.timers, dir, &hook, &self.pd_pool()))
             .map_err(|e| LabError::unexpected("writing kea's configuration", e.to_string()))?;
         fs::write(&config, text).context(|| format!("writing {}", config.display()))?;
         let env = [("KEA_PIDFILE_DIR", dir.display().to_string()), ("KEA_LOCKFILE_DIR", dir.display().to_string())];
         let program = programs::KEA_DHCP6.locate().unwrap_or_else(|| "kea-dhcp6".into());
         let args = vec!["-c".to_string(), config.display().to_string()];
         let pid = tracker.spawn("isp kea-dhcp6", &self.netns, &program, &args, &env, &dir.join("kea-dhcp6.log"))?;
+        *self.kea.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
         wait_ready(tracker, "isp kea-dhcp6", pid, || sockets::is_bound(pid, Protocol::Udp, 547))
     }
 
@@ -300,7 +330,7 @@ fn dnsmasq_args(options: IspOptions, dir: &Path) -> Vec<String> {
     args
 }
 
-fn kea_config(timers: Timers, dir: &Path, hook: &Path) -> serde_json::Value {
+fn kea_config(timers: Timers, dir: &Path, hook: &Path, pd_pool: &str) -> serde_json::Value {
     let v6 = timers.v6();
     let (first, last) = ISP_DHCP6_POOL;
     serde_json::json!({
@@ -333,7 +363,7 @@ fn kea_config(timers: Timers, dir: &Path, hook: &Path) -> serde_json::Value {
                 "interface": INTERFACE,
                 "pools": [{ "pool": format!("{first} - {last}") }],
                 "pd-pools": [{
-                    "prefix": ISP_PD_POOL,
+                    "prefix": pd_pool,
                     "prefix-len": ISP_PD_POOL_LEN,
                     "delegated-len": ISP_PD_DELEGATED_LEN
                 }]
@@ -419,7 +449,7 @@ mod tests {
 
     #[test]
     fn kea_delegates_56s_and_uses_the_chosen_timers() {
-        let config = kea_config(Timers::Short, Path::new("/tmp/x"), Path::new("/tmp/x/hook.sh"));
+        let config = kea_config(Timers::Short, Path::new("/tmp/x"), Path::new("/tmp/x/hook.sh"), ISP_PD_POOL);
         let subnet = &config["Dhcp6"]["subnet6"][0];
         assert_eq!(subnet["pd-pools"][0]["delegated-len"], 56);
         assert_eq!(config["Dhcp6"]["renew-timer"], 10);

@@ -139,11 +139,15 @@ fn rebinds_with_a_new_server_when_the_old_one_is_gone() {
 fn a_restart_with_the_isp_down_keeps_the_configuration() {
     let lab = lab_with_short_timers();
     let cidr = bound_address(&lab);
-    delegated(&lab);
+    let status = delegated(&lab);
+    let prefix = dhcp6(&status)["prefixes"][0].as_str().unwrap_or_default().to_string();
+    let lan0_v6 = format!("{}1/64", prefix.trim_end_matches("/56"));
     lab.isp().stop_dhcp4();
+    lab.isp().stop_dhcp6();
     lab.router().stop_routerd();
     // As after a reboot: the kernel has forgotten everything.
     lab.check(lab.router().netns().ip(&["addr", "flush", "dev", UPLINK]), "flush");
+    lab.check(lab.router().netns().ip(&["-6", "addr", "flush", "dev", "lan0", "scope", "global"]), "flush lan0");
     let (addrs, _) = uplink_config(&lab);
     assert!(!addrs.contains("inet "), "{addrs}");
 
@@ -157,6 +161,14 @@ fn a_restart_with_the_isp_down_keeps_the_configuration() {
     );
     let (_, routes) = uplink_config(&lab);
     assert!(routes.contains(&format!("default via {ISP_V4} dev {UPLINK}")), "{routes}");
+    let lan0 =
+        || lab.check(lab.router().netns().ip(&["-6", "-o", "addr", "show", "dev", "lan0", "scope", "global"]), "lan0");
+    lab.check(
+        integration::wait::until("the saved prefix on lan0", Duration::from_secs(5), || {
+            Ok(lan0().contains(&lan0_v6).then_some(()))
+        }),
+        "the saved DHCPv6 lease applied",
+    );
     let status = lab.check(lab.router().status(), "status");
     assert_eq!(dhcp4(&status)["addr"], cidr);
     assert!(lab.router().routerd_log().contains("applying the saved lease"), "{}", lab.router().routerd_log());
@@ -165,11 +177,12 @@ fn a_restart_with_the_isp_down_keeps_the_configuration() {
     std::thread::sleep(Duration::from_secs(3));
     let (addrs, _) = uplink_config(&lab);
     assert!(addrs.contains(&format!("inet {cidr}")), "{addrs}");
-
+    assert!(lan0().contains(&lan0_v6), "{}", lan0());
     assert!(lab.router().routerd_log().contains("applying the saved DHCPv6 lease"), "{}", lab.router().routerd_log());
 
-    // The ISP is back: INIT-REBOOT or DISCOVER gets the same address again.
+    // The ISP is back: INIT-REBOOT or DISCOVER gets the same address again, and kea the same prefix.
     lab.check(lab.isp().start_dhcp4(false), "the ISP's server is back");
+    lab.check(lab.isp().start_dhcp6(), "the ISP's DHCPv6 server is back");
     let status = lab.check(
         lab.router().wait_for_status("bound after the ISP came back", Duration::from_secs(40), |s| {
             dhcp4(s)["state"] == "bound"
@@ -354,4 +367,29 @@ fn rtrctl_releases_the_leases_and_renews_them() {
     assert!(dhcp6(&status).is_null(), "only IPv4 was renewed: {status}");
     lab.check(lab.router().rtrctl(&["uplink", "renew", "--ipv6"]), "renew IPv6");
     delegated(&lab);
+}
+
+#[test]
+fn a_new_prefix_replaces_the_old_one_cleanly() {
+    let lab = lab_with_short_timers();
+    let status = delegated(&lab);
+    let old = dhcp6(&status)["prefixes"][0].as_str().unwrap_or_default().to_string();
+    assert!(old.starts_with("2001:db8:100:"), "{old}");
+    lab.check(lab.isp().renumber_dhcp6("2001:db8:200::"), "the ISP renumbers");
+    let status = lab.check(
+        lab.router().wait_for_status("a prefix from the new pool", Duration::from_secs(40), |s| {
+            dhcp6(s)["prefixes"][0].as_str().is_some_and(|p| p.starts_with("2001:db8:200:"))
+        }),
+        "renumbered",
+    );
+    let new = dhcp6(&status)["prefixes"][0].as_str().unwrap_or_default().to_string();
+    let router = lab.router().netns();
+    let lan0 = lab.check(router.ip(&["-6", "-o", "addr", "show", "dev", "lan0", "scope", "global"]), "lan0");
+    assert!(lan0.contains(&format!("{}1/64", new.trim_end_matches("/56"))), "{lan0}");
+    assert!(!lan0.contains(old.trim_end_matches("::/56")), "the old /64 is gone: {lan0}");
+    let routes = lab.check(router.ip(&["-6", "route", "show"]), "routes");
+    assert!(
+        routes.contains(&format!("unreachable {new}")) && !routes.contains(&format!("unreachable {old}")),
+        "{routes}"
+    );
 }

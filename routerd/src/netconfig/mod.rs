@@ -249,12 +249,14 @@ impl Netconfig {
                     self.remove_address(index, IpAddr::V6(router_address(subnet))).await?;
                 }
             }
+            // Deleting matches on the protocol too (the builder's default is "static").
             let old = RouteMessageBuilder::<Ipv6Addr>::new()
                 .destination_prefix(previous.prefix, previous.length)
                 .kind(RouteType::Unreachable)
+                .protocol(RouteProtocol::Dhcp)
                 .build();
             if let Err(error) = self.handle.route().del(old).execute().await {
-                tracing::debug!("removing the unreachable route for {}: {error}", previous.cidr());
+                tracing::warn!("removing the unreachable route for {}: {error}", previous.cidr());
             }
         }
         Ok(assigned)
