@@ -3,6 +3,8 @@
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod dhcp4_wire;
+pub mod lan;
 pub mod netconfig;
 pub mod pki;
 pub mod store;

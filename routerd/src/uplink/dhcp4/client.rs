@@ -429,55 +429,9 @@ const KNOWN_OPTIONS: &[(u8, usize, usize)] = &[
     (59, 4, 1), // T2
 ];
 
-/// Checks a received message on its bytes and keeps only the options the client reads, each with a valid
-/// length and only its first occurrence. A truncated message can still decode (options simply missing), and
-/// dhcproto panics on some malformed options (a classless route with a prefix over 32, lengths that its debug
-/// assertions reject, a hardware address length over 16): the decoder only ever sees what passed here.
+/// See [`crate::dhcp4_wire::sanitize`].
 fn sanitize(payload: &[u8]) -> Result<Vec<u8>, Ignored> {
-    const OPTIONS_START: usize = 240;
-    if payload.len() < OPTIONS_START {
-        return Err(Ignored::Malformed(format!("{} bytes, shorter than the fixed header", payload.len())));
-    }
-    if payload[2] > 16 {
-        return Err(Ignored::Malformed(format!("hardware address length {} exceeds 16", payload[2])));
-    }
-    if payload[236..240] != [99, 130, 83, 99] {
-        return Err(Ignored::Malformed("no DHCP magic cookie".into()));
-    }
-    let mut clean = payload[..OPTIONS_START].to_vec();
-    let mut seen = [false; 256];
-    let mut at = OPTIONS_START;
-    loop {
-        match payload.get(at) {
-            None => return Err(Ignored::Malformed("options end without the End option (truncated?)".into())),
-            Some(255) => break,
-            Some(0) => at += 1,
-            Some(&code) => {
-                let Some(&len) = payload.get(at + 1) else {
-                    return Err(Ignored::Malformed(format!("option {code} has no length")));
-                };
-                let len = usize::from(len);
-                let Some(value) = payload.get(at + 2..at + 2 + len) else {
-                    return Err(Ignored::Malformed(format!("option {code} claims {len} bytes past the end")));
-                };
-                at += 2 + len;
-                let Some(&(_, exact, multiple)) = KNOWN_OPTIONS.iter().find(|(known, _, _)| *known == code) else {
-                    continue;
-                };
-                let fits = if exact > 0 { len == exact } else { len > 0 && len % multiple == 0 };
-                if !fits {
-                    return Err(Ignored::Malformed(format!("option {code} has an impossible length {len}")));
-                }
-                if !std::mem::replace(&mut seen[usize::from(code)], true) {
-                    clean.push(code);
-                    clean.push(len as u8);
-                    clean.extend_from_slice(value);
-                }
-            }
-        }
-    }
-    clean.push(255);
-    Ok(clean)
+    crate::dhcp4_wire::sanitize(payload, KNOWN_OPTIONS).map_err(|e| Ignored::Malformed(e.to_string()))
 }
 
 #[cfg(test)]

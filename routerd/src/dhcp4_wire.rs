@@ -1,0 +1,60 @@
+//! DHCPv4 messages on their bytes, before dhcproto decodes them. A truncated message can still decode (options
+//! simply missing), and dhcproto panics on some malformed input (a hardware address length over 16, a classless
+//! route with a prefix over 32, option lengths its debug assertions reject): the decoder only ever sees a copy
+//! with the known options, each with a valid length and only its first occurrence.
+
+/// An option a reader understands: (code, exact length or 0, and then "a non-empty multiple of" this).
+pub type KnownOption = (u8, usize, usize);
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub String);
+
+/// Checks the fixed header, the magic cookie and every option's length; returns a copy that keeps only
+/// `known` options.
+pub fn sanitize(payload: &[u8], known: &[KnownOption]) -> Result<Vec<u8>, Malformed> {
+    const OPTIONS_START: usize = 240;
+    if payload.len() < OPTIONS_START {
+        return Err(Malformed(format!("{} bytes, shorter than the fixed header", payload.len())));
+    }
+    if payload[2] > 16 {
+        return Err(Malformed(format!("hardware address length {} exceeds 16", payload[2])));
+    }
+    if payload[236..240] != [99, 130, 83, 99] {
+        return Err(Malformed("no DHCP magic cookie".into()));
+    }
+    let mut clean = payload[..OPTIONS_START].to_vec();
+    let mut seen = [false; 256];
+    let mut at = OPTIONS_START;
+    loop {
+        match payload.get(at) {
+            None => return Err(Malformed("options end without the End option (truncated?)".into())),
+            Some(255) => break,
+            Some(0) => at += 1,
+            Some(&code) => {
+                let Some(&len) = payload.get(at + 1) else {
+                    return Err(Malformed(format!("option {code} has no length")));
+                };
+                let len = usize::from(len);
+                let Some(value) = payload.get(at + 2..at + 2 + len) else {
+                    return Err(Malformed(format!("option {code} claims {len} bytes past the end")));
+                };
+                at += 2 + len;
+                let Some(&(_, exact, multiple)) = known.iter().find(|(known, _, _)| *known == code) else {
+                    continue;
+                };
+                let fits = if exact > 0 { len == exact } else { len > 0 && len % multiple == 0 };
+                if !fits {
+                    return Err(Malformed(format!("option {code} has an impossible length {len}")));
+                }
+                if !std::mem::replace(&mut seen[usize::from(code)], true) {
+                    clean.push(code);
+                    clean.push(len as u8);
+                    clean.extend_from_slice(value);
+                }
+            }
+        }
+    }
+    clean.push(255);
+    Ok(clean)
+}
