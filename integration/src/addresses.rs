@@ -34,6 +34,9 @@ pub const INTERNET_NAMES: &[&str] = &["example.com", "www.example.com", "example
 pub const ROUTER_LAN_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const LAN_V4_PREFIX_LEN: u8 = 24;
 
+/// The addresses routerd's DHCP server hands out in the lab (routerd.json `dhcp_ranges`).
+pub const LAN_DHCP_RANGE: &str = "192.0.2.100-192.0.2.199";
+
 /// A static address for LAN device `n` (1-based), for tests that do not use DHCP.
 pub fn lan_device_static_v4(n: usize) -> Ipv4Addr {
     let host = u8::try_from(10 + n).unwrap_or(250);

@@ -54,7 +54,9 @@ impl Router {
             ]
         });
         write_json(&perm.join("interfaces.json"), &interfaces)?;
-        write_json(&perm.join("routerd.json"), &serde_json::json!({ "hostname": "router" }))?;
+        // Fixed addresses below .100 stay free for devices that do not use DHCP.
+        let routerd = serde_json::json!({ "hostname": "router", "dhcp_ranges": { LAN: LAN_DHCP_RANGE } });
+        write_json(&perm.join("routerd.json"), &routerd)?;
         router.routerd_cli(&[
             "pki",
             "issue-client",

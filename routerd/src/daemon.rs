@@ -12,8 +12,9 @@ use std::{
 use tokio::sync::watch;
 
 use crate::{
-    api::{self, ApiContext, SystemView, tls::TlsSource},
+    api::{self, ApiContext, LeaseView, SystemView, tls::TlsSource},
     config::Config,
+    lan::{commands::LeaseControl, dhcp4d::PoolConfig},
     netconfig::{self, Netconfig},
     pki::{Authority, PkiError, PkiPaths},
     supervisor::{Backoff, Shutdown, Statuses, Supervisor},
@@ -103,6 +104,8 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let mut supervisor = Supervisor::new(shutdown, Backoff::default());
     let statuses = supervisor.statuses();
     let (uplink_state, uplink_view) = watch::channel(UplinkSnapshot::default());
+    let (lease_table, lease_view) = watch::channel(Vec::new());
+    let lease_control = start_lan(&mut supervisor, &options, &config, lease_table);
     let uplink_control = match netconfig {
         Some(netconfig) => start_uplink(&mut supervisor, netconfig, &options, &config, &hostname, uplink_state),
         None => UplinkControl::default(),
@@ -119,6 +122,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
             uplink: uplink_view,
             uplink_control,
         },
+        leases: LeaseView { leases: lease_view, control: lease_control },
         listeners: Arc::new(listeners),
     };
     supervisor.spawn("api", move |context| {
@@ -126,6 +130,56 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         async move { api::serve(api_context, context).await.map_err(Into::into) }
     });
     Ok(Running { listen_addrs, statuses, trigger, supervisor })
+}
+
+/// The DHCPv4 server on every LAN that has an IPv4 address in interfaces.json (and exists).
+fn start_lan(
+    supervisor: &mut Supervisor,
+    options: &Options,
+    config: &Config,
+    lease_table: watch::Sender<Vec<crate::lan::dhcp4d::Lease>>,
+) -> Option<LeaseControl> {
+    let pools = lan_pools(config);
+    if pools.is_empty() {
+        tracing::info!("no LAN interface with an IPv4 address: the DHCPv4 server is off");
+        return None;
+    }
+    let (control, inbox) = LeaseControl::new();
+    let perm = options.perm.clone();
+    supervisor.spawn("dhcp4d", move |context| {
+        let (perm, pools, lease_table, inbox) = (perm.clone(), pools.clone(), lease_table.clone(), inbox.clone());
+        async move { crate::lan::dhcp4d::service::run(perm, pools, lease_table, inbox, context).await }
+    });
+    Some(control)
+}
+
+/// A pool per LAN (`lanN`) with an IPv4 `addr`: its subnet, or the range routerd.json gives for it.
+fn lan_pools(config: &Config) -> Vec<PoolConfig> {
+    let mut pools = Vec::new();
+    for interface in &config.interfaces.interfaces {
+        if system::role_of(&interface.name) != system::Role::Lan || !system::interface_exists(&interface.name) {
+            continue;
+        }
+        let Some((IpAddr::V4(addr), prefix_len)) = crate::config::parse_cidr(&interface.addr) else { continue };
+        let Some(mut pool) = PoolConfig::whole_subnet(&interface.name, addr, prefix_len) else {
+            tracing::warn!("{}: a /{prefix_len} has no room for DHCP clients", interface.name);
+            continue;
+        };
+        if let Some(range) = config.routerd.dhcp_ranges.get(&interface.name) {
+            match crate::config::parse_range(range) {
+                Some((first, last)) if pool.contains_host(first) && pool.contains_host(last) => {
+                    pool.first = first;
+                    pool.last = last;
+                }
+                _ => tracing::error!(
+                    "routerd.json: dhcp_ranges.{} {range:?} is not inside {addr}/{prefix_len}; using the whole subnet",
+                    interface.name
+                ),
+            }
+        }
+        pools.push(pool);
+    }
+    pools
 }
 
 /// The uplink's services, when this machine has an uplink. Without an interface named `uplink0` (a development

@@ -223,8 +223,8 @@ async fn services_not_built_yet_answer_unimplemented_and_health_and_reflection_a
     let router = TestRouter::start().await;
     let channel = router.channel(&router.identity("laptop")).await.expect("connects");
 
-    let error = pb::lease_service_client::LeaseServiceClient::new(channel.clone())
-        .list_leases(pb::ListLeasesRequest::default())
+    let error = pb::port_forward_service_client::PortForwardServiceClient::new(channel.clone())
+        .list_port_forwards(pb::ListPortForwardsRequest::default())
         .await
         .expect_err("not built yet");
     assert_eq!(error.code(), tonic::Code::Unimplemented);
@@ -319,5 +319,50 @@ async fn standard_grpc_client_lists_services_with_an_identity_file() {
     {
         assert!(services.contains(&expected), "{expected} missing from {services:?}");
     }
+    router.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_on_a_router_without_lans_are_empty_and_changes_say_why() {
+    let router = TestRouter::start().await;
+    let channel = router.channel(&router.identity("laptop")).await.expect("connects");
+    let mut leases = pb::lease_service_client::LeaseServiceClient::new(channel);
+    let listed = leases.list_leases(pb::ListLeasesRequest::default()).await.expect("list").into_inner();
+    assert!(listed.leases.is_empty() && listed.next_page_token.is_empty());
+
+    let bad_mac = leases
+        .create_static_lease(pb::CreateStaticLeaseRequest {
+            hardware_addr: "02:00:00".into(),
+            addr: "192.0.2.50".into(),
+            hostname: String::new(),
+        })
+        .await
+        .expect_err("a bad MAC");
+    assert_eq!(bad_mac.code(), tonic::Code::InvalidArgument);
+    assert!(bad_mac.message().contains("not a MAC address"), "{}", bad_mac.message());
+
+    let no_lan = leases
+        .create_static_lease(pb::CreateStaticLeaseRequest {
+            hardware_addr: "02:00:00:00:00:09".into(),
+            addr: "192.0.2.50".into(),
+            hostname: String::new(),
+        })
+        .await
+        .expect_err("no DHCP server");
+    assert_eq!(no_lan.code(), tonic::Code::FailedPrecondition);
+
+    let bad_token = leases
+        .list_leases(pb::ListLeasesRequest { page_token: "x".into(), ..Default::default() })
+        .await
+        .expect_err("a made-up page token");
+    assert_eq!(bad_token.code(), tonic::Code::InvalidArgument);
+    let bad_mask = leases
+        .update_lease(pb::UpdateLeaseRequest {
+            lease: Some(pb::Lease { hardware_addr: "02:00:00:00:00:09".into(), ..Default::default() }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["addr".into()] }),
+        })
+        .await
+        .expect_err("addr is not writable");
+    assert_eq!(bad_mask.code(), tonic::Code::InvalidArgument);
     router.shutdown().await;
 }

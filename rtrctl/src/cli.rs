@@ -38,6 +38,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The DHCP leases the router hands out on its LANs.
+    Leases {
+        #[command(subcommand)]
+        action: LeasesAction,
+    },
     /// The uplink's DHCP leases: give them back to the ISP, or ask again now.
     Uplink {
         #[command(subcommand)]
@@ -45,6 +50,43 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeasesAction {
+    /// List leases: address, MAC, name, LAN, state and expiry.
+    List {
+        /// Only leases in this state (repeatable): active, expired, static.
+        #[arg(long = "state", value_enum)]
+        states: Vec<LeaseStateArg>,
+    },
+    /// Name a device (its name in DNS wins over what it sends); an empty NAME clears it.
+    SetHostname { mac: String, name: String },
+    /// Static leases: always the same address for a device.
+    Static {
+        #[command(subcommand)]
+        action: StaticAction,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LeaseStateArg {
+    Active,
+    Expired,
+    Static,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaticAction {
+    /// Give MAC the address ADDR from now on (also outside the DHCP range, inside the LAN's subnet).
+    Add {
+        mac: String,
+        addr: String,
+        #[arg(long)]
+        hostname: Option<String>,
+    },
+    /// Remove the static lease of MAC.
+    Rm { mac: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +159,7 @@ pub async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Status => commands::status::run(cli).await,
         Command::Pair { code, name, force } => commands::pair::run(cli, code, name.as_deref(), *force).await,
         Command::Uplink { action } => commands::uplink::run(cli, action).await,
+        Command::Leases { action } => commands::leases::run(cli, action).await,
         Command::Completions { .. } => Ok(()),
     }
 }

@@ -1,12 +1,14 @@
 //! The gRPC API: one file per service, mapping between protobuf and the domain. No business logic here.
 
 pub mod authorize;
+mod lease;
 mod not_built;
 mod pki;
 mod server;
 mod system;
 pub mod tls;
 
+pub use lease::LeaseView;
 pub use server::{ApiContext, ApiError, serve};
 pub use system::SystemView;
 

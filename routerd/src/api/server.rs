@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     authorize::AuthorizeLayer,
+    lease::{LeaseApi, LeaseView},
     not_built::NotBuilt,
     pki::PkiApi,
     system::{SystemApi, SystemView},
@@ -37,6 +38,7 @@ pub struct ApiContext {
     pub authority: Arc<Authority>,
     pub tls: Arc<TlsSource>,
     pub system: SystemView,
+    pub leases: LeaseView,
     /// Bound once at start; each (re)start of the service serves on clones of them.
     pub listeners: Arc<Vec<StdTcpListener>>,
 }
@@ -73,7 +75,7 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
         .layer(AuthorizeLayer::new(api.tls.clone()))
         .add_service(SystemServiceServer::new(SystemApi::new(api.system.clone())))
         .add_service(PkiServiceServer::new(PkiApi::new(api.authority.clone())))
-        .add_service(LeaseServiceServer::new(NotBuilt))
+        .add_service(LeaseServiceServer::new(LeaseApi::new(api.leases.clone())))
         .add_service(PortForwardServiceServer::new(NotBuilt))
         .add_service(DiagnosticsServiceServer::new(NotBuilt))
         .add_service(CaptureServiceServer::new(NotBuilt))

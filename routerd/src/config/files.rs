@@ -137,6 +137,33 @@ pub struct RouterdFile {
     /// The router's name (in its certificate and, later, in DNS). Default: the system's hostname.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Addresses the DHCP server hands out per LAN, e.g. `{"lan0": "192.0.2.100-192.0.2.199"}`. Default: the
+    /// LAN's whole subnet except the router's address.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dhcp_ranges: std::collections::BTreeMap<String, String>,
+}
+
+impl RouterdFile {
+    pub fn validate(&self) -> Vec<(&'static str, String)> {
+        self.dhcp_ranges
+            .iter()
+            .filter(|(_, range)| parse_range(range).is_none())
+            .map(|(lan, range)| {
+                (
+                    super::ROUTERD_JSON,
+                    format!("dhcp_ranges.{lan}: {range:?} is not a range like 192.0.2.100-192.0.2.199"),
+                )
+            })
+            .collect()
+    }
+}
+
+/// `first-last`, both IPv4, first not after last.
+pub fn parse_range(text: &str) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+    let (first, last) = text.split_once('-')?;
+    let (first, last): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+        (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    (first <= last).then_some((first, last))
 }
 
 #[cfg(test)]
@@ -149,6 +176,17 @@ mod tests {
         for bad in ["", "02:73:53:00:ca", "02:73:53:00:ca:fe:01", "0:73:53:00:ca:fe", "zz:73:53:00:ca:fe"] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn dhcp_ranges() {
+        assert!(parse_range("192.0.2.100-192.0.2.199").is_some());
+        for bad in ["192.0.2.199-192.0.2.100", "192.0.2.100", "a-b", "2001:db8::1-2001:db8::2"] {
+            assert_eq!(parse_range(bad), None, "{bad}");
+        }
+        let file: RouterdFile =
+            serde_json::from_str(r#"{"dhcp_ranges": {"lan0": "192.0.2.199-192.0.2.100"}}"#).expect("JSON");
+        assert_eq!(file.validate().len(), 1);
     }
 
     #[test]

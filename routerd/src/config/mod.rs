@@ -9,7 +9,7 @@ use std::path::Path;
 
 pub use files::{
     Bridge, ExtraRoute, InterfaceConfig, InterfacesFile, PortForwarding, PortForwardingsFile, RouterdFile, parse_cidr,
-    parse_mac,
+    parse_mac, parse_range,
 };
 
 use crate::store;
@@ -42,7 +42,7 @@ impl Config {
         let interfaces = load_one::<InterfacesFile>(perm, INTERFACES_JSON, &mut problems);
         let port_forwardings = load_one::<PortForwardingsFile>(perm, PORTFORWARDINGS_JSON, &mut problems);
         let routerd = load_one::<RouterdFile>(perm, ROUTERD_JSON, &mut problems);
-        for (file, message) in interfaces.validate() {
+        for (file, message) in interfaces.validate().into_iter().chain(routerd.validate()) {
             problems.push(ConfigProblem { file: file.to_string(), message });
         }
         Config { interfaces, port_forwardings, routerd, problems }

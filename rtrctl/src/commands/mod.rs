@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod leases;
 pub mod pair;
 pub mod status;
 pub mod uplink;

@@ -3,6 +3,7 @@
 
 pub mod leases;
 pub mod server;
+pub mod service;
 
 pub use leases::{Lease, LeaseRecord, LeaseTable, Mac, format_mac};
 pub use server::{Handled, Ignored, PoolConfig, Reply, ReplyTo, Server};

@@ -75,6 +75,13 @@ impl PoolConfig {
         self.last.to_bits().saturating_sub(self.first.to_bits()) + 1
     }
 
+    /// A host address of this LAN's subnet (static leases may lie outside the pool).
+    pub fn contains_host(&self, addr: Ipv4Addr) -> bool {
+        let mask = u32::MAX << (32 - u32::from(self.prefix_len));
+        let host = addr.to_bits() & !mask;
+        self.in_subnet(addr) && host != 0 && host != !mask
+    }
+
     fn in_subnet(&self, addr: Ipv4Addr) -> bool {
         let mask = u32::MAX << (32 - u32::from(self.prefix_len));
         addr.to_bits() & mask == self.server_addr.to_bits() & mask
@@ -273,7 +280,7 @@ impl Server {
             return false;
         }
         match self.table.by_addr(addr) {
-            Some(lease) if lease.hardware_addr == mac => true,
+            Some(lease) if lease.hardware_addr == mac => lease.is_static() || self.config.contains(addr),
             Some(lease) => lease.expired(now) && !lease.is_static() && self.config.contains(addr),
             None => self.config.contains(addr),
         }

@@ -1,0 +1,123 @@
+//! routerd's LAN services with real clients: DHCPv4 leases for udhcpc and dhclient, the lease API and rtrctl,
+//! static leases, and leases surviving a restart.
+
+use std::time::Duration;
+
+use integration::{DhcpClientKind, Lab, LabOptions};
+use serde_json::Value;
+
+const LEASE_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn leases(lab: &Lab) -> Vec<Value> {
+    let output = lab.check(lab.router().rtrctl(&["-o", "json", "leases", "list"]), "rtrctl leases list");
+    assert!(output.success, "{}", output.combined());
+    serde_json::from_str::<Vec<Value>>(&output.stdout).expect("a JSON array")
+}
+
+fn in_range(addr: &str) -> bool {
+    addr.strip_prefix("192.0.2.").and_then(|h| h.parse::<u8>().ok()).is_some_and(|h| (100..=199).contains(&h))
+}
+
+#[test]
+fn udhcpc_and_dhclient_get_leases_with_the_router_as_gateway_and_dns() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    let udhcpc = lab.check(
+        // busybox -x cuts a value at a space, so the space case is a unit test of the sanitiser.
+        lab.lan(1).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("Kitchen_Tablet".into()) }),
+        "udhcpc",
+    );
+    let dhclient = lab.check(
+        lab.lan(2).start_dhcp_client(DhcpClientKind::Dhclient4 { hostname: Some("study-laptop".into()) }),
+        "dhclient",
+    );
+    let first = lab.check(udhcpc.wait_bound(LEASE_TIMEOUT), "udhcpc lease");
+    let second = lab.check(dhclient.wait_bound(LEASE_TIMEOUT), "dhclient lease");
+    let (ip1, ip2) = (first.get("ip").unwrap_or_default(), second.get("new_ip_address").unwrap_or_default());
+    assert!(in_range(ip1) && in_range(ip2) && ip1 != ip2, "{first:?} {second:?}");
+    assert_eq!(first.get("router"), Some("192.0.2.1"));
+    assert_eq!(first.get("dns"), Some("192.0.2.1"));
+    assert_eq!(first.get("domain"), Some("lan"));
+    assert_eq!(first.get("mask"), Some("24"));
+    assert_eq!(second.get("new_routers"), Some("192.0.2.1"));
+    assert_eq!(second.get("new_domain_name_servers"), Some("192.0.2.1"));
+    assert_eq!(second.get("new_dhcp_lease_time"), Some("1200"));
+
+    let listed = leases(&lab);
+    let find = |ip: &str| listed.iter().find(|l| l["addr"] == ip).cloned().unwrap_or_default();
+    assert_eq!(find(ip1)["hostname"], "kitchen-tablet", "sanitised: {listed:?}");
+    assert_eq!(find(ip1)["hardware_addr"], lab.lan(1).mac());
+    assert_eq!(find(ip2)["hostname"], "study-laptop");
+    assert_eq!(find(ip2)["state"], "active");
+    assert_eq!(find(ip2)["interface"], "lan0");
+
+    // router7's file, and the leases survive a restart of routerd.
+    let file: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(lab.router().perm().join("dhcp4d/leases.json")).expect("leases.json"),
+    )
+    .expect("JSON");
+    assert!(file.iter().any(|l| l["addr"] == ip1 && l["hostname"] == "kitchen-tablet"), "{file:?}");
+    lab.router().stop_routerd();
+    lab.check(lab.router().start_routerd(), "restart");
+    let after = leases(&lab);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.iter().any(|l| l["addr"] == ip1) && after.iter().any(|l| l["addr"] == ip2));
+}
+
+#[test]
+fn a_static_lease_and_an_owner_given_name_are_honoured() {
+    let lab = Lab::start(LabOptions { lan_devices: 1, ..LabOptions::default() }).expect("the lab starts");
+    let mac = lab.lan(1).mac();
+    let added = lab.check(
+        lab.router().rtrctl(&["-o", "json", "leases", "static", "add", &mac, "192.0.2.50", "--hostname", "printer"]),
+        "static add",
+    );
+    assert!(added.success, "{}", added.combined());
+    let client =
+        lab.check(lab.lan(1).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("npi1234".into()) }), "udhcpc");
+    let bound = lab.check(client.wait_bound(LEASE_TIMEOUT), "lease");
+    assert_eq!(bound.get("ip"), Some("192.0.2.50"), "the static address, outside the range");
+    let lease = leases(&lab).into_iter().find(|l| l["hardware_addr"] == mac).expect("listed");
+    assert_eq!(lease["state"], "static");
+    assert_eq!(lease["hostname"], "printer", "a static lease keeps its name");
+
+    let renamed = lab.check(lab.router().rtrctl(&["leases", "set-hostname", &mac, "Office Printer"]), "set-hostname");
+    assert!(renamed.success && renamed.stdout.contains("office-printer"), "{}", renamed.combined());
+    // Bad input is refused with a message naming what is wrong, and changes nothing.
+    for (args, expected) in [
+        (vec!["leases", "static", "add", "not-a-mac", "192.0.2.51"], "not a MAC"),
+        (vec!["leases", "static", "add", "02:00:00:00:09:09", "198.51.100.9"], "not a host address of any LAN"),
+        (vec!["leases", "static", "add", "02:00:00:00:09:09", "192.0.2.50"], "is leased to"),
+        (vec!["leases", "set-hostname", &mac, "???"], "no letters or digits"),
+        (vec!["leases", "static", "rm", "02:00:00:00:09:09"], "no static lease"),
+    ] {
+        let output = lab.check(lab.router().rtrctl(&args), "rtrctl");
+        assert!(!output.success && output.stderr.contains(expected), "{args:?}: {}", output.combined());
+    }
+    let removed = lab.check(lab.router().rtrctl(&["leases", "static", "rm", &mac]), "static rm");
+    assert!(removed.success, "{}", removed.combined());
+    assert!(leases(&lab).iter().all(|l| l["hardware_addr"] != mac));
+}
+
+#[test]
+fn a_full_pool_offers_nothing_and_says_so() {
+    let lab = Lab::start(LabOptions { lan_devices: 3, start_routerd: false, ..LabOptions::default() })
+        .expect("the lab starts");
+    let routerd_json =
+        serde_json::json!({ "hostname": "router", "dhcp_ranges": { "lan0": "192.0.2.100-192.0.2.101" } });
+    std::fs::write(lab.router().perm().join("routerd.json"), routerd_json.to_string()).expect("routerd.json");
+    lab.check(lab.router().start_routerd(), "routerd");
+    let clients: Vec<_> = (1..=2)
+        .map(|n| lab.check(lab.lan(n).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: None }), "udhcpc"))
+        .collect();
+    for client in &clients {
+        lab.check(client.wait_bound(LEASE_TIMEOUT), "a lease from the two-address pool");
+    }
+    let third = lab.check(lab.lan(3).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: None }), "udhcpc");
+    lab.check(
+        integration::wait::until("routerd to report the full pool", Duration::from_secs(10), || {
+            Ok(lab.router().routerd_log().contains("the pool is full").then_some(()))
+        }),
+        "pool exhaustion",
+    );
+    assert!(!third.events().iter().any(|e| e.name == "bound"), "{:?}", third.events());
+}

@@ -1,0 +1,220 @@
+//! The DHCPv4 server service: one UDP socket per LAN (port 67, bound to the interface), the servers, the lease
+//! file, and the lease table published for the API (and DNS). Every change is written to `dhcp4d/leases.json`
+//! before it is announced.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::SystemTime,
+};
+
+use tokio::{net::UdpSocket, sync::mpsc, sync::watch, task::JoinSet};
+
+use super::{Lease, LeaseRecord, PoolConfig, ReplyTo, Server, format_mac};
+use crate::{
+    lan::{
+        commands::{LeaseCommand, LeaseCommandError, LeaseInbox, LeaseRequest},
+        hostname,
+    },
+    store::{self, Mode},
+    supervisor::{ServiceContext, ServiceError, ServiceState},
+};
+
+const SERVER_PORT: u16 = 67;
+const CLIENT_PORT: u16 = 68;
+
+pub fn leases_path(perm: &Path) -> PathBuf {
+    perm.join("dhcp4d").join("leases.json")
+}
+
+/// The saved leases. Entries that cannot be read are reported and skipped; a file that is not JSON at all is
+/// kept aside as `leases.json.unreadable` (never overwritten) and the server starts empty.
+pub fn load_leases(perm: &Path, default_interface: &str) -> Vec<Lease> {
+    let path = leases_path(perm);
+    match store::read_json_optional::<Vec<LeaseRecord>>(&path) {
+        Ok(records) => records
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|record| {
+                record
+                    .to_lease(default_interface)
+                    .inspect_err(|problem| tracing::warn!("{}: skipping a lease: {problem}", path.display()))
+                    .ok()
+            })
+            .collect(),
+        Err(error) => {
+            let aside = path.with_extension("json.unreadable");
+            tracing::error!("{error}; keeping it as {} and starting with no leases", aside.display());
+            if let Err(error) = std::fs::rename(&path, &aside) {
+                tracing::error!("moving {} aside: {error}", path.display());
+            }
+            Vec::new()
+        }
+    }
+}
+
+fn save_leases(perm: &Path, servers: &[Server]) -> Vec<Lease> {
+    let mut leases: Vec<Lease> = servers.iter().flat_map(|s| s.leases().iter().cloned()).collect();
+    leases.sort_by_key(|l| (l.interface.clone(), l.addr));
+    let records: Vec<LeaseRecord> = leases.iter().map(LeaseRecord::from_lease).collect();
+    if let Err(error) = store::write_json(&leases_path(perm), &records, Mode::Public) {
+        tracing::error!("saving the leases: {error}");
+    }
+    leases
+}
+
+fn socket(interface: &str) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_broadcast(true)?;
+    socket.bind_device(Some(interface.as_bytes()))?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT)).into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+pub async fn run(
+    perm: PathBuf,
+    pools: Vec<PoolConfig>,
+    published: watch::Sender<Vec<Lease>>,
+    inbox: LeaseInbox,
+    mut context: ServiceContext,
+) -> Result<(), ServiceError> {
+    let default_interface = pools.first().map(|p| p.interface.clone()).unwrap_or_default();
+    let saved = load_leases(&perm, &default_interface);
+    let mut servers: Vec<Server> = pools.into_iter().map(|pool| Server::new(pool, saved.clone())).collect();
+    published.send_replace(servers.iter().flat_map(|s| s.leases().iter().cloned()).collect());
+
+    let mut sockets = Vec::new();
+    for server in &servers {
+        sockets.push(Arc::new(socket(&server.config().interface)?));
+    }
+    let (packets, mut received) = mpsc::channel::<(usize, Vec<u8>)>(256);
+    let mut readers = JoinSet::new();
+    for (index, socket) in sockets.iter().enumerate() {
+        let (socket, packets) = (socket.clone(), packets.clone());
+        readers.spawn(async move {
+            let mut buffer = vec![0u8; 1500];
+            while let Ok((len, _)) = socket.recv_from(&mut buffer).await {
+                if packets.send((index, buffer[..len].to_vec())).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let names: Vec<String> = servers.iter().map(|s| s.config().interface.clone()).collect();
+    context.report(ServiceState::Running, format!("serving {}", names.join(", ")));
+    tracing::info!("DHCPv4 server on {} with {} saved leases", names.join(", "), saved.len());
+
+    loop {
+        tokio::select! {
+            _ = context.shutdown.wait() => return Ok(()),
+            Some((index, payload)) = received.recv() => {
+                let Some(server) = servers.get_mut(index) else { continue };
+                let handled = match server.handle(SystemTime::now(), &payload) {
+                    Ok(handled) => handled,
+                    Err(ignored) => {
+                        tracing::debug!("ignored a DHCP packet on {}: {ignored}", names[index]);
+                        continue;
+                    }
+                };
+                if let Some(note) = &handled.note {
+                    tracing::info!("{}: {note}", names[index]);
+                }
+                // Written before the client hears about it: an ACKed lease survives a crash right after.
+                if handled.changed {
+                    published.send_replace(save_leases(&perm, &servers));
+                }
+                if let Some(reply) = handled.reply {
+                    let target = match reply.to {
+                        ReplyTo::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
+                        ReplyTo::Client(addr) => SocketAddrV4::new(addr, CLIENT_PORT),
+                        ReplyTo::Relay(addr) => SocketAddrV4::new(addr, SERVER_PORT),
+                    };
+                    if let Err(error) = sockets[index].send_to(&reply.payload, SocketAddr::V4(target)).await {
+                        tracing::warn!("{}: sending {:?} to {target}: {error}", names[index], reply.message_type);
+                    }
+                }
+            }
+            request = next_request(&inbox) => {
+                let Some(LeaseRequest { command, reply }) = request else { continue };
+                let result = apply_command(&mut servers, command);
+                if result.is_ok() {
+                    published.send_replace(save_leases(&perm, &servers));
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+async fn next_request(inbox: &LeaseInbox) -> Option<LeaseRequest> {
+    inbox.lock().await.recv().await
+}
+
+fn apply_command(servers: &mut [Server], command: LeaseCommand) -> Result<Option<Lease>, LeaseCommandError> {
+    match command {
+        LeaseCommand::SetHostname { mac, hostname: name } => {
+            let label = match name {
+                Some(name) => Some(hostname::sanitize(&name).ok_or_else(|| {
+                    LeaseCommandError::Invalid(format!("{name:?} has no letters or digits to make a DNS name of"))
+                })?),
+                None => None,
+            };
+            let server = servers
+                .iter_mut()
+                .find(|s| s.leases().by_mac(&mac).is_some())
+                .ok_or_else(|| LeaseCommandError::NotFound(format!("no lease for {}", format_mac(&mac))))?;
+            let mut lease = server.leases().by_mac(&mac).cloned().ok_or(LeaseCommandError::Unavailable)?;
+            lease.hostname_override = label;
+            server.leases_mut().insert(lease.clone());
+            tracing::info!("name of {} set to {:?}", format_mac(&mac), lease.name());
+            Ok(Some(lease))
+        }
+        LeaseCommand::AddStatic { mac, addr, hostname: name } => {
+            let server = servers.iter_mut().find(|s| s.config().contains_host(addr)).ok_or_else(|| {
+                LeaseCommandError::Invalid(format!("{addr} is not a host address of any LAN's subnet"))
+            })?;
+            if addr == server.config().server_addr {
+                return Err(LeaseCommandError::Invalid(format!("{addr} is the router's own address")));
+            }
+            if let Some(other) = server.leases().by_addr(addr).filter(|l| l.hardware_addr != mac)
+                && (other.is_static() || !other.expired(SystemTime::now()))
+            {
+                return Err(LeaseCommandError::Conflict(format!(
+                    "{addr} is leased to {}{}; remove that lease first",
+                    format_mac(&other.hardware_addr),
+                    if other.is_static() { " (static)" } else { "" }
+                )));
+            }
+            let previous = server.leases().by_mac(&mac).cloned();
+            let lease = Lease {
+                num: addr.to_bits().saturating_sub(server.config().first.to_bits()),
+                addr,
+                hardware_addr: mac,
+                hostname: name
+                    .as_deref()
+                    .and_then(hostname::sanitize)
+                    .or(previous.as_ref().and_then(|p| p.hostname.clone())),
+                hostname_override: previous.as_ref().and_then(|p| p.hostname_override.clone()),
+                expiry: None,
+                last_ack: previous.and_then(|p| p.last_ack),
+                interface: server.config().interface.clone(),
+            };
+            server.leases_mut().insert(lease.clone());
+            tracing::info!("static lease {addr} for {}", format_mac(&mac));
+            Ok(Some(lease))
+        }
+        LeaseCommand::RemoveStatic { mac } => {
+            let server = servers
+                .iter_mut()
+                .find(|s| s.leases().by_mac(&mac).is_some_and(Lease::is_static))
+                .ok_or_else(|| LeaseCommandError::NotFound(format!("no static lease for {}", format_mac(&mac))))?;
+            server.leases_mut().remove(&mac);
+            tracing::info!("static lease for {} removed", format_mac(&mac));
+            Ok(None)
+        }
+    }
+}
