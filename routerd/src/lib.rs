@@ -3,6 +3,7 @@
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod device_socket;
 pub mod dhcp4_wire;
 pub mod lan;
 pub mod netconfig;

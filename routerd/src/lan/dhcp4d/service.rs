@@ -9,7 +9,7 @@ use std::{
     time::SystemTime,
 };
 
-use tokio::{net::UdpSocket, sync::mpsc, sync::watch, task::JoinSet};
+use tokio::{sync::mpsc, sync::watch, task::JoinSet};
 
 use super::{Lease, LeaseRecord, PoolConfig, ReplyTo, Server, format_mac};
 use crate::{
@@ -64,17 +64,6 @@ fn save_leases(perm: &Path, servers: &[Server]) -> Vec<Lease> {
     leases
 }
 
-fn socket(interface: &str) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_broadcast(true)?;
-    socket.bind_device(Some(interface.as_bytes()))?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT)).into())?;
-    UdpSocket::from_std(socket.into())
-}
-
 pub async fn run(
     perm: PathBuf,
     pools: Vec<PoolConfig>,
@@ -89,7 +78,7 @@ pub async fn run(
 
     let mut sockets = Vec::new();
     for server in &servers {
-        sockets.push(Arc::new(socket(&server.config().interface)?));
+        sockets.push(Arc::new(crate::device_socket::udp_v4(&server.config().interface, SERVER_PORT)?));
     }
     let (packets, mut received) = mpsc::channel::<(usize, Vec<u8>)>(256);
     let mut readers = JoinSet::new();

@@ -8,7 +8,7 @@ use std::{
     time::Instant,
 };
 
-use tokio::{net::UdpSocket, sync::watch};
+use tokio::sync::watch;
 
 use super::{Client, ClientConfig, Destination, Event, Lease, State, store};
 use crate::{
@@ -65,7 +65,7 @@ pub async fn run(
     }
 
     let packets = PacketSocket::udp_port(index, CLIENT_PORT)?;
-    let socket = client_socket(&options.uplink)?;
+    let socket = crate::device_socket::udp_v4(&options.uplink, CLIENT_PORT)?;
     let config = ClientConfig { hardware_addr, hostname: options.hostname.clone() };
     let mut client = Client::new(config, Box::new(SystemEntropy::default()), saved, Instant::now());
     context.report(ServiceState::Running, format!("on {}", options.uplink));
@@ -227,18 +227,6 @@ fn log_transition(from: State, to: State) {
 /// The next command for this client; holding the inbox across restarts of the service.
 pub(crate) async fn next_request(inbox: &Inbox) -> Option<Request> {
     inbox.lock().await.recv().await
-}
-
-/// A UDP socket on port 68 of the uplink only, able to broadcast before the interface has an address.
-fn client_socket(uplink: &str) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_broadcast(true)?;
-    socket.bind_device(Some(uplink.as_bytes()))?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, CLIENT_PORT)).into())?;
-    UdpSocket::from_std(socket.into())
 }
 
 /// A lease restored from disk: its timers belong to before the restart, so none are shown.
