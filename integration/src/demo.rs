@@ -28,7 +28,6 @@ pub struct StepResult {
 
 /// Capabilities the tour cannot show yet, and the issue that brings each.
 pub const NOT_BUILT_YET: &[(&str, &str)] = &[
-    ("LAN lease", "routerd's DHCPv4 server for the devices: issue 5"),
     ("local names", "DNS for HOST.lan and forwarding: issue 5"),
     ("IPv6 on the LAN", "router advertisements with the delegated prefix: issue 5"),
     ("internet via NAT", "nftables NAT and firewall: issue 6"),
@@ -48,6 +47,7 @@ const STEPS: &[Step] = &[
     ("status over mTLS", status_from_the_lan),
     ("strangers refused", strangers_are_refused),
     ("revocation", revoked_identity_is_refused),
+    ("LAN lease", lan_device_gets_a_lease),
 ];
 
 /// Runs every step in order, reporting each to `progress` as it finishes.
@@ -279,6 +279,28 @@ fn strangers_are_refused(lab: &Lab) -> Result<String, String> {
         return Err("a pairing code worked twice".to_string());
     }
     Ok("curl without a certificate: UNAUTHENTICATED; a pairing code used twice: refused".to_string())
+}
+
+fn lan_device_gets_a_lease(lab: &Lab) -> Result<String, String> {
+    let device = lab.lan(2);
+    let client =
+        device.start_dhcp_client(crate::DhcpClientKind::Udhcpc { hostname: Some("lan2".into()) }).map_err(lab_error)?;
+    let lease = client.wait_bound(Duration::from_secs(15)).map_err(lab_error)?;
+    let addr = lease.get("ip").unwrap_or_default().to_string();
+    if lease.get("router") != Some(&ROUTER_LAN_V4.to_string()) || lease.get("dns") != Some(&ROUTER_LAN_V4.to_string()) {
+        return Err(format!("the lease does not name the router as gateway and DNS: {lease:?}"));
+    }
+    let listed = lab.router().rtrctl(&["-o", "json", "leases", "list"]).map_err(lab_error)?;
+    let leases: Vec<serde_json::Value> =
+        serde_json::from_str(&listed.stdout).map_err(|e| format!("rtrctl leases list: {e}: {}", listed.combined()))?;
+    let entry = leases
+        .iter()
+        .find(|l| l["addr"] == addr.as_str())
+        .ok_or_else(|| format!("{addr} is not listed: {leases:?}"))?;
+    Ok(format!(
+        "lan2 (udhcpc) got {addr} (gateway and DNS {ROUTER_LAN_V4}); `rtrctl leases list` shows it as {:?}",
+        entry["hostname"].as_str().unwrap_or_default()
+    ))
 }
 
 fn revoked_identity_is_refused(lab: &Lab) -> Result<String, String> {
