@@ -121,3 +121,67 @@ fn a_full_pool_offers_nothing_and_says_so() {
     );
     assert!(!third.events().iter().any(|e| e.name == "bound"), "{:?}", third.events());
 }
+
+fn delegated_prefix(lab: &Lab) -> String {
+    let status = lab.check(
+        lab.router().wait_for_status("a delegated prefix", LEASE_TIMEOUT, |s| {
+            s["uplink"]["dhcp6"]["prefixes"].as_array().is_some_and(|p| !p.is_empty())
+        }),
+        "prefix delegation",
+    );
+    status["uplink"]["dhcp6"]["prefixes"][0].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn devices_get_ipv6_from_routerds_advertisements() {
+    let lab = Lab::start(LabOptions {
+        isp: integration::IspOptions { timers: integration::Timers::Short, ..Default::default() },
+        ..LabOptions::default()
+    })
+    .expect("the lab starts");
+    let prefix = delegated_prefix(&lab);
+    let lan0_subnet = format!("{}/64", prefix.trim_end_matches("/56"));
+    let router_dns = format!("{}1", prefix.trim_end_matches("/56"));
+
+    let advert = lab.check(lab.lan(1).rdisc6(), "rdisc6 on lan1");
+    let pio = advert.prefixes.iter().find(|p| p.prefix == lan0_subnet).unwrap_or_else(|| panic!("{}", advert.raw));
+    assert!(pio.on_link && pio.autonomous, "{}", advert.raw);
+    assert!(pio.preferred.is_some_and(|p| p > 0) && pio.valid <= Some(40), "the ISP's short lifetimes: {}", advert.raw);
+    assert_eq!(advert.rdnss, [router_dns], "{}", advert.raw);
+    assert!(advert.raw.contains("DNS search list") && advert.raw.contains("lan"), "{}", advert.raw);
+    assert_eq!(advert.mtu, Some(1500));
+    assert!(!advert.managed && !advert.other_config, "SLAAC, no DHCPv6 on the LAN");
+
+    // The kernel's SLAAC on a device forms an address in the LAN's /64.
+    let slaac = lab.check(
+        integration::wait::until("a SLAAC address on lan2", Duration::from_secs(15), || {
+            let addrs = lab.lan(2).global_ipv6_addresses()?;
+            Ok(addrs.into_iter().find(|a| a.starts_with(prefix.trim_end_matches("::/56"))))
+        }),
+        "SLAAC",
+    );
+    assert!(slaac.contains(":ff:fe00:202"), "EUI-64 of lan2's MAC: {slaac}");
+
+    // Renumbering: the new /64 is advertised and the old one with preferred lifetime 0 (RFC 9096).
+    lab.check(lab.isp().renumber_dhcp6("2001:db8:200::"), "the ISP renumbers");
+    lab.check(
+        lab.router().wait_for_status("the new prefix", Duration::from_secs(40), |s| {
+            s["uplink"]["dhcp6"]["prefixes"][0].as_str().is_some_and(|p| p.starts_with("2001:db8:200:"))
+        }),
+        "renumbered",
+    );
+    let advert = lab.check(
+        integration::wait::until("an advert with both prefixes", Duration::from_secs(10), || {
+            let advert = lab.lan(1).rdisc6()?;
+            Ok((advert.prefixes.len() == 2).then_some(advert))
+        }),
+        "rdisc6 after renumbering",
+    );
+    let old = advert.prefixes.iter().find(|p| p.prefix == lan0_subnet).unwrap_or_else(|| panic!("{}", advert.raw));
+    assert_eq!(old.preferred, Some(0), "{}", advert.raw);
+    assert!(
+        advert.prefixes.iter().any(|p| p.prefix.starts_with("2001:db8:200:") && p.preferred > Some(0)),
+        "{}",
+        advert.raw
+    );
+}

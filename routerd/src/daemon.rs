@@ -219,12 +219,21 @@ fn start_uplink(
         async move { crate::uplink::dhcp4::service::run(dhcp4, netconfig, uplink_state, inbox, context).await }
     });
     let dhcp6 = Dhcp6Options { perm: options.perm.clone(), uplink: UPLINK.to_string(), hardware_addr: spoofed };
+    let (netconfig6, uplink_state_ra) = (netconfig.clone(), uplink_state.clone());
     let (control6, inbox6) = Control::new("dhcp6");
     supervisor.spawn("dhcp6", move |context| {
         let (dhcp6, netconfig, uplink_state) = (dhcp6.clone(), netconfig.clone(), uplink_state.clone());
         let inbox = inbox6.clone();
         async move { crate::uplink::dhcp6::service::run(dhcp6, netconfig, uplink_state, inbox, context).await }
     });
+    let lans = system::lan_interfaces();
+    if !lans.is_empty() {
+        let (netconfig_ra, uplink_view) = (netconfig6.clone(), uplink_state_ra.subscribe());
+        supervisor.spawn("radvd", move |context| {
+            let (lans, netconfig, uplink) = (lans.clone(), netconfig_ra.clone(), uplink_view.clone());
+            async move { crate::lan::radvd::service::run(lans, netconfig, uplink, context).await }
+        });
+    }
     UplinkControl { dhcp4: Some(control4), dhcp6: Some(control6) }
 }
 

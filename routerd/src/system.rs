@@ -25,6 +25,20 @@ pub enum Role {
     Other,
 }
 
+/// The LAN interfaces that get a /64, with their number (`lan0` → 0), in order.
+pub fn lan_interfaces() -> Vec<(String, u32)> {
+    let mut lans: Vec<(String, u32)> = interfaces()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| {
+            let number = i.name.strip_prefix("lan")?.parse().ok()?;
+            (role_of(&i.name) == Role::Lan).then_some((i.name, number))
+        })
+        .collect();
+    lans.sort_by_key(|(_, number)| *number);
+    lans
+}
+
 /// Whether a network interface of that name exists.
 pub fn interface_exists(name: &str) -> bool {
     !name.contains('/') && std::path::Path::new("/sys/class/net").join(name).exists()

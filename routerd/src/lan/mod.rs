@@ -3,3 +3,4 @@
 pub mod commands;
 pub mod dhcp4d;
 pub mod hostname;
+pub mod radvd;

@@ -41,20 +41,6 @@ pub struct Dhcp6Options {
     pub hardware_addr: Option<[u8; 6]>,
 }
 
-/// The LAN interfaces that get a /64, with their number (`lan0` → 0), in order.
-fn lan_interfaces() -> Vec<(String, u32)> {
-    let mut lans: Vec<(String, u32)> = system::interfaces()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|i| {
-            let number = i.name.strip_prefix("lan")?.parse().ok()?;
-            (system::role_of(&i.name) == system::Role::Lan).then_some((i.name, number))
-        })
-        .collect();
-    lans.sort_by_key(|(_, number)| *number);
-    lans
-}
-
 pub async fn run(
     options: Dhcp6Options,
     netconfig: Netconfig,
@@ -232,7 +218,7 @@ async fn apply(
     let address = lease.address.as_ref().map(|a| a.address);
     let previous_address = previous.and_then(|p| p.address.as_ref().map(|a| a.address));
     netconfig.apply_dhcp6_address(uplink, address, previous_address).await?;
-    let lans = lan_interfaces();
+    let lans = system::lan_interfaces();
     let assigned =
         netconfig.apply_prefix(&lans, lease.prefixes.first(), previous.and_then(|p| p.prefixes.first())).await?;
     for (name, address) in assigned {
@@ -258,7 +244,7 @@ fn send_router_solicitation(uplink: &str, index: u32) -> std::io::Result<()> {
 /// Removes what a released lease configured: the uplink address and the LANs' /64s.
 async fn unapply(netconfig: &Netconfig, uplink: &str, lease: &Lease) -> Result<(), crate::netconfig::NetconfigError> {
     netconfig.apply_dhcp6_address(uplink, None, lease.address.as_ref().map(|a| a.address)).await?;
-    netconfig.apply_prefix(&lan_interfaces(), None, lease.prefixes.first()).await?;
+    netconfig.apply_prefix(&system::lan_interfaces(), None, lease.prefixes.first()).await?;
     Ok(())
 }
 
