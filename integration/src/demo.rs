@@ -29,7 +29,6 @@ pub struct StepResult {
 /// Capabilities the tour cannot show yet, and the issue that brings each.
 pub const NOT_BUILT_YET: &[(&str, &str)] = &[
     ("local names", "DNS for HOST.lan and forwarding: issue 5"),
-    ("IPv6 on the LAN", "router advertisements with the delegated prefix: issue 5"),
     ("internet via NAT", "nftables NAT and firewall: issue 6"),
     ("port forward", "port forwarding: issue 6"),
     ("diagnostics, capture", "issue 7"),
@@ -48,6 +47,7 @@ const STEPS: &[Step] = &[
     ("strangers refused", strangers_are_refused),
     ("revocation", revoked_identity_is_refused),
     ("LAN lease", lan_device_gets_a_lease),
+    ("IPv6 on the LAN", lan_device_gets_ipv6),
 ];
 
 /// Runs every step in order, reporting each to `progress` as it finishes.
@@ -300,6 +300,27 @@ fn lan_device_gets_a_lease(lab: &Lab) -> Result<String, String> {
     Ok(format!(
         "lan2 (udhcpc) got {addr} (gateway and DNS {ROUTER_LAN_V4}); `rtrctl leases list` shows it as {:?}",
         entry["hostname"].as_str().unwrap_or_default()
+    ))
+}
+
+fn lan_device_gets_ipv6(lab: &Lab) -> Result<String, String> {
+    if lab.isp().options().dhcpv6 == Dhcpv6Server::DnsmasqWithoutPrefixDelegation {
+        return Ok("no delegated prefix from this ISP, so no router advertisements (as expected)".to_string());
+    }
+    let advert = crate::wait::until("a router advertisement with a prefix", Duration::from_secs(15), || {
+        let advert = lab.lan(1).rdisc6()?;
+        Ok((!advert.prefixes.is_empty()).then_some(advert))
+    })
+    .map_err(lab_error)?;
+    let prefix = advert.prefixes[0].prefix.clone();
+    let network = prefix.trim_end_matches("::/64").to_string();
+    let address = crate::wait::until("a SLAAC address on lan1", Duration::from_secs(15), || {
+        Ok(lab.lan(1).global_ipv6_addresses()?.into_iter().find(|a| a.starts_with(&network)))
+    })
+    .map_err(lab_error)?;
+    Ok(format!(
+        "rdisc6: {prefix} (autonomous), RDNSS {}, DNSSL lan; lan1 formed {address} by SLAAC",
+        advert.rdnss.join(" ")
     ))
 }
 
