@@ -185,3 +185,35 @@ fn devices_get_ipv6_from_routerds_advertisements() {
         advert.raw
     );
 }
+
+#[test]
+fn malformed_dhcp_and_router_solicitations_neither_crash_nor_stall_routerd() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    delegated_prefix(&lab);
+    let script = lab.work_dir().join("bad_packets.py");
+    std::fs::write(&script, include_str!("bad_packets.py")).expect("script");
+    let sent = lab.check(
+        lab.lan(1).netns().run("/usr/bin/python3", &[&script.to_string_lossy(), "eth0"]),
+        "scapy (Debian package python3-scapy)",
+    );
+    assert!(sent.contains("malformed packets"), "{sent}");
+
+    // Still serving: a new client gets a lease, rdisc6 an advertisement, and nothing was restarted.
+    let client =
+        lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("after".into()) }), "udhcpc");
+    lab.check(client.wait_bound(LEASE_TIMEOUT), "a lease after the bad packets");
+    let advert = lab.check(lab.lan(2).rdisc6(), "rdisc6 after the bad packets");
+    assert!(!advert.prefixes.is_empty(), "{}", advert.raw);
+    assert!(lab.router().routerd_running());
+    let status = lab.check(lab.router().status(), "status");
+    let restarts: Vec<_> = status["services"].as_array().into_iter().flatten().filter(|s| s["restarts"] != 0).collect();
+    assert!(restarts.is_empty(), "{restarts:?}");
+    // The lease with the unusable name has none, not a broken one.
+    for lease in leases(&lab) {
+        let name = lease["hostname"].as_str().unwrap_or_default();
+        assert!(
+            name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && name.len() <= 63,
+            "{lease}"
+        );
+    }
+}
