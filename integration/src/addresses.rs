@@ -28,7 +28,14 @@ pub const INTERNET_HOST_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 80);
 pub const INTERNET_HOST_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x80);
 
 /// Names the ISP's resolver answers (everything else is NXDOMAIN; it never asks the real root servers).
-pub const INTERNET_NAMES: &[&str] = &["example.com", "www.example.com", "example.net", "example.org"];
+pub const INTERNET_NAMES: &[&str] =
+    &["example.com", "www.example.com", "example.net", "example.org", "www.example.org"];
+
+/// Public names the ISP's resolver points into private space, as a DNS rebinding attack would: routerd must
+/// drop the first and let the second through (it is on the lab's allowlist). Only DNS data: no such address
+/// exists anywhere in the lab.
+pub const REBINDING_NAME: (&str, &str) = ("rebind.example.net", "192.168.77.7");
+pub const ALLOWLISTED_PRIVATE_NAME: (&str, &str) = ("nas.example.org", "10.77.0.7");
 
 /// The router's IPv4 address on lan0 (from the generated interfaces.json), and the LAN's prefix length.
 pub const ROUTER_LAN_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);

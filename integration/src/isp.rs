@@ -404,6 +404,9 @@ fn unbound_config(dir: &Path) -> String {
         local_data.push_str(&format!("    local-data: \"{name}. 300 IN A {INTERNET_HOST_V4}\"\n"));
         local_data.push_str(&format!("    local-data: \"{name}. 300 IN AAAA {INTERNET_HOST_V6}\"\n"));
     }
+    for (name, address) in [REBINDING_NAME, ALLOWLISTED_PRIVATE_NAME] {
+        local_data.push_str(&format!("    local-data: \"{name}. 300 IN A {address}\"\n"));
+    }
     format!(
         "server:
     interface: {ISP_V4}

@@ -55,7 +55,11 @@ impl Router {
         });
         write_json(&perm.join("interfaces.json"), &interfaces)?;
         // Fixed addresses below .100 stay free for devices that do not use DHCP.
-        let routerd = serde_json::json!({ "hostname": "router", "dhcp_ranges": { LAN: LAN_DHCP_RANGE } });
+        let routerd = serde_json::json!({
+            "hostname": "router",
+            "dhcp_ranges": { LAN: LAN_DHCP_RANGE },
+            "dns_rebind_allowlist": [ALLOWLISTED_PRIVATE_NAME.0],
+        });
         write_json(&perm.join("routerd.json"), &routerd)?;
         router.routerd_cli(&[
             "pki",

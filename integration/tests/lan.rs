@@ -217,3 +217,58 @@ fn malformed_dhcp_and_router_solicitations_neither_crash_nor_stall_routerd() {
         );
     }
 }
+
+#[test]
+fn dns_answers_local_names_forwards_the_rest_and_blocks_rebinding() {
+    use integration::addresses::*;
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    let client = lab
+        .check(lab.lan(2).start_dhcp_client(DhcpClientKind::Dhclient4 { hostname: Some("lan2".into()) }), "dhclient");
+    let lease = lab.check(client.wait_bound(LEASE_TIMEOUT), "lease");
+    let lan2 = lease.get("new_ip_address").unwrap_or_default().to_string();
+    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
+    let router = ROUTER_LAN_V4.to_string();
+    let dig = |name: &str, kind: &str| lab.check(lab.lan(1).dig(&router, name, kind), "dig");
+
+    assert_eq!(dig("lan2.lan", "A"), std::slice::from_ref(&lan2));
+    assert_eq!(dig("lan2", "A"), std::slice::from_ref(&lan2), "the bare host name too");
+    assert_eq!(dig("router.lan", "A"), std::slice::from_ref(&router));
+    let reverse: Vec<&str> = lan2.split('.').rev().collect();
+    assert_eq!(dig(&format!("{}.in-addr.arpa", reverse.join(".")), "PTR"), ["lan2.lan."]);
+    assert_eq!(dig("www.example.org", "A"), [INTERNET_HOST_V4.to_string()], "forwarded to the ISP");
+    assert_eq!(dig("www.example.org", "AAAA"), [INTERNET_HOST_V6.to_string()]);
+    let unknown =
+        lab.check(integration::clients::dig_full(lab.lan(1).netns(), &router, "nowhere.example.com", "A"), "dig");
+    assert!(unknown.stdout.contains("status: NXDOMAIN"), "{}", unknown.stdout);
+    let nobody = lab.check(integration::clients::dig_full(lab.lan(1).netns(), &router, "nobody.lan", "A"), "dig");
+    assert!(
+        nobody.stdout.contains("status: NXDOMAIN") && nobody.stdout.contains(" aa"),
+        "authoritative: {}",
+        nobody.stdout
+    );
+
+    // Rebinding protection: a public name pointing into private space is dropped, an allowlisted one is not.
+    assert!(dig(REBINDING_NAME.0, "A").is_empty(), "the private answer must be dropped");
+    assert!(lab.router().routerd_log().contains("DNS rebinding protection"), "{}", lab.router().routerd_log());
+    assert_eq!(dig(ALLOWLISTED_PRIVATE_NAME.0, "A"), [ALLOWLISTED_PRIVATE_NAME.1.to_string()]);
+
+    // TCP, and the names survive a restart (the leases do).
+    let tcp =
+        lab.check(lab.lan(1).netns().run("dig", &["+tcp", "+short", &format!("@{router}"), "lan2.lan"]), "dig +tcp");
+    assert_eq!(tcp.trim(), lan2);
+    lab.router().stop_routerd();
+    lab.check(lab.router().start_routerd(), "restart");
+    let again = lab.check(
+        integration::wait::until("DNS after the restart", Duration::from_secs(10), || {
+            Ok(lab.lan(1).dig(&router, "lan2.lan", "A").ok().filter(|a| !a.is_empty()))
+        }),
+        "lan2.lan after a restart",
+    );
+    assert_eq!(again, [lan2]);
+    // Never on the uplink: the ISP side gets no answer from the router's uplink address.
+    let status = lab.check(lab.router().status(), "status");
+    let uplink = status["uplink"]["dhcp4"]["addr"].as_str().unwrap_or_default().trim_end_matches("/24").to_string();
+    let from_isp =
+        lab.check(integration::clients::dig_full(lab.isp().netns(), &uplink, "router.lan", "A"), "dig from the ISP");
+    assert!(!from_isp.success || !from_isp.stdout.contains("ANSWER SECTION"), "{}", from_isp.stdout);
+}

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::{
     api::{self, ApiContext, LeaseView, SystemView, tls::TlsSource},
     config::Config,
-    lan::{commands::LeaseControl, dhcp4d::PoolConfig},
+    lan::{commands::LeaseControl, dhcp4d::PoolConfig, dns::service::DnsOptions},
     netconfig::{self, Netconfig},
     pki::{Authority, PkiError, PkiPaths},
     supervisor::{Backoff, Shutdown, Statuses, Supervisor},
@@ -105,7 +105,8 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let statuses = supervisor.statuses();
     let (uplink_state, uplink_view) = watch::channel(UplinkSnapshot::default());
     let (lease_table, lease_view) = watch::channel(Vec::new());
-    let lease_control = start_lan(&mut supervisor, &options, &config, lease_table);
+    let uplink_for_dns = system::interface_exists(UPLINK).then(|| uplink_state.subscribe());
+    let lease_control = start_lan(&mut supervisor, &options, &config, &hostname, lease_table, uplink_for_dns);
     let uplink_control = match netconfig {
         Some(netconfig) => start_uplink(&mut supervisor, netconfig, &options, &config, &hostname, uplink_state),
         None => UplinkControl::default(),
@@ -137,13 +138,26 @@ fn start_lan(
     supervisor: &mut Supervisor,
     options: &Options,
     config: &Config,
+    hostname: &str,
     lease_table: watch::Sender<Vec<crate::lan::dhcp4d::Lease>>,
+    uplink: Option<watch::Receiver<UplinkSnapshot>>,
 ) -> Option<LeaseControl> {
     let pools = lan_pools(config);
     if pools.is_empty() {
         tracing::info!("no LAN interface with an IPv4 address: the DHCPv4 server is off");
         return None;
     }
+    let dns = DnsOptions {
+        lans: pools.iter().map(|p| p.interface.clone()).collect(),
+        router_name: crate::lan::hostname::sanitize(hostname).unwrap_or_else(|| "router".to_string()),
+        rebind_allowlist: config.routerd.dns_rebind_allowlist.clone(),
+        upstreams: config.routerd.dns_upstreams.iter().filter_map(|u| u.parse().ok()).collect(),
+    };
+    let lease_view = lease_table.subscribe();
+    supervisor.spawn("dns", move |context| {
+        let (dns, leases, uplink) = (dns.clone(), lease_view.clone(), uplink.clone());
+        async move { crate::lan::dns::service::run(dns, leases, uplink, context).await }
+    });
     let (control, inbox) = LeaseControl::new();
     let perm = options.perm.clone();
     supervisor.spawn("dhcp4d", move |context| {

@@ -141,11 +141,19 @@ pub struct RouterdFile {
     /// LAN's whole subnet except the router's address.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub dhcp_ranges: std::collections::BTreeMap<String, String>,
+    /// DNS servers to forward to instead of those the ISP's DHCP gave, e.g. `["198.51.100.53"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_upstreams: Vec<String>,
+    /// Domains whose answers may point into private address space (exempt from DNS rebinding protection),
+    /// e.g. `["nas.example.org"]` (a name and everything below it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_rebind_allowlist: Vec<String>,
 }
 
 impl RouterdFile {
     pub fn validate(&self) -> Vec<(&'static str, String)> {
-        self.dhcp_ranges
+        let mut problems: Vec<(&'static str, String)> = self
+            .dhcp_ranges
             .iter()
             .filter(|(_, range)| parse_range(range).is_none())
             .map(|(lan, range)| {
@@ -154,7 +162,11 @@ impl RouterdFile {
                     format!("dhcp_ranges.{lan}: {range:?} is not a range like 192.0.2.100-192.0.2.199"),
                 )
             })
-            .collect()
+            .collect();
+        for upstream in self.dns_upstreams.iter().filter(|u| u.parse::<std::net::IpAddr>().is_err()) {
+            problems.push((super::ROUTERD_JSON, format!("dns_upstreams: {upstream:?} is not an IP address")));
+        }
+        problems
     }
 }
 

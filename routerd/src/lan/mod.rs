@@ -2,5 +2,6 @@
 
 pub mod commands;
 pub mod dhcp4d;
+pub mod dns;
 pub mod hostname;
 pub mod radvd;

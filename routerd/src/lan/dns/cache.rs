@@ -1,0 +1,145 @@
+//! Answers from upstream, kept for their TTL (negative answers for the SOA's minimum, RFC 2308), handed out
+//! with the TTLs counted down.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::{RData, RecordType},
+};
+
+/// Cached answers never outlive a day, and negative ones without an SOA a minute.
+const MAX_TTL: Duration = Duration::from_secs(86_400);
+const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60);
+
+struct Entry {
+    response: Message,
+    stored: Instant,
+    ttl: Duration,
+}
+
+pub struct Cache {
+    entries: HashMap<(String, RecordType), Entry>,
+    capacity: usize,
+}
+
+impl Cache {
+    pub fn new(capacity: usize) -> Cache {
+        Cache { entries: HashMap::new(), capacity }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The cached response for (name, type) with TTLs reduced by its age, for a request with `id`.
+    pub fn get(&self, name: &str, record_type: RecordType, id: u16, now: Instant) -> Option<Message> {
+        let entry = self.entries.get(&(name.to_string(), record_type))?;
+        let age = now.saturating_duration_since(entry.stored);
+        if age >= entry.ttl {
+            return None;
+        }
+        let elapsed = u32::try_from(age.as_secs()).unwrap_or(u32::MAX);
+        let mut response = entry.response.clone();
+        response.metadata.id = id;
+        for record in response.answers.iter_mut().chain(response.authorities.iter_mut()) {
+            record.ttl = record.ttl.saturating_sub(elapsed);
+        }
+        Some(response)
+    }
+
+    /// Stores a NOERROR or NXDOMAIN response; others (SERVFAIL, REFUSED) are not cached.
+    pub fn put(&mut self, name: &str, record_type: RecordType, response: &Message, now: Instant) {
+        let ttl = match response.metadata.response_code {
+            ResponseCode::NoError if !response.answers.is_empty() => {
+                response.answers.iter().map(|r| r.ttl).min().map(|t| Duration::from_secs(u64::from(t)))
+            }
+            ResponseCode::NoError | ResponseCode::NXDomain => Some(negative_ttl(response)),
+            _ => None,
+        };
+        let Some(ttl) = ttl.map(|t| t.min(MAX_TTL)).filter(|t| !t.is_zero()) else { return };
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, e| now.saturating_duration_since(e.stored) < e.ttl);
+            if self.entries.len() >= self.capacity {
+                // Still full of live entries: drop the oldest tenth rather than grow without bound.
+                let mut ages: Vec<_> = self.entries.iter().map(|(k, e)| (e.stored, k.clone())).collect();
+                ages.sort();
+                for (_, key) in ages.into_iter().take(self.capacity / 10 + 1) {
+                    self.entries.remove(&key);
+                }
+            }
+        }
+        self.entries.insert((name.to_string(), record_type), Entry { response: response.clone(), stored: now, ttl });
+    }
+}
+
+/// RFC 2308: the SOA's TTL capped by its MINIMUM field.
+fn negative_ttl(response: &Message) -> Duration {
+    response
+        .authorities
+        .iter()
+        .find_map(|record| match &record.data {
+            RData::SOA(soa) => Some(Duration::from_secs(u64::from(record.ttl.min(soa.minimum)))),
+            _ => None,
+        })
+        .unwrap_or(DEFAULT_NEGATIVE_TTL)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::Ipv4Addr, str::FromStr};
+
+    use hickory_proto::{
+        op::OpCode,
+        rr::{Name, Record, rdata::A},
+    };
+
+    use super::*;
+
+    fn answer(ttl: u32) -> Message {
+        let mut message = Message::response(1, OpCode::Query);
+        message.add_answer(Record::from_rdata(
+            Name::from_str("example.com.").expect("name"),
+            ttl,
+            RData::A(A(Ipv4Addr::new(203, 0, 113, 80))),
+        ));
+        message
+    }
+
+    #[test]
+    fn answers_live_for_their_ttl_counting_down() {
+        let mut cache = Cache::new(100);
+        let t0 = Instant::now();
+        cache.put("example.com", RecordType::A, &answer(300), t0);
+        let hit = cache.get("example.com", RecordType::A, 42, t0 + Duration::from_secs(100)).expect("cached");
+        assert_eq!(hit.metadata.id, 42);
+        assert_eq!(hit.answers[0].ttl, 200);
+        assert!(cache.get("example.com", RecordType::A, 1, t0 + Duration::from_secs(300)).is_none());
+        assert!(cache.get("example.com", RecordType::AAAA, 1, t0).is_none());
+    }
+
+    #[test]
+    fn failures_are_not_cached_and_the_size_is_bounded() {
+        let mut cache = Cache::new(10);
+        let t0 = Instant::now();
+        let mut failure = answer(300);
+        failure.metadata.response_code = ResponseCode::ServFail;
+        cache.put("example.com", RecordType::A, &failure, t0);
+        assert!(cache.is_empty());
+        for n in 0..50 {
+            cache.put(&format!("{n}.example.com"), RecordType::A, &answer(300), t0 + Duration::from_millis(n));
+        }
+        assert!(cache.len() <= 10);
+        let mut nxdomain = Message::response(1, OpCode::Query);
+        nxdomain.metadata.response_code = ResponseCode::NXDomain;
+        cache.put("nowhere.example", RecordType::A, &nxdomain, t0);
+        assert!(cache.get("nowhere.example", RecordType::A, 1, t0 + Duration::from_secs(59)).is_some());
+    }
+}
