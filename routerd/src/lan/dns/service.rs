@@ -118,11 +118,11 @@ impl Shared {
         let addrs: Vec<IpAddr> = if !self.options.upstreams.is_empty() {
             self.options.upstreams.clone()
         } else {
-            let v4 = snapshot
+            let v4: Vec<IpAddr> = snapshot
                 .and_then(|s| s.dhcp4.as_ref())
                 .map(|d| d.lease.dns.iter().map(|a| IpAddr::V4(*a)).collect())
                 .unwrap_or_default();
-            let v6 = snapshot
+            let v6: Vec<IpAddr> = snapshot
                 .and_then(|s| s.dhcp6.as_ref())
                 .map(|d| d.lease.dns.iter().map(|a| IpAddr::V6(*a)).collect())
                 .unwrap_or_default();
