@@ -28,7 +28,6 @@ pub struct StepResult {
 
 /// Capabilities the tour cannot show yet, and the issue that brings each.
 pub const NOT_BUILT_YET: &[(&str, &str)] = &[
-    ("local names", "DNS for HOST.lan and forwarding: issue 5"),
     ("internet via NAT", "nftables NAT and firewall: issue 6"),
     ("port forward", "port forwarding: issue 6"),
     ("diagnostics, capture", "issue 7"),
@@ -48,6 +47,7 @@ const STEPS: &[Step] = &[
     ("revocation", revoked_identity_is_refused),
     ("LAN lease", lan_device_gets_a_lease),
     ("IPv6 on the LAN", lan_device_gets_ipv6),
+    ("names (DNS)", lan_names_resolve),
 ];
 
 /// Runs every step in order, reporting each to `progress` as it finishes.
@@ -321,6 +321,28 @@ fn lan_device_gets_ipv6(lab: &Lab) -> Result<String, String> {
     Ok(format!(
         "rdisc6: {prefix} (autonomous), RDNSS {}, DNSSL lan; lan1 formed {address} by SLAAC",
         advert.rdnss.join(" ")
+    ))
+}
+
+fn lan_names_resolve(lab: &Lab) -> Result<String, String> {
+    let router = ROUTER_LAN_V4.to_string();
+    let device = lab.lan(1);
+    let lan2 = device.dig(&router, "lan2.lan", "A").map_err(lab_error)?;
+    if lan2.is_empty() {
+        return Err("lan2.lan does not resolve".to_string());
+    }
+    let upstream = device.dig(&router, "www.example.org", "A").map_err(lab_error)?;
+    if upstream != [INTERNET_HOST_V4.to_string()] {
+        return Err(format!("www.example.org resolved to {upstream:?}"));
+    }
+    let rebinding = device.dig(&router, REBINDING_NAME.0, "A").map_err(lab_error)?;
+    if !rebinding.is_empty() {
+        return Err(format!("{} resolved to the private {rebinding:?}", REBINDING_NAME.0));
+    }
+    Ok(format!(
+        "from lan1: lan2.lan = {}, www.example.org = {INTERNET_HOST_V4} (via the ISP), {} blocked (rebinding)",
+        lan2.join(" "),
+        REBINDING_NAME.0
     ))
 }
 
