@@ -23,6 +23,8 @@ use crate::{
 
 const SERVER_PORT: u16 = 67;
 const CLIENT_PORT: u16 = 68;
+/// Requests handled before one write of the lease file.
+const MAX_BATCH: usize = 256;
 
 pub fn leases_path(perm: &Path) -> PathBuf {
     perm.join("dhcp4d").join("leases.json")
@@ -100,23 +102,37 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
-            Some((index, payload)) = received.recv() => {
-                let Some(server) = servers.get_mut(index) else { continue };
-                let handled = match server.handle(SystemTime::now(), &payload) {
-                    Ok(handled) => handled,
-                    Err(ignored) => {
-                        tracing::debug!("ignored a DHCP packet on {}: {ignored}", names[index]);
-                        continue;
+            Some(first) = received.recv() => {
+                // Group commit: handle every request already waiting, write the lease file once, then answer.
+                // Under load one fsync covers many ACKs; every ACK still goes out only after its lease is on disk.
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match received.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
                     }
-                };
-                if let Some(note) = &handled.note {
-                    tracing::info!("{}: {note}", names[index]);
                 }
-                // Written before the client hears about it: an ACKed lease survives a crash right after.
-                if handled.changed {
+                let mut changed = false;
+                let mut replies = Vec::new();
+                for (index, payload) in batch {
+                    let Some(server) = servers.get_mut(index) else { continue };
+                    let handled = match server.handle(SystemTime::now(), &payload) {
+                        Ok(handled) => handled,
+                        Err(ignored) => {
+                            tracing::debug!("ignored a DHCP packet on {}: {ignored}", names[index]);
+                            continue;
+                        }
+                    };
+                    if let Some(note) = &handled.note {
+                        tracing::info!("{}: {note}", names[index]);
+                    }
+                    changed |= handled.changed;
+                    replies.extend(handled.reply.map(|reply| (index, reply)));
+                }
+                if changed {
                     published.send_replace(save_leases(&perm, &servers));
                 }
-                if let Some(reply) = handled.reply {
+                for (index, reply) in replies {
                     let target = match reply.to {
                         ReplyTo::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
                         ReplyTo::Client(addr) => SocketAddrV4::new(addr, CLIENT_PORT),
