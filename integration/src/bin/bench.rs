@@ -53,7 +53,8 @@ fn run() -> Result<(), LabError> {
     let pid = lab.router().start_routerd()?;
     wait_for_port(&tracker, pid, Protocol::Udp, 67)?;
     // The uplink lease too, so DNS can forward later.
-    lab.router().wait_for_status("an uplink lease", Duration::from_secs(20), |s| s["uplink"]["dhcp4"]["state"] == "bound")?;
+    lab.router()
+        .wait_for_status("an uplink lease", Duration::from_secs(20), |s| s["uplink"]["dhcp4"]["state"] == "bound")?;
     dhcp.push(Measurement { server: "routerd", rate: perfdhcp(&lab)?, rss_kib: rss(pid) });
     let dns_routerd = {
         let queries = query_file(&work)?;
@@ -106,7 +107,9 @@ fn report(title: &str, measurements: &[Measurement]) {
 
 fn wait_for_port(tracker: &Tracker, pid: u32, protocol: Protocol, port: u16) -> Result<(), LabError> {
     let _ = tracker;
-    wait::until(&format!("port {port}"), Duration::from_secs(10), || Ok(sockets::is_bound(pid, protocol, port).then_some(())))
+    wait::until(&format!("port {port}"), Duration::from_secs(10), || {
+        Ok(sockets::is_bound(pid, protocol, port).then_some(()))
+    })
 }
 
 fn start(
@@ -155,11 +158,14 @@ fn start_kea_dhcp4(lab: &Lab, work: &Path) -> Result<u32, LabError> {
         }
     });
     let path = work.join("kea-dhcp4.json");
-    fs::write(&path, config.to_string()).map_err(|e| LabError::unexpected("writing kea's configuration", e.to_string()))?;
-    let binary = KEA_DHCP4.locate().ok_or_else(|| LabError::MissingPrograms(vec![(KEA_DHCP4.name, KEA_DHCP4.package)]))?;
+    fs::write(&path, config.to_string())
+        .map_err(|e| LabError::unexpected("writing kea's configuration", e.to_string()))?;
+    let binary =
+        KEA_DHCP4.locate().ok_or_else(|| LabError::MissingPrograms(vec![(KEA_DHCP4.name, KEA_DHCP4.package)]))?;
     let env = [("KEA_PIDFILE_DIR", work.display().to_string()), ("KEA_LOCKFILE_DIR", work.display().to_string())];
     let args = vec!["-c".to_string(), path.display().to_string()];
-    let pid = lab.tracker().spawn("kea-dhcp4", lab.router().netns(), &binary, &args, &env, &work.join("kea-dhcp4.log"))?;
+    let pid =
+        lab.tracker().spawn("kea-dhcp4", lab.router().netns(), &binary, &args, &env, &work.join("kea-dhcp4.log"))?;
     wait_for_port(&lab.tracker(), pid, Protocol::Udp, 67)?;
     Ok(pid)
 }
@@ -181,7 +187,8 @@ fn start_unbound(lab: &Lab, work: &Path) -> Result<u32, LabError> {
 fn query_file(work: &Path) -> Result<std::path::PathBuf, LabError> {
     let path = work.join("queries.txt");
     let lines: Vec<String> = INTERNET_NAMES.iter().flat_map(|n| [format!("{n} A"), format!("{n} AAAA")]).collect();
-    fs::write(&path, lines.join("\n") + "\n").map_err(|e| LabError::unexpected("writing the query file", e.to_string()))?;
+    fs::write(&path, lines.join("\n") + "\n")
+        .map_err(|e| LabError::unexpected("writing the query file", e.to_string()))?;
     Ok(path)
 }
 
@@ -206,14 +213,19 @@ fn dnsperf(lab: &Lab, queries: &Path) -> Result<f64, LabError> {
 }
 
 fn parse_after(text: &str, label: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.trim().strip_prefix(label)).and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
 /// Resident memory of a process, in KiB.
 fn rss(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().to_string())))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().to_string()))
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }

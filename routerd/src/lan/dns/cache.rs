@@ -19,6 +19,9 @@ struct Entry {
     response: Message,
     stored: Instant,
     ttl: Duration,
+    /// The response encoded for one age in whole seconds: most hits within a second reuse these bytes and
+    /// only get their ID and question patched in.
+    encoded: Option<(u64, Vec<u8>)>,
 }
 
 pub struct Cache {
@@ -55,6 +58,47 @@ impl Cache {
         Some(response)
     }
 
+    /// Like [`Cache::get`], as bytes: the wire form of the answer to `request` (whose first `question_end` bytes
+    /// are its header and question), reusing the encoding of the same second.
+    pub fn get_encoded(
+        &mut self,
+        name: &str,
+        record_type: RecordType,
+        request: &[u8],
+        question_end: usize,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        let entry = self.entries.get_mut(&(name.to_string(), record_type))?;
+        let age = now.saturating_duration_since(entry.stored);
+        if age >= entry.ttl {
+            return None;
+        }
+        let seconds = age.as_secs();
+        let reusable = entry.encoded.as_ref().filter(|(at, _)| *at == seconds).map(|(_, bytes)| bytes.clone());
+        let mut bytes = match reusable {
+            Some(bytes) => bytes,
+            None => {
+                let elapsed = u32::try_from(seconds).unwrap_or(u32::MAX);
+                let mut response = entry.response.clone();
+                for record in response.answers.iter_mut().chain(response.authorities.iter_mut()) {
+                    record.ttl = record.ttl.saturating_sub(elapsed);
+                }
+                let bytes = response.to_vec().ok()?;
+                entry.encoded = Some((seconds, bytes.clone()));
+                bytes
+            }
+        };
+        // The ID, and the question exactly as asked (its letter case may differ: DNS 0x20), which has the same
+        // length as the cached one. The RD flag is echoed.
+        if bytes.len() < question_end || request.len() < question_end {
+            return None;
+        }
+        bytes[..2].copy_from_slice(&request[..2]);
+        bytes[2] = (bytes[2] & !0x01) | (request[2] & 0x01);
+        bytes[12..question_end].copy_from_slice(&request[12..question_end]);
+        Some(bytes)
+    }
+
     /// Stores a NOERROR or NXDOMAIN response; others (SERVFAIL, REFUSED) are not cached.
     pub fn put(&mut self, name: &str, record_type: RecordType, response: &Message, now: Instant) {
         let ttl = match response.metadata.response_code {
@@ -76,7 +120,8 @@ impl Cache {
                 }
             }
         }
-        self.entries.insert((name.to_string(), record_type), Entry { response: response.clone(), stored: now, ttl });
+        let entry = Entry { response: response.clone(), stored: now, ttl, encoded: None };
+        self.entries.insert((name.to_string(), record_type), entry);
     }
 }
 

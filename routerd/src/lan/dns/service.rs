@@ -7,7 +7,10 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::RecordType,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream, UdpSocket},
@@ -48,8 +51,55 @@ struct Shared {
     upstreams: RwLock<Vec<SocketAddr>>,
 }
 
+/// The cache key of a plain query (one IN question, a name that is not local), read straight from the bytes:
+/// (lower-case name without the trailing dot, type, end of the question).
+fn forwardable_key(request: &[u8]) -> Option<(String, RecordType, usize)> {
+    let header = request.get(..12)?;
+    let flags = u16::from_be_bytes([header[2], header[3]]);
+    let counts = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+    // A query (QR 0) with opcode QUERY, one question, no answers or authorities, at most an OPT record.
+    if flags & 0xf800 != 0 || counts(4) != 1 || counts(6) != 0 || counts(8) != 0 || counts(10) > 1 {
+        return None;
+    }
+    let mut name = String::new();
+    let mut at = 12;
+    loop {
+        let len = usize::from(*request.get(at)?);
+        if len == 0 {
+            at += 1;
+            break;
+        }
+        if len > 63 || name.len() + len > 253 {
+            return None;
+        }
+        let label = request.get(at + 1..at + 1 + len)?;
+        if !name.is_empty() {
+            name.push('.');
+        }
+        name.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+        at += 1 + len;
+    }
+    let record_type = RecordType::from(u16::from_be_bytes([*request.get(at)?, *request.get(at + 1)?]));
+    let class = u16::from_be_bytes([*request.get(at + 2)?, *request.get(at + 3)?]);
+    let local = !name.contains('.') || name.ends_with(".lan") || name.ends_with(".arpa") || name.ends_with("localhost");
+    (class == 1 && !local).then_some((name, record_type, at + 4))
+}
+
 impl Shared {
     async fn handle(&self, request_bytes: &[u8]) -> Option<Vec<u8>> {
+        // The common case first: an answer in the cache, served without decoding or encoding a message.
+        if let Some((name, record_type, question_end)) = forwardable_key(request_bytes) {
+            let hit = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get_encoded(
+                &name,
+                record_type,
+                request_bytes,
+                question_end,
+                Instant::now(),
+            );
+            if hit.is_some() {
+                return hit;
+            }
+        }
         let request = Message::from_vec(request_bytes).ok()?;
         let decision = {
             let local = self.local.read().unwrap_or_else(|p| p.into_inner());
@@ -213,12 +263,30 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut buffer = vec![0u8; 4096];
     loop {
         let Ok((len, client)) = socket.recv_from(&mut buffer).await else { continue };
-        let request = buffer[..len].to_vec();
+        let request = &buffer[..len];
+        // Without EDNS a client takes 512 bytes over UDP (RFC 1035), with it what it says, capped here.
+        let limit = if request.len() >= 12 && request[11] > 0 { 1232 } else { 512 };
+        // Cache hits are answered right here; anything that may wait for an upstream gets its own task, so a
+        // slow upstream never holds up other queries.
+        if let Some((name, record_type, question_end)) = forwardable_key(request) {
+            let hit = shared.cache.lock().unwrap_or_else(|p| p.into_inner()).get_encoded(
+                &name,
+                record_type,
+                request,
+                question_end,
+                Instant::now(),
+            );
+            if let Some(response) = hit {
+                let response = if response.len() > limit { truncated(&response).unwrap_or(response) } else { response };
+                let _ = socket.send_to(&response, client).await;
+                continue;
+            }
+        }
+        let request = request.to_vec();
         let (socket, shared) = (socket.clone(), shared.clone());
-        // Each query on its own task: a slow upstream must not hold up local answers.
         tokio::spawn(async move {
             if let Some(mut response) = shared.handle(&request).await {
-                if response.len() > 1232 {
+                if response.len() > limit {
                     response = truncated(&response).unwrap_or(response);
                 }
                 let _ = socket.send_to(&response, client).await;
@@ -255,5 +323,66 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> std::io
         let len = u16::try_from(response.len()).unwrap_or(u16::MAX);
         stream.write_all(&len.to_be_bytes()).await?;
         stream.write_all(&response[..usize::from(len)]).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::Ipv4Addr, str::FromStr};
+
+    use hickory_proto::{
+        op::{OpCode, Query},
+        rr::{Name, RData, Record, rdata::A},
+    };
+
+    use super::*;
+
+    fn query_bytes(name: &str, id: u16) -> Vec<u8> {
+        let mut message = Message::query();
+        message.metadata.id = id;
+        message.metadata.recursion_desired = true;
+        message.add_query(Query::query(Name::from_str(name).expect("name"), RecordType::A));
+        message.to_vec().expect("encodes")
+    }
+
+    #[test]
+    fn plain_queries_are_keyed_from_their_bytes_and_local_names_are_not() {
+        let (name, kind, end) = forwardable_key(&query_bytes("WWW.Example.org.", 1)).expect("forwardable");
+        assert_eq!((name.as_str(), kind), ("www.example.org", RecordType::A));
+        assert_eq!(end, query_bytes("WWW.Example.org.", 1).len());
+        for local in ["lan2.lan.", "lan2.", "1.2.0.192.in-addr.arpa.", "localhost."] {
+            assert!(forwardable_key(&query_bytes(local, 1)).is_none(), "{local}");
+        }
+        let bytes = query_bytes("www.example.org.", 1);
+        for len in 0..bytes.len() {
+            assert!(forwardable_key(&bytes[..len]).is_none(), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn a_cache_hit_carries_the_askers_id_and_letter_case() {
+        let mut cache = Cache::new(10);
+        let mut response = Message::response(1, OpCode::Query);
+        response.add_query(Query::query(Name::from_str("www.example.org.").expect("name"), RecordType::A));
+        response.add_answer(Record::from_rdata(
+            Name::from_str("www.example.org.").expect("name"),
+            300,
+            RData::A(A(Ipv4Addr::new(203, 0, 113, 80))),
+        ));
+        let now = Instant::now();
+        cache.put("www.example.org", RecordType::A, &response, now);
+        // DNS 0x20: a resolver may randomise the letter case of its question, and checks it in the answer.
+        let mut request = query_bytes("www.example.org.", 4242);
+        for at in [13, 15, 18, 20, 22, 26] {
+            request[at] = request[at].to_ascii_uppercase();
+        }
+        let (name, kind, end) = forwardable_key(&request).expect("forwardable");
+        let bytes = cache.get_encoded(&name, kind, &request, end, now).expect("a hit");
+        let decoded = Message::from_vec(&bytes).expect("decodes");
+        assert_eq!(decoded.metadata.id, 4242);
+        assert_eq!(decoded.queries[0].name().to_ascii(), "WwW.eXaMpLe.oRg.");
+        assert_eq!(decoded.answers.len(), 1);
+        let later = cache.get_encoded(&name, kind, &request, end, now + Duration::from_secs(100)).expect("a hit");
+        assert_eq!(Message::from_vec(&later).expect("decodes").answers[0].ttl, 200);
     }
 }
