@@ -187,21 +187,29 @@ impl Shared {
     }
 }
 
-/// UDP and TCP sockets on port 53 of one interface, for IPv4 and IPv6 alike.
-fn sockets(lan: &str) -> std::io::Result<(UdpSocket, TcpListener)> {
+/// UDP sockets (one per CPU, sharing the port: the kernel spreads clients over them so queries are answered in
+/// parallel) and a TCP listener on port 53 of one interface, for IPv4 and IPv6 alike.
+fn sockets(lan: &str) -> std::io::Result<(Vec<UdpSocket>, TcpListener)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let address = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, PORT, 0, 0));
-    let udp = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
-    let tcp = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
-    for socket in [&udp, &tcp] {
+    let prepare = |kind: Type, protocol: Protocol| -> std::io::Result<Socket> {
+        let socket = Socket::new(Domain::IPV6, kind, Some(protocol))?;
         socket.set_only_v6(false)?;
         socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
         socket.bind_device(Some(lan.as_bytes()))?;
         socket.set_nonblocking(true)?;
         socket.bind(&address.into())?;
+        Ok(socket)
+    };
+    let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    let mut udp = Vec::new();
+    for _ in 0..parallel {
+        udp.push(UdpSocket::from_std(prepare(Type::DGRAM, Protocol::UDP)?.into())?);
     }
+    let tcp = prepare(Type::STREAM, Protocol::TCP)?;
     tcp.listen(64)?;
-    Ok((UdpSocket::from_std(udp.into())?, TcpListener::from_std(tcp.into())?))
+    Ok((udp, TcpListener::from_std(tcp.into())?))
 }
 
 pub async fn run(
@@ -222,10 +230,10 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     for lan in &options.lans {
         let (udp, tcp) = sockets(lan)?;
-        let udp = Arc::new(udp);
-        let (shared_udp, shared_tcp) = (shared.clone(), shared.clone());
-        tasks.spawn(serve_udp(udp, shared_udp));
-        tasks.spawn(serve_tcp(tcp, shared_tcp));
+        for socket in udp {
+            tasks.spawn(serve_udp(Arc::new(socket), shared.clone()));
+        }
+        tasks.spawn(serve_tcp(tcp, shared.clone()));
     }
     context.report(ServiceState::Running, format!("on {}", options.lans.join(", ")));
     loop {
