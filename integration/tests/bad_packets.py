@@ -55,4 +55,32 @@ solicitations = [
 for packet in solicitations * 5:
     send(packet, iface=iface)
     sent += 1
+# DNS to the router (the device has 192.0.2.11): garbage, lying counts, a compression loop, names too long,
+# a response and an UPDATE sent as queries, and TCP that promises more than it sends.
+import socket
+import struct
+
+dns_server = "192.0.2.1"
+header = lambda qd, flags=0x0100: struct.pack(">HHHHHH", 0x1234, flags, qd, 0, 0, 0)
+question = b"\x03www\x07example\x03org\x00\x00\x01\x00\x01"
+dns_packets = [
+    b"",
+    b"\x12\x34\x01",
+    header(50),
+    header(1) + b"\xc0\x0c\x00\x01\x00\x01",  # the name points at itself
+    header(1) + (b"\x3f" + b"a" * 63) * 5 + b"\x00\x00\x01\x00\x01",  # 320 bytes of name
+    header(1) + question[:9],
+    header(1, flags=0x8180) + question,  # a response
+    header(1, flags=0x2800) + question,  # opcode UPDATE
+    header(2) + question,
+] + [bytes(rng.randrange(256) for _ in range(rng.randint(1, 600))) for _ in range(300)]
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for packet in dns_packets:
+    udp.sendto(packet, (dns_server, 53))
+    sent += 1
+for promise in [b"\xff\xff" + header(1), b"\x00\x05ab", b"\x00"]:
+    tcp = socket.create_connection((dns_server, 53), timeout=2)
+    tcp.sendall(promise)
+    tcp.close()
+    sent += 1
 print(f"sent {sent} malformed packets")

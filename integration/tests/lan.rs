@@ -99,7 +99,7 @@ fn a_static_lease_and_an_owner_given_name_are_honoured() {
 }
 
 #[test]
-fn a_full_pool_offers_nothing_and_says_so() {
+fn a_full_pool_offers_nothing_until_a_lease_is_given_back() {
     let lab = Lab::start(LabOptions { lan_devices: 3, start_routerd: false, ..LabOptions::default() })
         .expect("the lab starts");
     let routerd_json =
@@ -120,6 +120,14 @@ fn a_full_pool_offers_nothing_and_says_so() {
         "pool exhaustion",
     );
     assert!(!third.events().iter().any(|e| e.name == "bound"), "{:?}", third.events());
+
+    // lan1 gives its lease back (busybox udhcpc releases on SIGUSR2): the waiting device gets that address.
+    let released =
+        clients[0].events().into_iter().find(|e| e.name == "bound").and_then(|e| e.get("ip").map(str::to_string));
+    // SAFETY: signalling a client process the lab started.
+    unsafe { libc::kill(clients[0].pid as libc::pid_t, libc::SIGUSR2) };
+    let reclaimed = lab.check(third.wait_bound(LEASE_TIMEOUT), "the released address, reclaimed");
+    assert_eq!(reclaimed.get("ip").map(str::to_string), released);
 }
 
 fn delegated_prefix(lab: &Lab) -> String {
@@ -187,9 +195,10 @@ fn devices_get_ipv6_from_routerds_advertisements() {
 }
 
 #[test]
-fn malformed_dhcp_and_router_solicitations_neither_crash_nor_stall_routerd() {
+fn malformed_dhcp_dns_and_router_solicitations_neither_crash_nor_stall_routerd() {
     let lab = Lab::start(LabOptions::default()).expect("the lab starts");
     delegated_prefix(&lab);
+    lab.check(lab.lan(1).set_static_ipv4(), "lan1's address (for the DNS packets)");
     let script = lab.work_dir().join("bad_packets.py");
     std::fs::write(&script, include_str!("bad_packets.py")).expect("script");
     let sent = lab.check(
@@ -204,6 +213,8 @@ fn malformed_dhcp_and_router_solicitations_neither_crash_nor_stall_routerd() {
     lab.check(client.wait_bound(LEASE_TIMEOUT), "a lease after the bad packets");
     let advert = lab.check(lab.lan(2).rdisc6(), "rdisc6 after the bad packets");
     assert!(!advert.prefixes.is_empty(), "{}", advert.raw);
+    let answer = lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "dig after the bad packets");
+    assert_eq!(answer, ["203.0.113.80"]);
     assert!(lab.router().routerd_running());
     let status = lab.check(lab.router().status(), "status");
     let restarts: Vec<_> = status["services"].as_array().into_iter().flatten().filter(|s| s["restarts"] != 0).collect();
