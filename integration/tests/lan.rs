@@ -283,3 +283,48 @@ fn dns_answers_local_names_forwards_the_rest_and_blocks_rebinding() {
         lab.check(integration::clients::dig_full(lab.isp().netns(), &uplink, "router.lan", "A"), "dig from the ISP");
     assert!(!from_isp.success || !from_isp.stdout.contains("ANSWER SECTION"), "{}", from_isp.stdout);
 }
+
+#[test]
+fn rtrctl_watches_lease_changes_as_they_happen() {
+    let lab = Lab::start(LabOptions { lan_devices: 1, ..LabOptions::default() }).expect("the lab starts");
+    let router = lab.router();
+    let log = lab.work_dir().join("watch.log");
+    let args: Vec<String> = [
+        "--router",
+        "127.0.0.1:9339",
+        "--identity",
+        &router.identity().to_string_lossy(),
+        "-o",
+        "json",
+        "leases",
+        "watch",
+    ]
+    .map(String::from)
+    .to_vec();
+    lab.check(
+        lab.tracker().spawn("rtrctl leases watch", router.netns(), router.rtrctl_binary(), &args, &[], &log),
+        "watch",
+    );
+    let events = || -> Vec<Value> {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    };
+    let mac = lab.lan(1).mac();
+    let client =
+        lab.check(lab.lan(1).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("watched".into()) }), "udhcpc");
+    lab.check(client.wait_bound(LEASE_TIMEOUT), "lease");
+    let has =
+        |kind: &str, check: &dyn Fn(&Value) -> bool| events().iter().any(|e| e["event"] == kind && check(&e["lease"]));
+    lab.check(
+        integration::wait::until("a created event", Duration::from_secs(10), || {
+            Ok(has("created", &|l| l["hardware_addr"] == mac && l["hostname"] == "watched").then_some(()))
+        }),
+        "created",
+    );
+    lab.check(lab.router().rtrctl(&["leases", "set-hostname", &mac, "renamed"]), "set-hostname");
+    lab.check(
+        integration::wait::until("an updated event", Duration::from_secs(10), || {
+            Ok(has("updated", &|l| l["hostname_override"] == "renamed").then_some(()))
+        }),
+        "updated",
+    );
+}

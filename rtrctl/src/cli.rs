@@ -60,6 +60,9 @@ pub enum LeasesAction {
         #[arg(long = "state", value_enum)]
         states: Vec<LeaseStateArg>,
     },
+    /// Print every lease, then each change as it happens (one line, or one JSON object per line with -o json),
+    /// until interrupted.
+    Watch,
     /// Name a device (its name in DNS wins over what it sends); an empty NAME clears it.
     SetHostname { mac: String, name: String },
     /// Static leases: always the same address for a device.

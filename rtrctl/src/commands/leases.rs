@@ -95,6 +95,40 @@ pub async fn run(cli: &Cli, action: &LeasesAction) -> Result<(), CliError> {
                 }
             }
         }
+        LeasesAction::Watch => {
+            let mut stream = client
+                .watch_leases(pb::WatchLeasesRequest {})
+                .await
+                .map_err(|status| CliError::from_status("leases watch", &status))?
+                .into_inner();
+            while let Some(event) =
+                stream.message().await.map_err(|status| CliError::from_status("leases watch", &status))?
+            {
+                let kind = match pb::LeaseEventType::try_from(event.r#type) {
+                    Ok(pb::LeaseEventType::Existing) => "existing",
+                    Ok(pb::LeaseEventType::Created) => "created",
+                    Ok(pb::LeaseEventType::Updated) => "updated",
+                    Ok(pb::LeaseEventType::Deleted) => "deleted",
+                    _ => "unknown",
+                };
+                let Some(lease) = event.lease.map(LeaseDoc::from) else { continue };
+                match cli.output {
+                    Format::Json => {
+                        let line = serde_json::json!({ "event": kind, "lease": lease });
+                        println!("{line}");
+                    }
+                    Format::Table => {
+                        let name =
+                            if lease.hostname_override.is_empty() { &lease.hostname } else { &lease.hostname_override };
+                        println!(
+                            "{kind:<8} {} {} {} ({}, {})",
+                            lease.addr, lease.hardware_addr, name, lease.interface, lease.state
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         LeasesAction::SetHostname { mac, name } => {
             let lease =
                 pb::Lease { hardware_addr: mac.clone(), hostname_override: name.clone(), ..pb::Lease::default() };
