@@ -31,6 +31,11 @@ pub const INTERNET_HOST_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0
 pub const INTERNET_NAMES: &[&str] =
     &["example.com", "www.example.com", "example.net", "example.org", "www.example.org"];
 
+/// A name with a TXT answer too big for a 512-byte UDP reply: the resolver answers over UDP with TC set, and
+/// routerd must ask again over TCP.
+pub const LARGE_TXT_NAME: &str = "large.example.com";
+pub const LARGE_TXT_STRINGS: usize = 3;
+
 /// Public names the ISP's resolver points into private space, as a DNS rebinding attack would: routerd must
 /// drop the first and let the second through (it is on the lab's allowlist). Only DNS data: no such address
 /// exists anywhere in the lab.

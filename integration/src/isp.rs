@@ -404,6 +404,10 @@ fn unbound_config(dir: &Path) -> String {
         local_data.push_str(&format!("    local-data: \"{name}. 300 IN A {INTERNET_HOST_V4}\"\n"));
         local_data.push_str(&format!("    local-data: \"{name}. 300 IN AAAA {INTERNET_HOST_V6}\"\n"));
     }
+    // Single quotes around the whole entry let the TXT strings keep their double quotes.
+    let strings: Vec<String> =
+        (0..LARGE_TXT_STRINGS).map(|i| format!("\"{}\"", char::from(b'a' + i as u8).to_string().repeat(250))).collect();
+    local_data.push_str(&format!("    local-data: '{LARGE_TXT_NAME}. 300 IN TXT {}'\n", strings.join(" ")));
     for (name, address) in [REBINDING_NAME, ALLOWLISTED_PRIVATE_NAME] {
         local_data.push_str(&format!("    local-data: \"{name}. 300 IN A {address}\"\n"));
     }

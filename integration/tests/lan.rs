@@ -328,3 +328,38 @@ fn rtrctl_watches_lease_changes_as_they_happen() {
         "updated",
     );
 }
+
+#[test]
+fn dns_fails_over_to_the_next_upstream_and_retries_truncated_answers_over_tcp() {
+    use integration::addresses::*;
+    let lab = Lab::start(LabOptions { lan_devices: 1, start_routerd: false, ..LabOptions::default() })
+        .expect("the lab starts");
+    // The first upstream does not exist (nothing answers at .2); the ISP's resolver is second.
+    let routerd_json = serde_json::json!({
+        "hostname": "router",
+        "dhcp_ranges": { "lan0": LAN_DHCP_RANGE },
+        "dns_upstreams": ["198.51.100.2", ISP_V4.to_string()],
+    });
+    std::fs::write(lab.router().perm().join("routerd.json"), routerd_json.to_string()).expect("routerd.json");
+    lab.check(lab.router().start_routerd(), "routerd");
+    lab.check(
+        lab.router().wait_for_status("an uplink lease", LEASE_TIMEOUT, |s| s["uplink"]["dhcp4"]["state"] == "bound"),
+        "uplink",
+    );
+    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
+    let router = ROUTER_LAN_V4.to_string();
+    let answer = lab.check(
+        lab.lan(1)
+            .netns()
+            .run("dig", &["+short", "+time=6", "+tries=1", &format!("@{router}"), "www.example.com", "A"]),
+        "dig through a failing first upstream",
+    );
+    assert_eq!(answer.trim(), INTERNET_HOST_V4.to_string());
+    // Too big for 512 bytes: the resolver sets TC over UDP and routerd asks again over TCP.
+    let txt = lab.check(
+        lab.lan(1).netns().run("dig", &["+short", "+time=6", "+tries=1", &format!("@{router}"), LARGE_TXT_NAME, "TXT"]),
+        "dig TXT",
+    );
+    assert_eq!(txt.matches('a').count(), 250, "{txt}");
+    assert!(txt.contains(&"c".repeat(250)), "all {LARGE_TXT_STRINGS} strings arrived: {txt}");
+}
