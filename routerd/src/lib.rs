@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod device_socket;
 pub mod dhcp4_wire;
+pub mod firewall;
 pub mod lan;
 pub mod netconfig;
 pub mod pki;

@@ -45,6 +45,10 @@ impl Config {
         for (file, message) in interfaces.validate().into_iter().chain(routerd.validate()) {
             problems.push(ConfigProblem { file: file.to_string(), message });
         }
+        // Each broken forward is reported; the others still apply.
+        for message in crate::firewall::forwards::parse_all(&port_forwardings.forwardings).1 {
+            problems.push(ConfigProblem { file: PORTFORWARDINGS_JSON.to_string(), message });
+        }
         Config { interfaces, port_forwardings, routerd, problems }
     }
 }
@@ -75,6 +79,22 @@ mod tests {
         let config = Config::load(dir.path());
         assert!(config.problems.is_empty());
         assert!(config.interfaces.interfaces.is_empty());
+    }
+
+    #[test]
+    fn a_bad_port_forward_is_a_problem_naming_the_entry_and_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(
+            dir.path().join(PORTFORWARDINGS_JSON),
+            r#"{"forwardings": [{"proto": "tcp", "port": "8080", "dest_addr": "192.0.2.23", "dest_port": "80"},
+                                {"proto": "tcp", "port": "70000", "dest_addr": "192.0.2.23", "dest_port": "80"}]}"#,
+        )
+        .expect("write");
+        let config = Config::load(dir.path());
+        assert_eq!(config.port_forwardings.forwardings.len(), 2);
+        assert_eq!(config.problems.len(), 1, "{:?}", config.problems);
+        assert_eq!(config.problems[0].file, PORTFORWARDINGS_JSON);
+        assert!(config.problems[0].message.contains("forwardings[1]: port \"70000\""), "{:?}", config.problems);
     }
 
     #[test]

@@ -1,0 +1,255 @@
+//! The firewall and NAT ruleset as data, built from the configuration alone (pure, golden-tested), in tables
+//! routerd owns (`inet routerd`, `ip routerd_nat`): foreign tables are never touched. Applying it through
+//! nftnl in one batch comes next; [`Ruleset::to_nft`] is the same ruleset in `nft` syntax, for the golden test,
+//! for logs and for `nft -f` by hand.
+
+use std::{fmt::Write, net::Ipv4Addr};
+
+use super::forwards::Forward;
+
+/// An IPv6 pinhole from routerd.json: inbound connections to one LAN address and port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pinhole {
+    pub address: std::net::Ipv6Addr,
+    pub protocol: &'static str,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulesetInput {
+    pub uplink: String,
+    pub lans: Vec<String>,
+    /// The LANs' IPv4 networks (address, prefix length) and the router's address on each, for hairpin NAT.
+    pub lan_networks: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
+    pub forwards: Vec<Forward>,
+    pub pinholes: Vec<Pinhole>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub name: &'static str,
+    /// `type … hook … priority …; policy …;`
+    pub base: Option<String>,
+    pub rules: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    pub family: &'static str,
+    pub name: &'static str,
+    pub chains: Vec<Chain>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ruleset {
+    pub tables: Vec<Table>,
+}
+
+/// ICMPv6 a router must let through (RFC 4890 §4.3/§4.4): errors, echo, and neighbour discovery on the link.
+const ICMPV6_INPUT: &str = "destination-unreachable, packet-too-big, time-exceeded, parameter-problem, \
+echo-request, echo-reply, nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, \
+mld-listener-query, mld-listener-report, mld2-listener-report";
+const ICMPV6_FORWARD: &str = "destination-unreachable, packet-too-big, time-exceeded, parameter-problem, \
+echo-request, echo-reply";
+const ICMP_INPUT: &str = "echo-request, echo-reply, destination-unreachable, time-exceeded, parameter-problem";
+
+fn set(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    if quoted.len() == 1 { quoted[0].clone() } else { format!("{{ {} }}", quoted.join(", ")) }
+}
+
+fn range(ports: &std::ops::RangeInclusive<u16>) -> String {
+    if ports.start() == ports.end() { ports.start().to_string() } else { format!("{}-{}", ports.start(), ports.end()) }
+}
+
+impl Ruleset {
+    pub fn build(input: &RulesetInput) -> Ruleset {
+        let uplink = format!("\"{}\"", input.uplink);
+        let lans = set(&input.lans);
+
+        let input_chain = Chain {
+            name: "input",
+            base: Some("type filter hook input priority filter; policy drop;".into()),
+            rules: vec![
+                "ct state invalid counter drop".into(),
+                "ct state established,related counter accept".into(),
+                "iif \"lo\" accept".into(),
+                // Management API, DNS, DHCP and metrics: only from the LANs (and loopback, above).
+                format!("iifname {lans} counter accept"),
+                format!("iifname {uplink} udp sport 67 udp dport 68 counter accept"),
+                format!("iifname {uplink} ip6 saddr fe80::/10 udp sport 547 udp dport 546 counter accept"),
+                format!("iifname {uplink} icmpv6 type {{ {ICMPV6_INPUT} }} counter accept"),
+                format!("iifname {uplink} icmp type {{ {ICMP_INPUT} }} limit rate 100/second counter accept"),
+                "counter drop".into(),
+            ],
+        };
+
+        let mut forward_rules = vec![
+            // MSS clamping for links with a smaller MTU upstream (PPPoE, tunnels).
+            format!("oifname {uplink} tcp flags syn / syn,rst tcp option maxseg size set rt mtu"),
+            "ct state invalid counter drop".into(),
+            "ct state established,related counter accept".into(),
+            format!("iifname {lans} oifname {uplink} counter accept"),
+            format!("iifname {lans} oifname {lans} counter accept"),
+            // Port forwards: DNAT'ed in prerouting.
+            format!("iifname {uplink} ct status dnat counter accept"),
+            format!("iifname {uplink} icmpv6 type {{ {ICMPV6_FORWARD} }} counter accept"),
+        ];
+        for pinhole in &input.pinholes {
+            forward_rules.push(format!(
+                "iifname {uplink} ip6 daddr {} {} dport {} counter accept",
+                pinhole.address, pinhole.protocol, pinhole.port
+            ));
+        }
+        forward_rules.push("counter drop".into());
+        let forward_chain = Chain {
+            name: "forward",
+            base: Some("type filter hook forward priority filter; policy drop;".into()),
+            rules: forward_rules,
+        };
+
+        // Forwards apply to every address of the router except loopback and LAN ones, so they keep working
+        // when the uplink address changes.
+        let mut excluded = vec!["127.0.0.0/8".to_string()];
+        excluded.extend(input.lan_networks.iter().map(|(_, _, router)| router.to_string()));
+        let mut prerouting = Vec::new();
+        for forward in &input.forwards {
+            for protocol in forward.protocols.names() {
+                // Port for port: the same ports keep theirs, one port maps to one, a shifted range through a map
+                // (a plain port range in `dnat to` would pick any port of it, not the matching one).
+                let mapping = if forward.ports == forward.dest_ports {
+                    forward.dest_addr.to_string()
+                } else if forward.ports.start() == forward.ports.end() {
+                    format!("{}:{}", forward.dest_addr, forward.dest_ports.start())
+                } else {
+                    let pairs: Vec<String> = forward
+                        .ports
+                        .clone()
+                        .zip(forward.dest_ports.clone())
+                        .map(|(from, to)| format!("{from} : {to}"))
+                        .collect();
+                    format!("{} : {protocol} dport map {{ {} }}", forward.dest_addr, pairs.join(", "))
+                };
+                prerouting.push(format!(
+                    "fib daddr type local ip daddr != {{ {} }} {protocol} dport {} counter dnat to {mapping}",
+                    excluded.join(", "),
+                    range(&forward.ports)
+                ));
+            }
+        }
+        let mut postrouting = vec![format!("oifname {uplink} counter masquerade")];
+        for (network, prefix_len, _) in &input.lan_networks {
+            // Hairpin: a LAN device using the public address reaches a forward on its own LAN; the reply must
+            // come back through the router, so the source is the router too.
+            postrouting.push(format!(
+                "ip saddr {network}/{prefix_len} ip daddr {network}/{prefix_len} ct status dnat counter masquerade"
+            ));
+        }
+        let nat = Table {
+            family: "ip",
+            name: "routerd_nat",
+            chains: vec![
+                Chain {
+                    name: "prerouting",
+                    base: Some("type nat hook prerouting priority dstnat; policy accept;".into()),
+                    rules: prerouting,
+                },
+                Chain {
+                    name: "postrouting",
+                    base: Some("type nat hook postrouting priority srcnat; policy accept;".into()),
+                    rules: postrouting,
+                },
+            ],
+        };
+        Ruleset {
+            tables: vec![Table { family: "inet", name: "routerd", chains: vec![input_chain, forward_chain] }, nat],
+        }
+    }
+
+    /// The ruleset in `nft` syntax; deleting routerd's tables first makes re-applying it idempotent.
+    pub fn to_nft(&self) -> String {
+        let mut text = String::new();
+        for table in &self.tables {
+            let _ = writeln!(text, "table {} {}", table.family, table.name);
+            let _ = writeln!(text, "delete table {} {}", table.family, table.name);
+        }
+        for table in &self.tables {
+            let _ = writeln!(text, "table {} {} {{", table.family, table.name);
+            for chain in &table.chains {
+                let _ = writeln!(text, "    chain {} {{", chain.name);
+                if let Some(base) = &chain.base {
+                    let _ = writeln!(text, "        {base}");
+                }
+                for rule in &chain.rules {
+                    let _ = writeln!(text, "        {rule}");
+                }
+                let _ = writeln!(text, "    }}");
+            }
+            let _ = writeln!(text, "}}");
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::PortForwarding, firewall::forwards::parse_all};
+
+    fn input() -> RulesetInput {
+        let entries = [
+            PortForwarding {
+                proto: "tcp".into(),
+                port: "8080".into(),
+                dest_addr: "192.0.2.23".into(),
+                dest_port: "80".into(),
+            },
+            PortForwarding {
+                proto: "udp".into(),
+                port: "51820".into(),
+                dest_addr: "192.0.2.5".into(),
+                dest_port: String::new(),
+            },
+            PortForwarding {
+                proto: "tcp,udp".into(),
+                port: "8040-8042".into(),
+                dest_addr: "192.0.2.23".into(),
+                dest_port: "9040-9042".into(),
+            },
+        ];
+        let (forwards, problems) = parse_all(&entries);
+        assert!(problems.is_empty());
+        RulesetInput {
+            uplink: "uplink0".into(),
+            lans: vec!["lan0".into(), "lan1".into()],
+            lan_networks: vec![(Ipv4Addr::new(192, 0, 2, 0), 24, Ipv4Addr::new(192, 0, 2, 1))],
+            forwards,
+            pinholes: vec![Pinhole {
+                address: "2001:db8:100::23".parse().expect("literal"),
+                protocol: "tcp",
+                port: 443,
+            }],
+        }
+    }
+
+    /// The whole ruleset against `testdata/ruleset.golden.nft` (which `nft -c -f` accepts). After a deliberate change, regenerate the file
+    /// with `UPDATE_GOLDEN=1 cargo test -p routerd --lib firewall` and review the diff.
+    #[test]
+    fn golden_ruleset() {
+        let text = Ruleset::build(&input()).to_nft();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/firewall/testdata/ruleset.golden.nft");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &text).expect("writing the golden file");
+        }
+        let golden = std::fs::read_to_string(path).expect("the golden file");
+        assert_eq!(text, golden, "the ruleset changed; see the test's doc comment");
+    }
+
+    #[test]
+    fn building_twice_gives_the_same_ruleset() {
+        assert_eq!(Ruleset::build(&input()), Ruleset::build(&input()));
+        let text = Ruleset::build(&input()).to_nft();
+        assert!(text.starts_with("table inet routerd\ndelete table inet routerd\n"), "idempotent: {text}");
+        assert_eq!(text.matches("dnat to").count(), 4, "one per protocol: {text}");
+    }
+}
