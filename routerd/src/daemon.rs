@@ -196,6 +196,42 @@ fn lan_pools(config: &Config) -> Vec<PoolConfig> {
     pools
 }
 
+/// NAT, firewall and port forwards from the configuration (only on a router: called with the uplink).
+fn apply_firewall(config: &Config) {
+    use crate::firewall::{forwards, ruleset};
+    let lans: Vec<String> = config
+        .interfaces
+        .interfaces
+        .iter()
+        .filter(|i| system::role_of(&i.name) == system::Role::Lan)
+        .map(|i| i.name.clone())
+        .collect();
+    let lan_networks = config
+        .interfaces
+        .interfaces
+        .iter()
+        .filter(|i| system::role_of(&i.name) == system::Role::Lan)
+        .filter_map(|i| match crate::config::parse_cidr(&i.addr) {
+            Some((IpAddr::V4(addr), len)) if (1..=32).contains(&len) => {
+                let network = Ipv4Addr::from_bits(addr.to_bits() & (u32::MAX << (32 - u32::from(len))));
+                Some((network, len, addr))
+            }
+            _ => None,
+        })
+        .collect();
+    let (forwards, _) = forwards::parse_all(&config.port_forwardings.forwardings);
+    if lans.is_empty() {
+        tracing::warn!("no LAN in interfaces.json: the firewall is not loaded");
+        return;
+    }
+    let input = ruleset::RulesetInput { uplink: UPLINK.to_string(), lans, lan_networks, forwards, pinholes: Vec::new() };
+    let rules = ruleset::Ruleset::build(&input);
+    match crate::firewall::apply::apply(&rules) {
+        Ok(()) => tracing::info!("firewall and NAT loaded ({} port forwards)", input.forwards.len()),
+        Err(error) => tracing::error!("{error}"),
+    }
+}
+
 /// The uplink's services, when this machine has an uplink. Without an interface named `uplink0` (a development
 /// machine, the test suite) nothing on the system is touched: no sysctls, no addresses, no routes.
 fn start_uplink(
@@ -213,6 +249,7 @@ fn start_uplink(
     for problem in netconfig::enable_routing(UPLINK) {
         tracing::error!("{problem}");
     }
+    apply_firewall(config);
     let spoofed = config
         .interfaces
         .interfaces

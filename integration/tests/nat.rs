@@ -1,0 +1,88 @@
+//! NAT, the firewall and port forwards with real traffic: LAN devices reach the internet host, port forwards
+//! are reachable from the ISP side, and nothing unsolicited gets in.
+
+use std::time::Duration;
+
+use integration::{DhcpClientKind, IspOptions, Lab, LabOptions, Timers, addresses::*, clients};
+use serde_json::Value;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn uplink_address(lab: &Lab) -> String {
+    let status = lab.check(
+        lab.router().wait_for_status("an uplink lease", TIMEOUT, |s| s["uplink"]["dhcp4"]["state"] == "bound"),
+        "uplink",
+    );
+    status["uplink"]["dhcp4"]["addr"].as_str().unwrap_or_default().split('/').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn lan_devices_reach_the_internet_through_nat_and_forwards_reach_them() {
+    let lab = Lab::start(LabOptions {
+        start_routerd: false,
+        isp: IspOptions { timers: Timers::Short, ..IspOptions::default() },
+        ..LabOptions::default()
+    })
+    .expect("the lab starts");
+    // A forward to the HTTP server on lan1 (192.0.2.11, a fixed address), written before routerd starts.
+    let forwards = serde_json::json!({ "forwardings": [
+        { "proto": "tcp", "port": "8080", "dest_addr": lan_device_static_v4(1).to_string(), "dest_port": "80" }
+    ]});
+    std::fs::write(lab.router().perm().join("portforwardings.json"), forwards.to_string()).expect("forwards");
+    lab.check(lab.router().start_routerd(), "routerd");
+    let uplink = uplink_address(&lab);
+
+    // IPv4: a DHCP client on lan2 reaches the internet host, which sees the router's uplink address.
+    let client = lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("lan2".into()) }), "udhcpc");
+    lab.check(client.wait_bound(TIMEOUT), "a LAN lease");
+    let seen = lab.check(clients::curl(lab.lan(2).netns(), &format!("http://{INTERNET_HOST_V4}/")), "curl through NAT");
+    assert_eq!(seen.trim(), format!("client={uplink}"));
+
+    // IPv6: no NAT; the internet host sees the device's own SLAAC address.
+    let status = lab.check(
+        lab.router().wait_for_status("a delegated prefix", TIMEOUT, |s: &Value| {
+            s["uplink"]["dhcp6"]["prefixes"].as_array().is_some_and(|p| !p.is_empty())
+        }),
+        "prefix",
+    );
+    let prefix = status["uplink"]["dhcp6"]["prefixes"][0].as_str().unwrap_or_default().trim_end_matches("::/56").to_string();
+    let slaac = lab.check(
+        integration::wait::until("a SLAAC address on lan2", TIMEOUT, || {
+            Ok(lab.lan(2).global_ipv6_addresses()?.into_iter().find(|a| a.starts_with(&prefix)))
+        }),
+        "SLAAC",
+    );
+    let seen6 = lab.check(
+        integration::wait::until("IPv6 to the internet host", TIMEOUT, || {
+            Ok(clients::curl(lab.lan(2).netns(), &format!("http://[{INTERNET_HOST_V6}]/")).ok())
+        }),
+        "curl over IPv6",
+    );
+    assert_eq!(seen6.trim(), format!("client={slaac}"));
+
+    // The forward: from the ISP side to the uplink address, to lan1's server, which sees the ISP's address.
+    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
+    lab.check(lab.lan(1).serve_http(80), "HTTP on lan1");
+    let forwarded = lab.check(clients::curl(lab.isp().netns(), &format!("http://{uplink}:8080/")), "the port forward");
+    assert_eq!(forwarded.trim(), format!("client={ISP_V4}"));
+
+    // Unsolicited inbound IPv6 to a LAN device is dropped (no pinhole), and no routerd port answers on the uplink.
+    lab.check(lab.lan(2).serve_http(8000), "HTTP on lan2");
+    let inbound = clients::curl(lab.isp().netns(), &format!("http://[{slaac}]:8000/"));
+    assert!(inbound.is_err(), "an unsolicited connection got through: {inbound:?}");
+    for port in ["9339", "53"] {
+        let probe = clients::curl(lab.isp().netns(), &format!("http://{uplink}:{port}/"));
+        assert!(probe.is_err(), "port {port} answers on the uplink: {probe:?}");
+    }
+    let dns = lab.check(clients::dig_full(lab.isp().netns(), &uplink, "router.lan", "A"), "dig from the ISP");
+    assert!(!dns.stdout.contains("ANSWER SECTION"), "{}", dns.stdout);
+    // A foreign table is left alone when routerd (re)applies its own.
+    let router = lab.router().netns();
+    lab.check(router.run("nft", &["add", "table", "inet", "someone_else"]), "a foreign table");
+    lab.router().stop_routerd();
+    lab.check(lab.router().start_routerd(), "restart (re-applies the ruleset)");
+    let tables = lab.check(router.run("nft", &["list", "tables"]), "nft list tables");
+    assert!(tables.contains("someone_else") && tables.contains("routerd"), "{tables}");
+    let ruleset = lab.check(router.run("nft", &["list", "table", "inet", "routerd"]), "nft list");
+    assert_eq!(ruleset.matches("chain input").count(), 1, "re-applying does not duplicate: {ruleset}");
+}

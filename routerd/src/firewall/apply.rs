@@ -1,0 +1,37 @@
+//! Loading the ruleset into the kernel as one transaction. For now through `nft -f -` (nftables' own parser,
+//! atomic like a netlink batch); issue 6 replaces this with nftnl batches so routerd needs no nft binary.
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+};
+
+use super::ruleset::Ruleset;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("running nft: {0} (install Debian's nftables)")]
+    Spawn(std::io::Error),
+    #[error("nftables refused the ruleset, nothing changed: {0}")]
+    Refused(String),
+}
+
+/// Replaces routerd's tables with `ruleset` atomically; other tables are left alone.
+pub fn apply(ruleset: &Ruleset) -> Result<(), ApplyError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(ApplyError::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(ruleset.to_nft().as_bytes()).map_err(ApplyError::Spawn)?;
+    }
+    let output = child.wait_with_output().map_err(ApplyError::Spawn)?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(ApplyError::Refused(String::from_utf8_lossy(&output.stderr).trim().to_string()))
+    }
+}
