@@ -49,6 +49,9 @@ pub const LAN_V4_PREFIX_LEN: u8 = 24;
 /// The addresses routerd's DHCP server hands out in the lab (routerd.json `dhcp_ranges`).
 pub const LAN_DHCP_RANGE: &str = "192.0.2.100-192.0.2.199";
 
+/// The port forward in the lab's generated portforwardings.json: the uplink's port 8080 to lan1's port 80.
+pub const DEMO_FORWARD_PORT: u16 = 8080;
+
 /// A static address for LAN device `n` (1-based), for tests that do not use DHCP.
 pub fn lan_device_static_v4(n: usize) -> Ipv4Addr {
     let host = u8::try_from(10 + n).unwrap_or(250);

@@ -85,13 +85,15 @@ impl LanDevice {
     /// and inbound tests. It runs until the lab stops it.
     pub fn serve_http(&self, port: u16) -> Result<u32, LabError> {
         let script = self.dir.join("http_host.py");
-        std::fs::create_dir_all(&self.dir).map_err(|e| LabError::unexpected("creating the device directory", e.to_string()))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| LabError::unexpected("creating the device directory", e.to_string()))?;
         std::fs::write(&script, include_str!("assets/http_host.py"))
             .map_err(|e| LabError::unexpected("writing the HTTP server", e.to_string()))?;
         let args = vec!["-u".to_string(), script.display().to_string(), port.to_string()];
         let python = PathBuf::from(crate::programs::PYTHON3.name);
         let log = self.dir.join(format!("http-{port}.log"));
-        let pid = self.tracker.spawn(&format!("{} http :{port}", self.name()), &self.netns, &python, &args, &[], &log)?;
+        let pid =
+            self.tracker.spawn(&format!("{} http :{port}", self.name()), &self.netns, &python, &args, &[], &log)?;
         crate::isp::wait_ready(&self.tracker, "an HTTP server on a LAN device", pid, || {
             crate::sockets::is_bound(pid, crate::sockets::Protocol::Tcp, port)
         })?;

@@ -61,6 +61,11 @@ impl Router {
             "dns_rebind_allowlist": [ALLOWLISTED_PRIVATE_NAME.0],
         });
         write_json(&perm.join("routerd.json"), &routerd)?;
+        // One port forward, to an HTTP server the demo starts on lan1 (at its fixed address).
+        let forwards = serde_json::json!({ "forwardings": [{
+            "proto": "tcp", "port": DEMO_FORWARD_PORT.to_string(), "dest_addr": lan_device_static_v4(1).to_string(), "dest_port": "80"
+        }]});
+        write_json(&perm.join("portforwardings.json"), &forwards)?;
         router.routerd_cli(&[
             "pki",
             "issue-client",

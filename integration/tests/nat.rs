@@ -33,7 +33,8 @@ fn lan_devices_reach_the_internet_through_nat_and_forwards_reach_them() {
     let uplink = uplink_address(&lab);
 
     // IPv4: a DHCP client on lan2 reaches the internet host, which sees the router's uplink address.
-    let client = lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("lan2".into()) }), "udhcpc");
+    let client =
+        lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("lan2".into()) }), "udhcpc");
     lab.check(client.wait_bound(TIMEOUT), "a LAN lease");
     let seen = lab.check(clients::curl(lab.lan(2).netns(), &format!("http://{INTERNET_HOST_V4}/")), "curl through NAT");
     assert_eq!(seen.trim(), format!("client={uplink}"));
@@ -45,7 +46,8 @@ fn lan_devices_reach_the_internet_through_nat_and_forwards_reach_them() {
         }),
         "prefix",
     );
-    let prefix = status["uplink"]["dhcp6"]["prefixes"][0].as_str().unwrap_or_default().trim_end_matches("::/56").to_string();
+    let prefix =
+        status["uplink"]["dhcp6"]["prefixes"][0].as_str().unwrap_or_default().trim_end_matches("::/56").to_string();
     let slaac = lab.check(
         integration::wait::until("a SLAAC address on lan2", TIMEOUT, || {
             Ok(lab.lan(2).global_ipv6_addresses()?.into_iter().find(|a| a.starts_with(&prefix)))

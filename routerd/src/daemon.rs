@@ -224,7 +224,8 @@ fn apply_firewall(config: &Config) {
         tracing::warn!("no LAN in interfaces.json: the firewall is not loaded");
         return;
     }
-    let input = ruleset::RulesetInput { uplink: UPLINK.to_string(), lans, lan_networks, forwards, pinholes: Vec::new() };
+    let input =
+        ruleset::RulesetInput { uplink: UPLINK.to_string(), lans, lan_networks, forwards, pinholes: Vec::new() };
     let rules = ruleset::Ruleset::build(&input);
     match crate::firewall::apply::apply(&rules) {
         Ok(()) => tracing::info!("firewall and NAT loaded ({} port forwards)", input.forwards.len()),
