@@ -88,3 +88,78 @@ fn lan_devices_reach_the_internet_through_nat_and_forwards_reach_them() {
     let ruleset = lab.check(router.run("nft", &["list", "table", "inet", "routerd"]), "nft list");
     assert_eq!(ruleset.matches("chain input").count(), 1, "re-applying does not duplicate: {ruleset}");
 }
+
+#[test]
+fn forwards_added_with_rtrctl_apply_at_once_persist_and_hairpin_from_the_lan() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    let uplink = uplink_address(&lab);
+    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
+    lab.check(lab.lan(1).serve_http(80), "HTTP on lan1");
+    let lan1 = lan_device_static_v4(1).to_string();
+
+    let added = lab.check(
+        lab.router().rtrctl(&[
+            "-o",
+            "json",
+            "forwards",
+            "add",
+            "--port",
+            "9090",
+            "--dest-addr",
+            &lan1,
+            "--dest-port",
+            "80",
+            "--description",
+            "web",
+        ]),
+        "forwards add",
+    );
+    assert!(added.success, "{}", added.combined());
+    let doc: Vec<Value> = serde_json::from_str(&added.stdout).expect("JSON");
+    assert_eq!(doc[0]["id"], "tcp:9090");
+    let seen = lab.check(clients::curl(lab.isp().netns(), &format!("http://{uplink}:9090/")), "the new forward");
+    assert_eq!(seen.trim(), format!("client={ISP_V4}"));
+    let file = std::fs::read_to_string(lab.router().perm().join("portforwardings.json")).expect("saved");
+    assert!(file.contains("\"9090\"") && file.contains("\"web\""), "{file}");
+
+    // Hairpin: a LAN device using the public address reaches the forward; lan1 sees the router as the client.
+    lab.check(lab.lan(2).set_static_ipv4(), "lan2 address");
+    let hairpin = lab.check(clients::curl(lab.lan(2).netns(), &format!("http://{uplink}:9090/")), "hairpin");
+    assert_eq!(hairpin.trim(), format!("client={ROUTER_LAN_V4}"));
+
+    // Bad input: refused with the reason, nothing changed.
+    for (args, expected) in [
+        (vec!["--port", "0", "--dest-addr", lan1.as_str()], "ports are 1 to 65535"),
+        (vec!["--port", "7000", "--dest-addr", "198.51.100.9"], "not a device on a LAN"),
+        (vec!["--port", "9090", "--dest-addr", lan1.as_str()], "already forwarded by tcp:9090"),
+        (vec!["--port", "8000-8010", "--dest-addr", lan1.as_str(), "--dest-port", "80-81"], "different lengths"),
+    ] {
+        let mut full = vec!["forwards", "add"];
+        full.extend(args.iter().copied());
+        let refused = lab.check(lab.router().rtrctl(&full), "forwards add");
+        assert!(!refused.success && refused.stderr.contains(expected), "{full:?}: {}", refused.combined());
+    }
+    assert_eq!(std::fs::read_to_string(lab.router().perm().join("portforwardings.json")).expect("file"), file);
+
+    let removed = lab.check(lab.router().rtrctl(&["forwards", "rm", "tcp:9090"]), "forwards rm");
+    assert!(removed.success, "{}", removed.combined());
+    assert!(clients::curl(lab.isp().netns(), &format!("http://{uplink}:9090/")).is_err(), "removed at once");
+
+    // A hand edit is picked up on reload; a broken one changes nothing.
+    let edited = serde_json::json!({ "forwardings": [{ "proto": "tcp", "port": "9191", "dest_addr": lan1, "dest_port": "80" }] });
+    std::fs::write(lab.router().perm().join("portforwardings.json"), edited.to_string()).expect("hand edit");
+    let reloaded = lab.check(lab.router().rtrctl(&["forwards", "reload"]), "reload");
+    assert!(reloaded.success && reloaded.stdout.contains("tcp:9191"), "{}", reloaded.combined());
+    assert!(clients::curl(lab.isp().netns(), &format!("http://{uplink}:9191/")).is_ok());
+    std::fs::write(
+        lab.router().perm().join("portforwardings.json"),
+        r#"{"forwardings":[{"proto":"tcp","port":"0080x"}]}"#,
+    )
+    .expect("broken edit");
+    let refused = lab.check(lab.router().rtrctl(&["forwards", "reload"]), "reload");
+    assert!(!refused.success && refused.stderr.contains("nothing changed"), "{}", refused.combined());
+    assert!(
+        clients::curl(lab.isp().netns(), &format!("http://{uplink}:9191/")).is_ok(),
+        "the previous forward still works"
+    );
+}

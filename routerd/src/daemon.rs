@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::{
     api::{self, ApiContext, LeaseView, SystemView, tls::TlsSource},
     config::Config,
+    firewall::service::ForwardControl,
     lan::{commands::LeaseControl, dhcp4d::PoolConfig, dns::service::DnsOptions},
     netconfig::{self, Netconfig},
     pki::{Authority, PkiError, PkiPaths},
@@ -111,6 +112,9 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         Some(netconfig) => start_uplink(&mut supervisor, netconfig, &options, &config, &hostname, uplink_state),
         None => UplinkControl::default(),
     };
+    // After enable_routing (in start_uplink): a router forwards, and its firewall decides what.
+    let forward_control =
+        if system::interface_exists(UPLINK) { start_firewall(&mut supervisor, &options, &config) } else { None };
     let api_context = ApiContext {
         authority,
         tls,
@@ -124,6 +128,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
             uplink_control,
         },
         leases: LeaseView { leases: lease_view, control: lease_control },
+        forwards: forward_control,
         listeners: Arc::new(listeners),
     };
     supervisor.spawn("api", move |context| {
@@ -196,21 +201,12 @@ fn lan_pools(config: &Config) -> Vec<PoolConfig> {
     pools
 }
 
-/// NAT, firewall and port forwards from the configuration (only on a router: called with the uplink).
-fn apply_firewall(config: &Config) {
-    use crate::firewall::{forwards, ruleset};
-    let lans: Vec<String> = config
-        .interfaces
-        .interfaces
-        .iter()
-        .filter(|i| system::role_of(&i.name) == system::Role::Lan)
-        .map(|i| i.name.clone())
-        .collect();
-    let lan_networks = config
-        .interfaces
-        .interfaces
-        .iter()
-        .filter(|i| system::role_of(&i.name) == system::Role::Lan)
+/// The firewall service (NAT, filter, port forwards), only on a router: called with the uplink.
+fn start_firewall(supervisor: &mut Supervisor, options: &Options, config: &Config) -> Option<ForwardControl> {
+    use crate::firewall::{ruleset::RulesetInput, service::Firewall};
+    let lan_interfaces = config.interfaces.interfaces.iter().filter(|i| system::role_of(&i.name) == system::Role::Lan);
+    let lans: Vec<String> = lan_interfaces.clone().map(|i| i.name.clone()).collect();
+    let lan_networks = lan_interfaces
         .filter_map(|i| match crate::config::parse_cidr(&i.addr) {
             Some((IpAddr::V4(addr), len)) if (1..=32).contains(&len) => {
                 let network = Ipv4Addr::from_bits(addr.to_bits() & (u32::MAX << (32 - u32::from(len))));
@@ -219,18 +215,20 @@ fn apply_firewall(config: &Config) {
             _ => None,
         })
         .collect();
-    let (forwards, _) = forwards::parse_all(&config.port_forwardings.forwardings);
     if lans.is_empty() {
         tracing::warn!("no LAN in interfaces.json: the firewall is not loaded");
-        return;
+        return None;
     }
-    let input =
-        ruleset::RulesetInput { uplink: UPLINK.to_string(), lans, lan_networks, forwards, pinholes: Vec::new() };
-    let rules = ruleset::Ruleset::build(&input);
-    match crate::firewall::apply::apply(&rules) {
-        Ok(()) => tracing::info!("firewall and NAT loaded ({} port forwards)", input.forwards.len()),
-        Err(error) => tracing::error!("{error}"),
-    }
+    let base =
+        RulesetInput { uplink: UPLINK.to_string(), lans, lan_networks, forwards: Vec::new(), pinholes: Vec::new() };
+    let (control, inbox) = ForwardControl::new();
+    let (perm, entries) = (options.perm.clone(), config.port_forwardings.forwardings.clone());
+    supervisor.spawn("firewall", move |context| {
+        let firewall = Firewall { perm: perm.clone(), base: base.clone(), entries: entries.clone() };
+        let inbox = inbox.clone();
+        async move { crate::firewall::service::run(firewall, inbox, context).await }
+    });
+    Some(control)
 }
 
 /// The uplink's services, when this machine has an uplink. Without an interface named `uplink0` (a development
@@ -250,7 +248,7 @@ fn start_uplink(
     for problem in netconfig::enable_routing(UPLINK) {
         tracing::error!("{problem}");
     }
-    apply_firewall(config);
+
     let spoofed = config
         .interfaces
         .interfaces

@@ -223,8 +223,8 @@ async fn services_not_built_yet_answer_unimplemented_and_health_and_reflection_a
     let router = TestRouter::start().await;
     let channel = router.channel(&router.identity("laptop")).await.expect("connects");
 
-    let error = pb::port_forward_service_client::PortForwardServiceClient::new(channel.clone())
-        .list_port_forwards(pb::ListPortForwardsRequest::default())
+    let error = pb::diagnostics_service_client::DiagnosticsServiceClient::new(channel.clone())
+        .get_health(pb::GetHealthRequest::default())
         .await
         .expect_err("not built yet");
     assert_eq!(error.code(), tonic::Code::Unimplemented);

@@ -43,6 +43,11 @@ pub enum Command {
         #[command(subcommand)]
         action: LeasesAction,
     },
+    /// Port forwards from the internet to devices on the LANs (router7's portforwardings.json).
+    Forwards {
+        #[command(subcommand)]
+        action: ForwardsAction,
+    },
     /// The uplink's DHCP leases: give them back to the ISP, or ask again now.
     Uplink {
         #[command(subcommand)]
@@ -50,6 +55,33 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ForwardsAction {
+    /// List the port forwards.
+    List,
+    /// Forward a port (or range) of the router's public address to a device; applied at once, then saved.
+    Add {
+        /// tcp, udp or tcp,udp
+        #[arg(long, default_value = "tcp")]
+        proto: String,
+        /// The router's port, or a range like 8040-8060.
+        #[arg(long)]
+        port: String,
+        /// The device's IPv4 address on a LAN.
+        #[arg(long)]
+        dest_addr: String,
+        /// The device's port (range of the same length); default: the same as --port.
+        #[arg(long)]
+        dest_port: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Remove the forward with this ID (as `forwards list` shows it, e.g. tcp:8080).
+    Rm { id: String },
+    /// Apply portforwardings.json again after editing it by hand (a file with a bad entry changes nothing).
+    Reload,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +195,7 @@ pub async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Pair { code, name, force } => commands::pair::run(cli, code, name.as_deref(), *force).await,
         Command::Uplink { action } => commands::uplink::run(cli, action).await,
         Command::Leases { action } => commands::leases::run(cli, action).await,
+        Command::Forwards { action } => commands::forwards::run(cli, action).await,
         Command::Completions { .. } => Ok(()),
     }
 }

@@ -4,6 +4,7 @@ pub mod authorize;
 mod lease;
 mod not_built;
 mod pki;
+mod port_forward;
 mod server;
 mod system;
 pub mod tls;

@@ -3,15 +3,12 @@
 
 use routerd_proto::v1::{
     backup_service_server::BackupService, capture_service_server::CaptureService,
-    diagnostics_service_server::DiagnosticsService, port_forward_service_server::PortForwardService,
-    update_service_server::UpdateService,
+    diagnostics_service_server::DiagnosticsService, update_service_server::UpdateService,
 };
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NotBuilt;
 
-#[tonic::async_trait]
-impl PortForwardService for NotBuilt {}
 #[tonic::async_trait]
 impl DiagnosticsService for NotBuilt {}
 #[tonic::async_trait]

@@ -17,6 +17,7 @@ use super::{
     lease::{LeaseApi, LeaseView},
     not_built::NotBuilt,
     pki::PkiApi,
+    port_forward::PortForwardApi,
     system::{SystemApi, SystemView},
     tls::{TlsSource, accept_loop},
 };
@@ -39,6 +40,8 @@ pub struct ApiContext {
     pub tls: Arc<TlsSource>,
     pub system: SystemView,
     pub leases: LeaseView,
+    /// `None` when this router has no firewall (no uplink or no LAN).
+    pub forwards: Option<crate::firewall::service::ForwardControl>,
     /// Bound once at start; each (re)start of the service serves on clones of them.
     pub listeners: Arc<Vec<StdTcpListener>>,
 }
@@ -76,7 +79,7 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
         .add_service(SystemServiceServer::new(SystemApi::new(api.system.clone())))
         .add_service(PkiServiceServer::new(PkiApi::new(api.authority.clone())))
         .add_service(LeaseServiceServer::new(LeaseApi::new(api.leases.clone())))
-        .add_service(PortForwardServiceServer::new(NotBuilt))
+        .add_service(PortForwardServiceServer::new(PortForwardApi::new(api.forwards.clone())))
         .add_service(DiagnosticsServiceServer::new(NotBuilt))
         .add_service(CaptureServiceServer::new(NotBuilt))
         .add_service(BackupServiceServer::new(NotBuilt))

@@ -129,6 +129,9 @@ pub struct PortForwarding {
     pub dest_addr: String,
     #[serde(default)]
     pub dest_port: String,
+    /// routerd's addition (router7 ignores it): what the forward is for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
 }
 
 /// `routerd.json`: settings router7 has no file for. Every field is optional.

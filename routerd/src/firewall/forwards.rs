@@ -133,6 +133,7 @@ mod tests {
             port: port.into(),
             dest_addr: dest_addr.into(),
             dest_port: dest_port.into(),
+            ..Default::default()
         }
     }
 

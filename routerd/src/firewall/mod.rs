@@ -4,3 +4,4 @@
 pub mod apply;
 pub mod forwards;
 pub mod ruleset;
+pub mod service;

@@ -203,18 +203,21 @@ mod tests {
                 port: "8080".into(),
                 dest_addr: "192.0.2.23".into(),
                 dest_port: "80".into(),
+                ..Default::default()
             },
             PortForwarding {
                 proto: "udp".into(),
                 port: "51820".into(),
                 dest_addr: "192.0.2.5".into(),
                 dest_port: String::new(),
+                ..Default::default()
             },
             PortForwarding {
                 proto: "tcp,udp".into(),
                 port: "8040-8042".into(),
                 dest_addr: "192.0.2.23".into(),
                 dest_port: "9040-9042".into(),
+                ..Default::default()
             },
         ];
         let (forwards, problems) = parse_all(&entries);
