@@ -2,9 +2,7 @@
 //! kernel first and written to portforwardings.json second: if applying fails, neither changes; if writing
 //! fails, the previous ruleset is put back.
 
-use std::{path::PathBuf, sync::Arc};
-
-use tokio::sync::{Mutex, mpsc, oneshot};
+use std::path::PathBuf;
 
 use super::{
     apply,
@@ -12,6 +10,7 @@ use super::{
     ruleset::{Ruleset, RulesetInput},
 };
 use crate::{
+    command_channel,
     config::{PORTFORWARDINGS_JSON, PortForwarding, PortForwardingsFile},
     store::{self, Mode},
     supervisor::{ServiceContext, ServiceError, ServiceState},
@@ -41,28 +40,20 @@ pub enum ForwardError {
 
 pub type Forwards = Vec<(String, PortForwarding)>;
 
-pub struct ForwardRequest {
-    pub command: ForwardCommand,
-    pub reply: oneshot::Sender<Result<Forwards, ForwardError>>,
-}
-
-pub type ForwardInbox = Arc<Mutex<mpsc::Receiver<ForwardRequest>>>;
+pub type ForwardRequest = command_channel::Request<ForwardCommand, Result<Forwards, ForwardError>>;
+pub type ForwardInbox = command_channel::Inbox<ForwardCommand, Result<Forwards, ForwardError>>;
 
 #[derive(Clone, Debug)]
-pub struct ForwardControl {
-    sender: mpsc::Sender<ForwardRequest>,
-}
+pub struct ForwardControl(command_channel::Sender<ForwardCommand, Result<Forwards, ForwardError>>);
 
 impl ForwardControl {
     pub fn new() -> (ForwardControl, ForwardInbox) {
-        let (sender, receiver) = mpsc::channel(8);
-        (ForwardControl { sender }, Arc::new(Mutex::new(receiver)))
+        let (sender, inbox) = command_channel::channel(8);
+        (ForwardControl(sender), inbox)
     }
 
     pub async fn send(&self, command: ForwardCommand) -> Result<Forwards, ForwardError> {
-        let (reply, answer) = oneshot::channel();
-        self.sender.send(ForwardRequest { command, reply }).await.map_err(|_| ForwardError::Unavailable)?;
-        answer.await.map_err(|_| ForwardError::Unavailable)?
+        self.0.send(command).await.unwrap_or(Err(ForwardError::Unavailable))
     }
 }
 
@@ -174,7 +165,7 @@ pub async fn run(mut firewall: Firewall, inbox: ForwardInbox, mut context: Servi
     loop {
         let request = tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
-            request = async { inbox.lock().await.recv().await } => request,
+            request = command_channel::next(&inbox) => request,
         };
         let Some(ForwardRequest { command, reply }) = request else { return Ok(()) };
         let result = match command {

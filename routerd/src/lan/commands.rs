@@ -1,11 +1,10 @@
 //! Changes to the lease table from the API, sent to the DHCPv4 server service that owns it and answered on a
 //! reply channel (validation, persistence and the change itself happen there, in one place).
 
-use std::{net::Ipv4Addr, sync::Arc};
-
-use tokio::sync::{Mutex, mpsc, oneshot};
+use std::net::Ipv4Addr;
 
 use super::dhcp4d::{Lease, Mac};
+use crate::command_channel;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaseCommand {
@@ -36,28 +35,20 @@ pub enum LeaseCommandError {
     Unavailable,
 }
 
-pub struct LeaseRequest {
-    pub command: LeaseCommand,
-    pub reply: oneshot::Sender<Result<Option<Lease>, LeaseCommandError>>,
-}
-
-pub type LeaseInbox = Arc<Mutex<mpsc::Receiver<LeaseRequest>>>;
+pub type LeaseRequest = command_channel::Request<LeaseCommand, Result<Option<Lease>, LeaseCommandError>>;
+pub type LeaseInbox = command_channel::Inbox<LeaseCommand, Result<Option<Lease>, LeaseCommandError>>;
 
 #[derive(Clone, Debug)]
-pub struct LeaseControl {
-    sender: mpsc::Sender<LeaseRequest>,
-}
+pub struct LeaseControl(command_channel::Sender<LeaseCommand, Result<Option<Lease>, LeaseCommandError>>);
 
 impl LeaseControl {
     pub fn new() -> (LeaseControl, LeaseInbox) {
-        let (sender, receiver) = mpsc::channel(16);
-        (LeaseControl { sender }, Arc::new(Mutex::new(receiver)))
+        let (sender, inbox) = command_channel::channel(16);
+        (LeaseControl(sender), inbox)
     }
 
     /// Sends a command; the changed lease (`None` after a removal) or why nothing changed.
     pub async fn send(&self, command: LeaseCommand) -> Result<Option<Lease>, LeaseCommandError> {
-        let (reply, answer) = oneshot::channel();
-        self.sender.send(LeaseRequest { command, reply }).await.map_err(|_| LeaseCommandError::Unavailable)?;
-        answer.await.map_err(|_| LeaseCommandError::Unavailable)?
+        self.0.send(command).await.unwrap_or(Err(LeaseCommandError::Unavailable))
     }
 }

@@ -143,7 +143,7 @@ pub async fn run(
                     }
                 }
             }
-            request = next_request(&inbox) => {
+            request = crate::command_channel::next(&inbox) => {
                 let Some(LeaseRequest { command, reply }) = request else { continue };
                 let result = apply_command(&mut servers, command);
                 if result.is_ok() {
@@ -153,10 +153,6 @@ pub async fn run(
             }
         }
     }
-}
-
-async fn next_request(inbox: &LeaseInbox) -> Option<LeaseRequest> {
-    inbox.lock().await.recv().await
 }
 
 fn apply_command(servers: &mut [Server], command: LeaseCommand) -> Result<Option<Lease>, LeaseCommandError> {

@@ -14,7 +14,7 @@ use super::{Client, ClientConfig, Destination, Event, Lease, State, store};
 use crate::{
     netconfig::Netconfig,
     supervisor::{ServiceContext, ServiceError, ServiceState},
-    uplink::control::{Command, Inbox, Request},
+    uplink::control::{Command, Inbox},
     uplink::{
         entropy::SystemEntropy,
         ipv4_udp,
@@ -97,7 +97,7 @@ pub async fn run(
                     }
                 }
             }
-            request = next_request(&inbox) => {
+            request = crate::command_channel::next(&inbox) => {
                 let Some(request) = request else { continue };
                 let answer = match request.command {
                     Command::Release => {
@@ -222,11 +222,6 @@ fn log_transition(from: State, to: State) {
         State::Rebooting => tracing::info!("asking to keep the saved address (INIT-REBOOT)"),
         _ => tracing::debug!("{} → {}", from.name(), to.name()),
     }
-}
-
-/// The next command for this client; holding the inbox across restarts of the service.
-pub(crate) async fn next_request(inbox: &Inbox) -> Option<Request> {
-    inbox.lock().await.recv().await
 }
 
 /// A lease restored from disk: its timers belong to before the restart, so none are shown.

@@ -16,10 +16,7 @@ use crate::{
     netconfig::Netconfig,
     supervisor::{ServiceContext, ServiceError, ServiceState},
     system,
-    uplink::{
-        control::{Command, Inbox},
-        dhcp4::service::next_request,
-    },
+    uplink::control::{Command, Inbox},
     uplink::{
         entropy::SystemEntropy,
         lease_times::wall_clock,
@@ -87,7 +84,7 @@ pub async fn run(
         let events = tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
             _ = tokio::time::sleep_until(wake.into()) => client.handle_timeout(Instant::now()),
-            request = next_request(&inbox) => {
+            request = crate::command_channel::next(&inbox) => {
                 let Some(request) = request else { continue };
                 let answer = match request.command {
                     Command::Release => {
