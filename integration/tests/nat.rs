@@ -163,3 +163,74 @@ fn forwards_added_with_rtrctl_apply_at_once_persist_and_hairpin_from_the_lan() {
         "the previous forward still works"
     );
 }
+
+#[test]
+fn a_pinhole_lets_one_inbound_ipv6_service_through_and_mss_is_clamped() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    let status = lab.check(
+        lab.router().wait_for_status("a delegated prefix", TIMEOUT, |s: &Value| {
+            s["uplink"]["dhcp6"]["prefixes"].as_array().is_some_and(|p| !p.is_empty())
+        }),
+        "prefix",
+    );
+    let prefix =
+        status["uplink"]["dhcp6"]["prefixes"][0].as_str().unwrap_or_default().trim_end_matches("::/56").to_string();
+    let device = lab.lan(2);
+    let address = lab.check(
+        integration::wait::until("a SLAAC address on lan2", TIMEOUT, || {
+            Ok(device.global_ipv6_addresses()?.into_iter().find(|a| a.starts_with(&prefix)))
+        }),
+        "SLAAC",
+    );
+    lab.check(device.serve_http(8000), "HTTP :8000");
+    lab.check(device.serve_http(8001), "HTTP :8001");
+
+    // A pinhole for :8000 only, and a smaller MTU on the uplink to see MSS clamping; both read at start.
+    let mut routerd: Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.router().perm().join("routerd.json")).expect("read"))
+            .expect("JSON");
+    routerd["ipv6_pinholes"] = serde_json::json!([{ "address": address, "proto": "tcp", "port": 8000 }]);
+    std::fs::write(lab.router().perm().join("routerd.json"), routerd.to_string()).expect("write");
+    let mut interfaces: Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.router().perm().join("interfaces.json")).expect("read"))
+            .expect("JSON");
+    interfaces["interfaces"][0]["mtu"] = serde_json::json!(1400);
+    std::fs::write(lab.router().perm().join("interfaces.json"), interfaces.to_string()).expect("write");
+    lab.router().stop_routerd();
+    lab.check(lab.router().start_routerd(), "restart");
+    uplink_address(&lab);
+
+    let through =
+        lab.check(clients::curl(lab.isp().netns(), &format!("http://[{address}]:8000/")), "through the pinhole");
+    assert_eq!(through.trim(), format!("client={ISP_V6}"));
+    assert!(clients::curl(lab.isp().netns(), &format!("http://[{address}]:8001/")).is_err(), "no pinhole for :8001");
+
+    // A SYN from the LAN leaves the uplink with its MSS clamped to the route's MTU (1400 - 40 = 1360).
+    let capture = lab.work_dir().join("syn.txt");
+    let args: Vec<String> =
+        ["-n", "-l", "-v", "-i", "uplink0", "-c", "1", "tcp[tcpflags] & tcp-syn != 0 and dst port 80"]
+            .map(String::from)
+            .to_vec();
+    let tcpdump = integration::programs::Program { name: "tcpdump", package: "tcpdump" }
+        .locate()
+        .expect("tcpdump (Debian package tcpdump)");
+    let pid =
+        lab.check(lab.tracker().spawn("tcpdump", lab.router().netns(), &tcpdump, &args, &[], &capture), "tcpdump");
+    lab.check(
+        integration::wait::until("tcpdump to listen", Duration::from_secs(5), || {
+            Ok(std::fs::read_to_string(&capture).unwrap_or_default().contains("listening on").then_some(()))
+        }),
+        "tcpdump",
+    );
+    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
+    lab.check(clients::curl(lab.lan(1).netns(), &format!("http://{INTERNET_HOST_V4}/")), "a connection from the LAN");
+    let seen = lab.check(
+        integration::wait::until("the SYN in the capture", Duration::from_secs(5), || {
+            let text = std::fs::read_to_string(&capture).unwrap_or_default();
+            Ok(text.contains("mss").then_some(text))
+        }),
+        "capture",
+    );
+    assert!(seen.contains("mss 1360"), "{seen}");
+    lab.tracker().stop(pid);
+}

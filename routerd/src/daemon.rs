@@ -201,6 +201,17 @@ fn lan_pools(config: &Config) -> Vec<PoolConfig> {
     pools
 }
 
+/// The IPv6 pinholes from routerd.json (broken ones are configuration problems, reported at load).
+fn pinholes(config: &Config) -> Vec<crate::firewall::ruleset::Pinhole> {
+    config
+        .routerd
+        .ipv6_pinholes
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .map(|(address, protocol, port)| crate::firewall::ruleset::Pinhole { address, protocol, port })
+        .collect()
+}
+
 /// The firewall service (NAT, filter, port forwards), only on a router: called with the uplink.
 fn start_firewall(supervisor: &mut Supervisor, options: &Options, config: &Config) -> Option<ForwardControl> {
     use crate::firewall::{ruleset::RulesetInput, service::Firewall};
@@ -219,8 +230,13 @@ fn start_firewall(supervisor: &mut Supervisor, options: &Options, config: &Confi
         tracing::warn!("no LAN in interfaces.json: the firewall is not loaded");
         return None;
     }
-    let base =
-        RulesetInput { uplink: UPLINK.to_string(), lans, lan_networks, forwards: Vec::new(), pinholes: Vec::new() };
+    let base = RulesetInput {
+        uplink: UPLINK.to_string(),
+        lans,
+        lan_networks,
+        forwards: Vec::new(),
+        pinholes: pinholes(config),
+    };
     let (control, inbox) = ForwardControl::new();
     let (perm, entries) = (options.perm.clone(), config.port_forwardings.forwardings.clone());
     supervisor.spawn("firewall", move |context| {

@@ -151,6 +151,36 @@ pub struct RouterdFile {
     /// e.g. `["nas.example.org"]` (a name and everything below it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_rebind_allowlist: Vec<String>,
+    /// Inbound IPv6 connections let through to one device, e.g.
+    /// `[{"address": "2001:db8:100::23", "proto": "tcp", "port": 443}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6_pinholes: Vec<PinholeConfig>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinholeConfig {
+    pub address: String,
+    pub proto: String,
+    pub port: u16,
+}
+
+impl PinholeConfig {
+    /// The pinhole, or what is wrong with it.
+    pub fn parse(&self) -> Result<(std::net::Ipv6Addr, &'static str, u16), String> {
+        let address = self
+            .address
+            .parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("address {:?} is not an IPv6 address", self.address))?;
+        let proto = match self.proto.as_str() {
+            "tcp" => "tcp",
+            "udp" => "udp",
+            other => return Err(format!("proto {other:?}: use \"tcp\" or \"udp\"")),
+        };
+        if self.port == 0 {
+            return Err("port 0: ports are 1 to 65535".to_string());
+        }
+        Ok((address, proto, self.port))
+    }
 }
 
 impl RouterdFile {
@@ -166,6 +196,11 @@ impl RouterdFile {
                 )
             })
             .collect();
+        for (index, pinhole) in self.ipv6_pinholes.iter().enumerate() {
+            if let Err(problem) = pinhole.parse() {
+                problems.push((super::ROUTERD_JSON, format!("ipv6_pinholes[{index}]: {problem}")));
+            }
+        }
         for upstream in self.dns_upstreams.iter().filter(|u| u.parse::<std::net::IpAddr>().is_err()) {
             problems.push((super::ROUTERD_JSON, format!("dns_upstreams: {upstream:?} is not an IP address")));
         }
