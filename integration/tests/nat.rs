@@ -234,3 +234,23 @@ fn a_pinhole_lets_one_inbound_ipv6_service_through_and_mss_is_clamped() {
     assert!(seen.contains("mss 1360"), "{seen}");
     lab.tracker().stop(pid);
 }
+
+#[test]
+fn hairpin_works_even_where_bridge_netfilter_starts_on() {
+    // The kernel's default in a new namespace: bridged LAN traffic would pass the IP hooks; routerd turns it off.
+    let lab = Lab::start(LabOptions { bridge_netfilter: true, ..LabOptions::default() }).expect("the lab starts");
+    let uplink = uplink_address(&lab);
+    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
+    lab.check(lab.lan(1).serve_http(80), "HTTP on lan1");
+    lab.check(lab.lan(2).set_static_ipv4(), "lan2 address");
+    let seen = lab.check(
+        clients::curl(lab.lan(2).netns(), &format!("http://{uplink}:{DEMO_FORWARD_PORT}/")),
+        "hairpin through the lab's forward",
+    );
+    assert_eq!(seen.trim(), format!("client={ROUTER_LAN_V4}"));
+    if std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists() {
+        let value =
+            lab.check(lab.router().netns().run("cat", &["/proc/sys/net/bridge/bridge-nf-call-iptables"]), "sysctl");
+        assert_eq!(value.trim(), "0", "routerd turned it off");
+    }
+}

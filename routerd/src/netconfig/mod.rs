@@ -283,17 +283,34 @@ pub fn set_sysctl(key: &str, value: &str) -> Result<(), NetconfigError> {
         .map_err(|source| NetconfigError::Sysctl { key: key.replace('/', "."), source })
 }
 
-/// What a router needs from the kernel: forwarding on, and router advertisements still accepted on the uplink
-/// (with forwarding on, the kernel ignores them unless accept_ra is 2), so the ISP's RA gives the IPv6 default
-/// route.
+/// What a router needs from the kernel: forwarding on, router advertisements still accepted on the uplink
+/// (with forwarding on, the kernel ignores them unless accept_ra is 2, and the ISP's RA gives the IPv6 default
+/// route), and bridge netfilter off.
 pub fn enable_routing(uplink: &str) -> Vec<NetconfigError> {
     let settings = [
         ("net/ipv4/ip_forward".to_string(), "1"),
         ("net/ipv6/conf/all/forwarding".to_string(), "1"),
         (format!("net/ipv6/conf/{uplink}/accept_ra"), "2"),
     ];
-    settings.iter().filter_map(|(key, value)| set_sysctl(key, value).err()).collect()
+    let mut problems: Vec<NetconfigError> =
+        settings.iter().filter_map(|(key, value)| set_sysctl(key, value).err()).collect();
+    // With br_netfilter loaded (built into some kernels, on in every namespace), packets bridged inside a LAN
+    // bridge also pass the IP hooks, and hairpin NAT breaks: the reply is bridged back instead of routed.
+    for key in BRIDGE_NETFILTER {
+        if Path::new("/proc/sys").join(key).exists()
+            && let Err(error) = set_sysctl(key, "0")
+        {
+            problems.push(error);
+        }
+    }
+    problems
 }
+
+const BRIDGE_NETFILTER: &[&str] = &[
+    "net/bridge/bridge-nf-call-iptables",
+    "net/bridge/bridge-nf-call-ip6tables",
+    "net/bridge/bridge-nf-call-arptables",
+];
 
 #[cfg(test)]
 mod tests {
