@@ -14,4 +14,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 echo "building routerd, rtrctl and bench in release mode (a few minutes the first time)…"
 cargo build --quiet --release --workspace --bins
-ROUTERD_LAB_BIN_DIR="$PWD/target/release" exec target/release/bench "$@"
+ROUTERD_LAB_BIN_DIR="$PWD/target/release" exec target/release/bench lan "$@"

@@ -40,6 +40,13 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), LabError> {
+    match std::env::args().nth(1).as_deref() {
+        Some("nat") => return nat(),
+        Some("lan") | None => {}
+        Some(other) => {
+            return Err(LabError::unexpected("bench", format!("unknown benchmark {other:?}: use lan or nat")));
+        }
+    }
     integration::programs::require(&[PERFDHCP, KEA_DHCP4, DNSPERF, UNBOUND, DNSMASQ])?;
     let lab = Lab::start(LabOptions { lan_devices: 1, start_routerd: false, ..LabOptions::default() })?;
     let client = lab.lan(1);
@@ -228,4 +235,72 @@ fn rss(pid: u32) -> u64 {
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+const IPERF3: Program = Program { name: "iperf3", package: "iperf3" };
+
+/// router7's ruleset, for comparison: masquerade out of the uplink, everything accepted, MSS clamping.
+const ROUTER7_RULESET: &str = "table ip router7_nat {
+    chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+        oifname \"uplink0\" masquerade
+    }
+}
+table inet router7_filter {
+    chain forward { type filter hook forward priority filter; policy accept;
+        oifname \"uplink0\" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+    }
+}
+";
+
+/// TCP throughput LAN → internet host through the router namespace: routerd's ruleset, then router7's.
+fn nat() -> Result<(), LabError> {
+    integration::programs::require(&[IPERF3])?;
+    let lab = Lab::start(LabOptions { lan_devices: 1, ..LabOptions::default() })?;
+    lab.router()
+        .wait_for_status("an uplink lease", Duration::from_secs(20), |s| s["uplink"]["dhcp4"]["state"] == "bound")?;
+    lab.lan(1).set_static_ipv4()?;
+    let work = lab.work_dir().join("bench");
+    fs::create_dir_all(&work).map_err(|e| LabError::unexpected("creating the bench directory", e.to_string()))?;
+    let iperf3 = IPERF3.locate().ok_or_else(|| LabError::MissingPrograms(vec![(IPERF3.name, IPERF3.package)]))?;
+    let args = ["-s", "-B", &INTERNET_HOST_V4.to_string()].map(String::from).to_vec();
+    let server =
+        lab.tracker().spawn("iperf3 server", lab.isp().netns(), &iperf3, &args, &[], &work.join("iperf3.log"))?;
+    wait_for_port(&lab.tracker(), server, Protocol::Tcp, 5201)?;
+
+    let router = lab.router().netns();
+    let flowtable = router
+        .run(
+            "nft",
+            &["add table inet probe; add flowtable inet probe f { hook ingress priority 0; devices = { uplink0 }; }"],
+        )
+        .is_ok();
+    let _ = router.run("nft", &["delete", "table", "inet", "probe"]);
+    println!(
+        "NAT throughput: iperf3 from lan1 to {INTERNET_HOST_V4} for {SECONDS} s (flowtables: {})",
+        if flowtable { "supported, but routerd does not use them yet" } else { "not supported by this kernel" }
+    );
+    let measure = |label: &'static str| -> Result<Measurement, LabError> {
+        let args = ["-c", &INTERNET_HOST_V4.to_string(), "-t", SECONDS, "-J"].map(String::from);
+        let output = command::run_unchecked(lab.lan(1).netns().command(&iperf3).args(args))?;
+        let json: serde_json::Value = serde_json::from_str(&output.stdout)
+            .map_err(|e| LabError::unexpected("iperf3 -J", format!("{e}: {}", output.combined())))?;
+        let bits = json["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
+        Ok(Measurement { server: label, rate: bits / 1e6, rss_kib: 0 })
+    };
+    let mut results = vec![measure("routerd's ruleset")?];
+    // The same path with router7's ruleset instead (routerd's tables removed for the run).
+    lab.router().stop_routerd();
+    router.run("nft", &["delete", "table", "inet", "routerd"])?;
+    router.run("nft", &["delete", "table", "ip", "routerd_nat"])?;
+    let path = work.join("router7.nft");
+    fs::write(&path, ROUTER7_RULESET).map_err(|e| LabError::unexpected("writing router7's ruleset", e.to_string()))?;
+    router.run("nft", &["-f", &path.to_string_lossy()])?;
+    results.push(measure("router7's ruleset")?);
+    println!("\nTCP throughput in Mbit/s:");
+    let base = results[0].rate;
+    for m in &results {
+        let ratio = if m.rate > 0.0 { base / m.rate } else { 0.0 };
+        println!("  {:<22} {:>10.0} Mbit/s   routerd/this = {ratio:.2}", m.server, m.rate);
+    }
+    Ok(())
 }
