@@ -141,6 +141,19 @@ fn forwards_added_with_rtrctl_apply_at_once_persist_and_hairpin_from_the_lan() {
     }
     assert_eq!(std::fs::read_to_string(lab.router().perm().join("portforwardings.json")).expect("file"), file);
 
+    // Update: a new description, and a destination port that does not exist (then back).
+    let updated =
+        lab.check(lab.router().rtrctl(&["forwards", "update", "tcp:9090", "--description", "site"]), "update");
+    assert!(updated.success && updated.stdout.contains("site"), "{}", updated.combined());
+    let moved = lab.check(lab.router().rtrctl(&["forwards", "update", "tcp:9090", "--dest-port", "81"]), "update");
+    assert!(moved.success, "{}", moved.combined());
+    assert!(clients::curl(lab.isp().netns(), &format!("http://{uplink}:9090/")).is_err(), "nothing listens on :81");
+    let refused =
+        lab.check(lab.router().rtrctl(&["forwards", "update", "tcp:9090", "--dest-addr", "198.51.100.9"]), "update");
+    assert!(!refused.success && refused.stderr.contains("not a device on a LAN"), "{}", refused.combined());
+    lab.check(lab.router().rtrctl(&["forwards", "update", "tcp:9090", "--dest-port", "80"]), "update back");
+    assert!(clients::curl(lab.isp().netns(), &format!("http://{uplink}:9090/")).is_ok());
+
     let removed = lab.check(lab.router().rtrctl(&["forwards", "rm", "tcp:9090"]), "forwards rm");
     assert!(removed.success, "{}", removed.combined());
     assert!(clients::curl(lab.isp().netns(), &format!("http://{uplink}:9090/")).is_err(), "removed at once");

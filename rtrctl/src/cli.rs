@@ -78,6 +78,16 @@ pub enum ForwardsAction {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Change where a forward goes, or its description (its protocols and port identify it).
+    Update {
+        id: String,
+        #[arg(long)]
+        dest_addr: Option<String>,
+        #[arg(long)]
+        dest_port: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Remove the forward with this ID (as `forwards list` shows it, e.g. tcp:8080).
     Rm { id: String },
     /// Apply portforwardings.json again after editing it by hand (a file with a bad entry changes nothing).

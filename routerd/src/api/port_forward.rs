@@ -133,6 +133,37 @@ impl PortForwardService for PortForwardApi {
         Ok(tonic::Response::new(pb::CreatePortForwardResponse { port_forward: created }))
     }
 
+    async fn update_port_forward(
+        &self,
+        request: tonic::Request<pb::UpdatePortForwardRequest>,
+    ) -> Result<tonic::Response<pb::UpdatePortForwardResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let update = request.port_forward.ok_or_else(|| tonic::Status::invalid_argument("port_forward is required"))?;
+        let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
+        const WRITABLE: [&str; 3] = ["dest_addr", "dest_port", "description"];
+        if paths.is_empty() || paths.iter().any(|p| !WRITABLE.contains(&p.as_str())) {
+            return Err(tonic::Status::invalid_argument(format!(
+                "update_mask: name fields among {WRITABLE:?} (protocols and port identify the forward), not {paths:?}"
+            )));
+        }
+        let forwards = self.command(ForwardCommand::List).await?;
+        let (_, current) = forwards
+            .iter()
+            .find(|(id, _)| *id == update.id)
+            .ok_or_else(|| tonic::Status::not_found(format!("no port forward {}", update.id)))?;
+        let mut entry = current.clone();
+        for path in &paths {
+            match path.as_str() {
+                "dest_addr" => entry.dest_addr = update.dest_addr.clone(),
+                "dest_port" => entry.dest_port = ports(&update.dest_port),
+                _ => entry.description = update.description.clone(),
+            }
+        }
+        let forwards = self.command(ForwardCommand::Update(update.id.clone(), entry)).await?;
+        let updated = forwards.iter().find(|(id, _)| *id == update.id).and_then(to_proto);
+        Ok(tonic::Response::new(pb::UpdatePortForwardResponse { port_forward: updated }))
+    }
+
     async fn delete_port_forward(
         &self,
         request: tonic::Request<pb::DeletePortForwardRequest>,

@@ -20,6 +20,8 @@ use crate::{
 pub enum ForwardCommand {
     List,
     Create(PortForwarding),
+    /// Replaces the forward with this ID (its protocols and port stay, so does the ID).
+    Update(String, PortForwarding),
     Delete(String),
     Reload,
 }
@@ -100,6 +102,26 @@ impl Firewall {
         Ok(self.listed())
     }
 
+    fn update(&mut self, id: &str, entry: PortForwarding) -> Result<Forwards, ForwardError> {
+        let forward = Forward::parse(&entry).map_err(|e| ForwardError::Invalid(e.to_string()))?;
+        if forward_id(&forward) != id {
+            return Err(ForwardError::Invalid(format!(
+                "protocols and port identify the forward {id}; they cannot change"
+            )));
+        }
+        let position = self
+            .entries
+            .iter()
+            .position(|e| Forward::parse(e).map(|f| forward_id(&f) == id).unwrap_or(false))
+            .ok_or_else(|| ForwardError::NotFound(format!("no port forward {id}")))?;
+        let previous = self.entries.remove(position);
+        let result = self.create(entry);
+        if result.is_err() {
+            self.entries.insert(position, previous);
+        }
+        result
+    }
+
     fn create(&mut self, entry: PortForwarding) -> Result<Forwards, ForwardError> {
         let forward = Forward::parse(&entry).map_err(|e| ForwardError::Invalid(e.to_string()))?;
         let inside_a_lan = self.base.lan_networks.iter().any(|(network, len, router)| {
@@ -171,6 +193,7 @@ pub async fn run(mut firewall: Firewall, inbox: ForwardInbox, mut context: Servi
         let result = match command {
             ForwardCommand::List => Ok(firewall.listed()),
             ForwardCommand::Create(entry) => firewall.create(entry),
+            ForwardCommand::Update(id, entry) => firewall.update(&id, entry),
             ForwardCommand::Delete(id) => firewall.delete(&id),
             ForwardCommand::Reload => firewall.reload(),
         };

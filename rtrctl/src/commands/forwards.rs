@@ -127,6 +127,33 @@ pub async fn run(cli: &Cli, action: &ForwardsAction) -> Result<(), CliError> {
                 .map_err(status("forwards add"))?;
             print(cli, response.into_inner().port_forward.into_iter().map(ForwardDoc::from).collect())
         }
+        ForwardsAction::Update { id, dest_addr, dest_port, description } => {
+            let mut paths = Vec::new();
+            let mut forward = pb::PortForward { id: id.clone(), ..pb::PortForward::default() };
+            if let Some(addr) = dest_addr {
+                forward.dest_addr = addr.clone();
+                paths.push("dest_addr".to_string());
+            }
+            if let Some(port) = dest_port {
+                forward.dest_port = Some(range_arg(port)?);
+                paths.push("dest_port".to_string());
+            }
+            if let Some(text) = description {
+                forward.description = text.clone();
+                paths.push("description".to_string());
+            }
+            if paths.is_empty() {
+                return Err(CliError::Usage(
+                    "nothing to change: pass --dest-addr, --dest-port or --description".into(),
+                ));
+            }
+            let request = pb::UpdatePortForwardRequest {
+                port_forward: Some(forward),
+                update_mask: Some(prost_types::FieldMask { paths }),
+            };
+            let response = client.update_port_forward(request).await.map_err(status("forwards update"))?;
+            print(cli, response.into_inner().port_forward.into_iter().map(ForwardDoc::from).collect())
+        }
         ForwardsAction::Rm { id } => {
             client
                 .delete_port_forward(pb::DeletePortForwardRequest { id: id.clone() })
