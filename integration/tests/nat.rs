@@ -85,6 +85,17 @@ fn lan_devices_reach_the_internet_through_nat_and_forwards_reach_them() {
     lab.check(lab.router().start_routerd(), "restart (re-applies the ruleset)");
     let tables = lab.check(router.run("nft", &["list", "tables"]), "nft list tables");
     assert!(tables.contains("someone_else") && tables.contains("routerd"), "{tables}");
+    // Flowtable support is detected and reported (this kernel has none; the probe leaves no table behind).
+    let status = lab.check(lab.router().status(), "status");
+    let firewall = status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == "firewall")
+        .cloned()
+        .unwrap_or_default();
+    assert!(firewall["message"].as_str().is_some_and(|m| m.contains("flowtables")), "{firewall}");
+    assert!(!tables.contains("routerd_probe"), "{tables}");
     let ruleset = lab.check(router.run("nft", &["list", "table", "inet", "routerd"]), "nft list");
     assert_eq!(ruleset.matches("chain input").count(), 1, "re-applying does not duplicate: {ruleset}");
 }

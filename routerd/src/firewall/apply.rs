@@ -16,6 +16,24 @@ pub enum ApplyError {
     Refused(String),
 }
 
+/// Whether this kernel has nftables flowtables (`CONFIG_NF_FLOW_TABLE`): a scratch table with a flowtable on
+/// `device` is created and removed again (in one transaction that is never committed when it fails).
+pub fn flowtables_supported(device: &str) -> bool {
+    let probe = format!(
+        "table inet routerd_probe {{ flowtable probe {{ hook ingress priority 0; devices = {{ \"{device}\" }}; }} }}\n\
+         delete table inet routerd_probe\n"
+    );
+    let Ok(mut child) =
+        Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+    else {
+        return false;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(probe.as_bytes());
+    }
+    child.wait().is_ok_and(|status| status.success())
+}
+
 /// Replaces routerd's tables with `ruleset` atomically; other tables are left alone.
 pub fn apply(ruleset: &Ruleset) -> Result<(), ApplyError> {
     let mut child = Command::new("nft")

@@ -182,8 +182,15 @@ impl Firewall {
 pub async fn run(mut firewall: Firewall, inbox: ForwardInbox, mut context: ServiceContext) -> Result<(), ServiceError> {
     apply::apply(&firewall.ruleset(&firewall.entries))?;
     let count = firewall.listed().len();
-    tracing::info!("firewall and NAT loaded ({count} port forwards)");
-    context.report(ServiceState::Running, format!("{count} port forwards"));
+    // Reported, not used yet: the ruleset is complete without the fast path.
+    let flowtables = if apply::flowtables_supported(&firewall.base.uplink) {
+        "flowtables supported (not used yet)"
+    } else {
+        "no flowtables in this kernel"
+    };
+    tracing::info!("firewall and NAT loaded ({count} port forwards; {flowtables})");
+    let summary = |count: usize| format!("{count} port forwards; {flowtables}");
+    context.report(ServiceState::Running, summary(count));
     loop {
         let request = tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
@@ -204,7 +211,7 @@ pub async fn run(mut firewall: Firewall, inbox: ForwardInbox, mut context: Servi
             ),
             Err(error) => tracing::warn!("port forward change refused: {error}"),
         }
-        context.report(ServiceState::Running, format!("{} port forwards", firewall.listed().len()));
+        context.report(ServiceState::Running, summary(firewall.listed().len()));
         let _ = reply.send(result);
     }
 }
