@@ -62,6 +62,40 @@ fn lan_devices_reach_the_internet_through_nat_and_forwards_reach_them() {
     );
     assert_eq!(seen6.trim(), format!("client={slaac}"));
 
+    // Counters survive a rebuild of the ruleset: the LAN → uplink rule keeps what it counted.
+    let lan_to_uplink = |lab: &Lab| -> u64 {
+        let json = lab
+            .check(lab.router().netns().run("nft", &["-j", "list", "chain", "inet", "routerd", "forward"]), "nft -j");
+        let json: Value = serde_json::from_str(&json).expect("nft JSON");
+        json["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.get("rule"))
+            .filter(|rule| {
+                rule.to_string().contains("\"uplink0\"")
+                    && rule.to_string().contains("\"lan0\"")
+                    && !rule.to_string().contains("ct")
+            })
+            .find_map(|rule| rule["expr"].as_array()?.iter().find_map(|e| e["counter"]["packets"].as_u64()))
+            .unwrap_or(0)
+    };
+    let before = lan_to_uplink(&lab);
+    assert!(before > 0, "the LAN's traffic was counted");
+    let rebuilt = lab.check(
+        lab.router().rtrctl(&[
+            "forwards",
+            "add",
+            "--port",
+            "7070",
+            "--dest-addr",
+            &lan_device_static_v4(1).to_string(),
+        ]),
+        "a change that rebuilds the ruleset",
+    );
+    assert!(rebuilt.success, "{}", rebuilt.combined());
+    assert!(lan_to_uplink(&lab) >= before, "counters were reset by the rebuild");
+
     // The forward: from the ISP side to the uplink address, to lan1's server, which sees the ISP's address.
     lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
     lab.check(lab.lan(1).serve_http(80), "HTTP on lan1");

@@ -6,7 +6,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use super::ruleset::Ruleset;
+use super::ruleset::{Counters, Ruleset};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -34,8 +34,33 @@ pub fn flowtables_supported(device: &str) -> bool {
     child.wait().is_ok_and(|status| status.success())
 }
 
-/// Replaces routerd's tables with `ruleset` atomically; other tables are left alone.
+/// The counters of routerd's rules now, by rule comment (empty when routerd's tables are not loaded).
+pub fn current_counters() -> Counters {
+    let mut counters = Counters::new();
+    for table in [["inet", "routerd"], ["ip", "routerd_nat"]] {
+        let Ok(output) =
+            Command::new("nft").args(["-j", "list", "table", table[0], table[1]]).stderr(Stdio::null()).output()
+        else {
+            continue;
+        };
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&output.stdout) else { continue };
+        for item in json["nftables"].as_array().into_iter().flatten() {
+            let rule = &item["rule"];
+            let Some(comment) = rule["comment"].as_str() else { continue };
+            let counter = rule["expr"].as_array().into_iter().flatten().find_map(|e| e.get("counter"));
+            if let Some(counter) = counter {
+                let value = |key: &str| counter[key].as_u64().unwrap_or(0);
+                counters.insert(comment.to_string(), (value("packets"), value("bytes")));
+            }
+        }
+    }
+    counters
+}
+
+/// Replaces routerd's tables with `ruleset` atomically, keeping the counters of rules that stay the same;
+/// other tables are left alone.
 pub fn apply(ruleset: &Ruleset) -> Result<(), ApplyError> {
+    let text = ruleset.to_nft_with_counters(&current_counters());
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -44,7 +69,7 @@ pub fn apply(ruleset: &Ruleset) -> Result<(), ApplyError> {
         .spawn()
         .map_err(ApplyError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(ruleset.to_nft().as_bytes()).map_err(ApplyError::Spawn)?;
+        stdin.write_all(text.as_bytes()).map_err(ApplyError::Spawn)?;
     }
     let output = child.wait_with_output().map_err(ApplyError::Spawn)?;
     if output.status.success() {

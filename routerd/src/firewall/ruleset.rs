@@ -168,6 +168,13 @@ impl Ruleset {
 
     /// The ruleset in `nft` syntax; deleting routerd's tables first makes re-applying it idempotent.
     pub fn to_nft(&self) -> String {
+        self.to_nft_with_counters(&Counters::new())
+    }
+
+    /// Like [`Ruleset::to_nft`], with each rule's counter starting from its value in `counters` (by the
+    /// rule's comment, a hash of the rule itself: a rule that stays the same keeps counting across rebuilds, a
+    /// changed one starts at zero).
+    pub fn to_nft_with_counters(&self, counters: &Counters) -> String {
         let mut text = String::new();
         for table in &self.tables {
             let _ = writeln!(text, "table {} {}", table.family, table.name);
@@ -181,7 +188,14 @@ impl Ruleset {
                     let _ = writeln!(text, "        {base}");
                 }
                 for rule in &chain.rules {
-                    let _ = writeln!(text, "        {rule}");
+                    let id = rule_id(table, chain.name, rule);
+                    let rule = match counters.get(&id) {
+                        Some((packets, bytes)) => {
+                            rule.replacen("counter", &format!("counter packets {packets} bytes {bytes}"), 1)
+                        }
+                        None => rule.clone(),
+                    };
+                    let _ = writeln!(text, "        {rule} comment \"{id}\"");
                 }
                 let _ = writeln!(text, "    }}");
             }
@@ -189,6 +203,19 @@ impl Ruleset {
         }
         text
     }
+}
+
+/// Counter values by rule comment.
+pub type Counters = std::collections::HashMap<String, (u64, u64)>;
+
+/// A rule's identity: FNV-1a of its table, chain and text, in hex.
+fn rule_id(table: &Table, chain: &str, rule: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("{} {} {chain} {rule}", table.family, table.name).bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("r{hash:016x}")
 }
 
 #[cfg(test)]
@@ -246,6 +273,21 @@ mod tests {
         }
         let golden = std::fs::read_to_string(path).expect("the golden file");
         assert_eq!(text, golden, "the ruleset changed; see the test's doc comment");
+    }
+
+    #[test]
+    fn counters_carry_over_to_the_same_rule() {
+        let ruleset = Ruleset::build(&input());
+        let plain = ruleset.to_nft();
+        let id = plain
+            .lines()
+            .find(|l| l.contains("masquerade") && l.contains("oifname"))
+            .and_then(|l| l.rsplit_once("comment \"").map(|(_, id)| id.trim_end_matches('"').to_string()))
+            .expect("a commented masquerade rule");
+        let counters = Counters::from([(id, (42, 4200))]);
+        let text = ruleset.to_nft_with_counters(&counters);
+        assert!(text.contains("oifname \"uplink0\" counter packets 42 bytes 4200 masquerade"), "{text}");
+        assert_eq!(text.matches("packets 42").count(), 1);
     }
 
     #[test]
