@@ -3,5 +3,6 @@
 
 pub mod apply;
 pub mod forwards;
+mod libnftables;
 pub mod ruleset;
 pub mod service;

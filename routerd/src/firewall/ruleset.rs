@@ -1,7 +1,7 @@
 //! The firewall and NAT ruleset as data, built from the configuration alone (pure, golden-tested), in tables
-//! routerd owns (`inet routerd`, `ip routerd_nat`): foreign tables are never touched. Applying it through
-//! nftnl in one batch comes next; [`Ruleset::to_nft`] is the same ruleset in `nft` syntax, for the golden test,
-//! for logs and for `nft -f` by hand.
+//! routerd owns (`inet routerd`, `ip routerd_nat`): foreign tables are never touched. [`Ruleset::to_nft`] is
+//! the ruleset in nft syntax, which [`super::apply`] loads in one transaction (and which `nft -f` accepts by
+//! hand).
 
 use std::{fmt::Write, net::Ipv4Addr};
 
