@@ -102,6 +102,12 @@ fn lan_devices_reach_the_internet_through_nat_and_forwards_reach_them() {
     let forwarded = lab.check(clients::curl(lab.isp().netns(), &format!("http://{uplink}:8080/")), "the port forward");
     assert_eq!(forwarded.trim(), format!("client={ISP_V4}"));
 
+    // Unsolicited inbound IPv4 to a LAN device is dropped too, even when the ISP routes the LAN's network to the
+    // router (it would not normally: these addresses are behind NAT).
+    lab.check(lab.isp().netns().ip(&["route", "add", "192.0.2.0/24", "via", &uplink]), "a route to the LAN");
+    let direct = clients::curl(lab.isp().netns(), &format!("http://{}/", lan_device_static_v4(1)));
+    assert!(direct.is_err(), "an unsolicited IPv4 connection got through: {direct:?}");
+
     // Unsolicited inbound IPv6 to a LAN device is dropped (no pinhole), and no routerd port answers on the uplink.
     lab.check(lab.lan(2).serve_http(8000), "HTTP on lan2");
     let inbound = clients::curl(lab.isp().netns(), &format!("http://[{slaac}]:8000/"));

@@ -236,6 +236,7 @@ fn start_firewall(supervisor: &mut Supervisor, options: &Options, config: &Confi
         lan_networks,
         forwards: Vec::new(),
         pinholes: pinholes(config),
+        flowtable: false,
     };
     let (control, inbox) = ForwardControl::new();
     let (perm, entries) = (options.perm.clone(), config.port_forwardings.forwardings.clone());

@@ -23,6 +23,8 @@ pub struct RulesetInput {
     pub lan_networks: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
     pub forwards: Vec<Forward>,
     pub pinholes: Vec<Pinhole>,
+    /// The kernel has flowtables: established forwarded flows take the fast path.
+    pub flowtable: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub struct Chain {
 pub struct Table {
     pub family: &'static str,
     pub name: &'static str,
+    /// A flowtable definition (`flowtable ft { … }`), if any.
+    pub flowtable: Option<String>,
     pub chains: Vec<Chain>,
 }
 
@@ -88,13 +92,19 @@ impl Ruleset {
             // MSS clamping for links with a smaller MTU upstream (PPPoE, tunnels).
             format!("oifname {uplink} tcp flags syn / syn,rst tcp option maxseg size set rt mtu"),
             "ct state invalid counter drop".into(),
-            "ct state established,related counter accept".into(),
+        ];
+        if input.flowtable {
+            // Established TCP and UDP flows leave the slow path: the kernel forwards them from ingress.
+            forward_rules.push("ct state established meta l4proto { tcp, udp } flow add @fastpath".into());
+        }
+        forward_rules.extend([
+            "ct state established,related counter accept".to_string(),
             format!("iifname {lans} oifname {uplink} counter accept"),
             format!("iifname {lans} oifname {lans} counter accept"),
             // Port forwards: DNAT'ed in prerouting.
             format!("iifname {uplink} ct status dnat counter accept"),
             format!("iifname {uplink} icmpv6 type {{ {ICMPV6_FORWARD} }} counter accept"),
-        ];
+        ]);
         for pinhole in &input.pinholes {
             forward_rules.push(format!(
                 "iifname {uplink} ip6 daddr {} {} dport {} counter accept",
@@ -148,6 +158,7 @@ impl Ruleset {
         let nat = Table {
             family: "ip",
             name: "routerd_nat",
+            flowtable: None,
             chains: vec![
                 Chain {
                     name: "prerouting",
@@ -162,7 +173,19 @@ impl Ruleset {
             ],
         };
         Ruleset {
-            tables: vec![Table { family: "inet", name: "routerd", chains: vec![input_chain, forward_chain] }, nat],
+            tables: vec![
+                Table {
+                    family: "inet",
+                    name: "routerd",
+                    flowtable: input.flowtable.then(|| {
+                        let mut devices = input.lans.clone();
+                        devices.push(input.uplink.clone());
+                        format!("flowtable fastpath {{ hook ingress priority filter; devices = {}; }}", set(&devices))
+                    }),
+                    chains: vec![input_chain, forward_chain],
+                },
+                nat,
+            ],
         }
     }
 
@@ -182,6 +205,9 @@ impl Ruleset {
         }
         for table in &self.tables {
             let _ = writeln!(text, "table {} {} {{", table.family, table.name);
+            if let Some(flowtable) = &table.flowtable {
+                let _ = writeln!(text, "    {flowtable}");
+            }
             for chain in &table.chains {
                 let _ = writeln!(text, "    chain {} {{", chain.name);
                 if let Some(base) = &chain.base {
@@ -259,7 +285,21 @@ mod tests {
                 protocol: "tcp",
                 port: 443,
             }],
+            flowtable: false,
         }
+    }
+
+    #[test]
+    fn with_flowtables_established_flows_take_the_fast_path() {
+        let text = Ruleset::build(&RulesetInput { flowtable: true, ..input() }).to_nft();
+        let definition =
+            "flowtable fastpath { hook ingress priority filter; devices = { \"lan0\", \"lan1\", \"uplink0\" }; }";
+        assert!(text.contains(definition), "{text}");
+        let forward = &text[text.find("chain forward").expect("the forward chain")..];
+        let offload = forward.find("flow add @fastpath").expect("the offload rule");
+        let established = forward.find("ct state established,related counter accept").expect("the accept rule");
+        assert!(offload < established, "offloaded before the slow path accepts: {text}");
+        assert!(!Ruleset::build(&input()).to_nft().contains("flowtable"));
     }
 
     /// The whole ruleset against `testdata/ruleset.golden.nft` (which `nft -c -f` accepts). After a deliberate change, regenerate the file

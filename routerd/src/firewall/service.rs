@@ -180,14 +180,11 @@ impl Firewall {
 }
 
 pub async fn run(mut firewall: Firewall, inbox: ForwardInbox, mut context: ServiceContext) -> Result<(), ServiceError> {
+    // The ruleset is complete without the fast path; it is added where the kernel has flowtables.
+    firewall.base.flowtable = apply::flowtables_supported(&firewall.base.uplink);
+    let flowtables = if firewall.base.flowtable { "flowtable fast path on" } else { "no flowtables in this kernel" };
     apply::apply(&firewall.ruleset(&firewall.entries))?;
     let count = firewall.listed().len();
-    // Reported, not used yet: the ruleset is complete without the fast path.
-    let flowtables = if apply::flowtables_supported(&firewall.base.uplink) {
-        "flowtables supported (not used yet)"
-    } else {
-        "no flowtables in this kernel"
-    };
     tracing::info!("firewall and NAT loaded ({count} port forwards; {flowtables})");
     let summary = |count: usize| format!("{count} port forwards; {flowtables}");
     context.report(ServiceState::Running, summary(count));
