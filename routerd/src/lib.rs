@@ -1,6 +1,7 @@
 //! routerd: a home internet router daemon, managed through typed gRPC over mutual TLS.
 
 pub mod api;
+pub mod capture;
 pub mod command_channel;
 pub mod config;
 pub mod daemon;
