@@ -13,21 +13,24 @@ pub struct PacketSocket {
     fd: AsyncFd<OwnedFd>,
 }
 
-/// A classic BPF program, for SOCK_DGRAM packet sockets (offsets start at the IP header): accept IPv4 UDP that
-/// is not a fragment and goes to `port`.
-fn udp_port_filter(port: u16) -> [libc::sock_filter; 9] {
-    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
-    [
-        op(0x30, 0, 0, 9),               // ldb [9]            protocol
-        op(0x15, 0, 6, 17),              // jeq #17 (UDP)      else drop
-        op(0x28, 0, 0, 6),               // ldh [6]            flags and fragment offset
-        op(0x45, 4, 0, 0x1fff),          // jset #0x1fff       fragment: drop
-        op(0xb1, 0, 0, 0),               // ldxb 4*([0]&0xf)   IP header length
-        op(0x48, 0, 0, 2),               // ldh [x+2]          UDP destination port
-        op(0x15, 0, 1, u32::from(port)), // jeq #port         else drop
-        op(0x06, 0, 0, 0x0004_0000),     // ret #262144        accept
-        op(0x06, 0, 0, 0),               // ret #0             drop
-    ]
+/// For SOCK_DGRAM packet sockets (offsets start at the IP header): IPv4 UDP to `port`, not a fragment.
+fn udp_port_filter(port: u16) -> Vec<libc::sock_filter> {
+    crate::capture::bpf::Program::default()
+        .load_byte(9)
+        .if_equal_else(17, "udp", "drop")
+        .label("udp")
+        .load_half(6)
+        .if_any_bits(0x1fff, "drop")
+        .load_ip_header_length(0)
+        .load_half_indirect(2)
+        .if_equal_else(u32::from(port), "accept", "drop")
+        .label("accept")
+        .ret(0x0004_0000)
+        .label("drop")
+        .ret(0)
+        .assemble()
+        // A fixed program with known labels always assembles.
+        .unwrap_or_default()
 }
 
 impl PacketSocket {
