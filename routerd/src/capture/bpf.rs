@@ -118,6 +118,24 @@ impl Program {
     }
 }
 
+/// Attaches `filter` to a socket (the kernel checks the program here).
+pub fn attach(socket: std::os::fd::BorrowedFd<'_>, filter: &[libc::sock_filter]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let length = u16::try_from(filter.len()).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let program = libc::sock_fprog { len: length, filter: filter.as_ptr().cast_mut() };
+    // SAFETY: the program outlives the call; the kernel copies it.
+    let attached = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&program as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if attached == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
 /// The capture filter for Ethernet frames (a SOCK_RAW packet socket): UDP to or from ports 67, 68 and 53 over
 /// IPv4 (not fragments), UDP to or from 546, 547 and 53 over IPv6, and ICMPv6 router/neighbour solicitations
 /// and advertisements. IPv6 extension headers are not followed (configuration traffic does not use them).
@@ -256,7 +274,7 @@ mod tests {
     /// this touches no traffic.
     #[test]
     fn the_kernel_accepts_the_program() {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::{AsFd, FromRawFd, OwnedFd};
         let filter = configuration_traffic().assemble().expect("assembles");
         // SAFETY: plain socket creation; the descriptor is owned right away.
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -265,18 +283,8 @@ mod tests {
         }
         // SAFETY: raw is a fresh descriptor nobody else owns.
         let socket = unsafe { OwnedFd::from_raw_fd(raw) };
-        let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
-        // SAFETY: the program outlives the call.
-        let attached = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&program as *const libc::sock_fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(attached, 0, "{}", std::io::Error::last_os_error());
+        let attached = attach(socket.as_fd(), &filter);
+        assert!(attached.is_ok(), "{attached:?}");
     }
 
     #[test]

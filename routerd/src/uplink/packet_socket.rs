@@ -4,7 +4,7 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
 };
 
 use tokio::io::unix::AsyncFd;
@@ -50,21 +50,7 @@ impl PacketSocket {
         }
         // SAFETY: `raw` is a fresh, valid descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let filter = udp_port_filter(port);
-        let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
-        // SAFETY: the program outlives the call; the kernel copies it.
-        let attached = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&program as *const libc::sock_fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        if attached != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        crate::capture::bpf::attach(fd.as_fd(), &udp_port_filter(port))?;
         // SAFETY: sockaddr_ll is plain old data; zero is a valid starting point.
         let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         address.sll_family = libc::AF_PACKET as u16;
