@@ -108,6 +108,10 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let (lease_table, lease_view) = watch::channel(Vec::new());
     let uplink_for_dns = system::interface_exists(UPLINK).then(|| uplink_state.subscribe());
     let lease_control = start_lan(&mut supervisor, &options, &config, &hostname, lease_table, uplink_for_dns);
+    let capture = match &netconfig {
+        Some(netconfig) if system::interface_exists(UPLINK) => Some(start_capture(&mut supervisor, netconfig.clone())),
+        _ => None,
+    };
     let uplink_control = match netconfig {
         Some(netconfig) => start_uplink(&mut supervisor, netconfig, &options, &config, &hostname, uplink_state),
         None => UplinkControl::default(),
@@ -129,6 +133,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         },
         leases: LeaseView { leases: lease_view, control: lease_control },
         forwards: forward_control,
+        capture,
         listeners: Arc::new(listeners),
     };
     supervisor.spawn("api", move |context| {
@@ -199,6 +204,19 @@ fn lan_pools(config: &Config) -> Vec<PoolConfig> {
         pools.push(pool);
     }
     pools
+}
+
+/// The capture of configuration traffic on the uplink and the LANs, for `rtrctl capture`.
+fn start_capture(supervisor: &mut Supervisor, netconfig: Netconfig) -> crate::capture::service::CaptureHub {
+    let mut interfaces = vec![UPLINK.to_string()];
+    interfaces.extend(system::lan_interfaces().into_iter().map(|(name, _)| name));
+    let hub = crate::capture::service::CaptureHub::new(interfaces, crate::capture::ring::DEFAULT_CAPACITY);
+    let shared = hub.clone();
+    supervisor.spawn("capture", move |context| {
+        let (hub, netconfig) = (shared.clone(), netconfig.clone());
+        async move { crate::capture::service::run(hub, netconfig, context).await }
+    });
+    hub
 }
 
 /// The IPv6 pinholes from routerd.json (broken ones are configuration problems, reported at load).

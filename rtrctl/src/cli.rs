@@ -48,6 +48,22 @@ pub enum Command {
         #[command(subcommand)]
         action: ForwardsAction,
     },
+    /// Stream the router's configuration traffic (DHCP, DHCPv6, RS/RA/NS/NA, DNS) as pcapng: first what it
+    /// kept, then live until interrupted. `rtrctl capture | wireshark -k -i -`
+    Capture {
+        /// Write to FILE instead of standard output.
+        #[arg(short = 'w', long = "write")]
+        file: Option<std::path::PathBuf>,
+        /// Only new packets, not the ones the router kept.
+        #[arg(long)]
+        no_backfill: bool,
+        /// Only these interfaces (repeatable), e.g. uplink0.
+        #[arg(long = "interface")]
+        interfaces: Vec<String>,
+        /// Only these protocols (repeatable): dhcp4, dhcp6, icmp6, dns.
+        #[arg(long = "protocol", value_enum)]
+        protocols: Vec<CaptureProtocolArg>,
+    },
     /// The uplink's DHCP leases: give them back to the ISP, or ask again now.
     Uplink {
         #[command(subcommand)]
@@ -55,6 +71,14 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum CaptureProtocolArg {
+    Dhcp4,
+    Dhcp6,
+    Icmp6,
+    Dns,
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,6 +230,9 @@ pub async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Uplink { action } => commands::uplink::run(cli, action).await,
         Command::Leases { action } => commands::leases::run(cli, action).await,
         Command::Forwards { action } => commands::forwards::run(cli, action).await,
+        Command::Capture { file, no_backfill, interfaces, protocols } => {
+            commands::capture::run(cli, file.as_deref(), *no_backfill, interfaces, protocols).await
+        }
         Command::Completions { .. } => Ok(()),
     }
 }

@@ -1,6 +1,7 @@
 //! The gRPC API: one file per service, mapping between protobuf and the domain. No business logic here.
 
 pub mod authorize;
+mod capture;
 mod lease;
 mod not_built;
 mod pki;

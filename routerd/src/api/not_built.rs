@@ -2,8 +2,8 @@
 //! never made-up data.
 
 use routerd_proto::v1::{
-    backup_service_server::BackupService, capture_service_server::CaptureService,
-    diagnostics_service_server::DiagnosticsService, update_service_server::UpdateService,
+    backup_service_server::BackupService, diagnostics_service_server::DiagnosticsService,
+    update_service_server::UpdateService,
 };
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -11,8 +11,6 @@ pub struct NotBuilt;
 
 #[tonic::async_trait]
 impl DiagnosticsService for NotBuilt {}
-#[tonic::async_trait]
-impl CaptureService for NotBuilt {}
 #[tonic::async_trait]
 impl BackupService for NotBuilt {}
 #[tonic::async_trait]

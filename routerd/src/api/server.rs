@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     authorize::AuthorizeLayer,
+    capture,
     lease::{LeaseApi, LeaseView},
     not_built::NotBuilt,
     pki::PkiApi,
@@ -42,6 +43,8 @@ pub struct ApiContext {
     pub leases: LeaseView,
     /// `None` when this router has no firewall (no uplink or no LAN).
     pub forwards: Option<crate::firewall::service::ForwardControl>,
+    /// `None` when nothing is captured (no uplink).
+    pub capture: Option<crate::capture::service::CaptureHub>,
     /// Bound once at start; each (re)start of the service serves on clones of them.
     pub listeners: Arc<Vec<StdTcpListener>>,
 }
@@ -81,7 +84,7 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
         .add_service(LeaseServiceServer::new(LeaseApi::new(api.leases.clone())))
         .add_service(PortForwardServiceServer::new(PortForwardApi::new(api.forwards.clone())))
         .add_service(DiagnosticsServiceServer::new(NotBuilt))
-        .add_service(CaptureServiceServer::new(NotBuilt))
+        .add_service(CaptureServiceServer::new(capture::CaptureApi::new(api.capture.clone())))
         .add_service(BackupServiceServer::new(NotBuilt))
         .add_service(UpdateServiceServer::new(NotBuilt))
         .add_service(health_service)

@@ -4,3 +4,4 @@
 pub mod bpf;
 pub mod pcapng;
 pub mod ring;
+pub mod service;

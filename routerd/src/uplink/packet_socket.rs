@@ -36,21 +36,26 @@ fn udp_port_filter(port: u16) -> Vec<libc::sock_filter> {
 impl PacketSocket {
     /// Opens the socket on interface `ifindex` for UDP datagrams to `port`.
     pub fn udp_port(ifindex: u32, port: u16) -> io::Result<PacketSocket> {
-        let protocol = (libc::ETH_P_IP as u16).to_be();
+        PacketSocket::open(ifindex, libc::SOCK_DGRAM, libc::ETH_P_IP as u16, &udp_port_filter(port))
+    }
+
+    /// Whole Ethernet frames in both directions on `ifindex` that pass `filter` (for the capture).
+    pub fn frames(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
+        PacketSocket::open(ifindex, libc::SOCK_RAW, libc::ETH_P_ALL as u16, filter)
+    }
+
+    fn open(ifindex: u32, kind: libc::c_int, protocol: u16, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
+        let protocol = protocol.to_be();
         // SAFETY: plain socket creation; the descriptor is owned right away.
         let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(protocol),
-            )
+            libc::socket(libc::AF_PACKET, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(protocol))
         };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `raw` is a fresh, valid descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        crate::capture::bpf::attach(fd.as_fd(), &udp_port_filter(port))?;
+        crate::capture::bpf::attach(fd.as_fd(), filter)?;
         // SAFETY: sockaddr_ll is plain old data; zero is a valid starting point.
         let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         address.sll_family = libc::AF_PACKET as u16;
@@ -72,7 +77,7 @@ impl PacketSocket {
         Ok(PacketSocket { fd })
     }
 
-    /// Receives the next IPv4 packet (from its IP header on).
+    /// Receives the next packet (from its IP header on for `udp_port`, whole frames for `frames`).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;

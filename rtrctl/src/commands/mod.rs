@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod capture;
 pub mod forwards;
 pub mod leases;
 pub mod pair;

@@ -1,0 +1,116 @@
+//! `rtrctl capture`: pcapng that tshark decodes, with the ring's backfill first and live packets after, and a
+//! reader that never reads does not hold routerd up.
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use integration::{DhcpClientKind, Lab, LabOptions};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn rtrctl_args(lab: &Lab) -> Vec<String> {
+    ["--router", "127.0.0.1:9339", "--identity", &lab.router().identity().to_string_lossy()].map(String::from).to_vec()
+}
+
+fn tshark(file: &std::path::Path) -> String {
+    let output = Command::new("tshark")
+        .args([
+            "-r",
+            &file.to_string_lossy(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "dhcp.option.dhcp",
+            "-e",
+            "dhcp.option.hostname",
+        ])
+        .output()
+        .expect("tshark (Debian package tshark)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn capture_streams_the_backfill_then_live_packets_as_pcapng() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    let client =
+        lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("lan2".into()) }), "udhcpc");
+    lab.check(client.wait_bound(TIMEOUT), "lan2's lease");
+
+    // A reader that never reads (a pipe nobody drains) is running the whole time.
+    let mut stalled = lab
+        .router()
+        .netns()
+        .command(lab.router().rtrctl_binary())
+        .args(rtrctl_args(&lab))
+        .arg("capture")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("a stalled reader");
+
+    // Backfill: the lease lan2 got before the capture started.
+    let backfill = lab.work_dir().join("backfill.pcapng");
+    let live = lab.work_dir().join("live.pcapng");
+    let args: Vec<String> = rtrctl_args(&lab)
+        .into_iter()
+        .chain(["capture".into(), "-w".into(), live.display().to_string(), "--no-backfill".into()])
+        .collect();
+    let live_pid = lab.check(
+        lab.tracker().spawn(
+            "rtrctl capture (live)",
+            lab.router().netns(),
+            lab.router().rtrctl_binary(),
+            &args,
+            &[],
+            &lab.work_dir().join("live.log"),
+        ),
+        "live capture",
+    );
+    let args: Vec<String> = rtrctl_args(&lab)
+        .into_iter()
+        .chain(["capture".into(), "-w".into(), backfill.display().to_string(), "--protocol".into(), "dhcp4".into()])
+        .collect();
+    let backfill_pid = lab.check(
+        lab.tracker().spawn(
+            "rtrctl capture (backfill)",
+            lab.router().netns(),
+            lab.router().rtrctl_binary(),
+            &args,
+            &[],
+            &lab.work_dir().join("backfill.log"),
+        ),
+        "capture",
+    );
+    let decoded = lab.check(
+        integration::wait::until("lan2's DHCP exchange in the backfill", Duration::from_secs(10), || {
+            let text = tshark(&backfill);
+            Ok((text.contains("lan0\t5") && text.contains("lan2")).then_some(text))
+        }),
+        "backfill",
+    );
+    assert!(decoded.lines().all(|l| !l.split('\t').nth(1).unwrap_or_default().is_empty()), "only DHCPv4: {decoded}");
+    lab.tracker().stop(backfill_pid);
+
+    // Live: a new client's exchange arrives in the capture that skipped the backfill, and DNS still answers
+    // promptly despite the stalled reader.
+    let client = lab
+        .check(lab.lan(1).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("lan1-live".into()) }), "udhcpc");
+    lab.check(client.wait_bound(TIMEOUT), "lan1's lease while a reader is stalled");
+    lab.check(
+        integration::wait::until("lan1's DHCP exchange in the live capture", Duration::from_secs(10), || {
+            let text = tshark(&live);
+            Ok(text.contains("lan1-live").then_some(()))
+        }),
+        "live",
+    );
+    assert!(!tshark(&live).contains("\tlan2"), "no backfill was asked for");
+    let answer = lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "DNS while a reader is stalled");
+    assert_eq!(answer, ["203.0.113.80"]);
+    lab.tracker().stop(live_pid);
+    let _ = stalled.kill();
+    let _ = stalled.wait();
+}
