@@ -94,6 +94,22 @@ fn capture_streams_the_backfill_then_live_packets_as_pcapng() {
     );
     assert!(decoded.lines().all(|l| !l.split('\t').nth(1).unwrap_or_default().is_empty()), "only DHCPv4: {decoded}");
     lab.tracker().stop(backfill_pid);
+    // routerd's own DISCOVER on the uplink comes from 0.0.0.0, as RFC 2131 asks of a client without an address.
+    let sources = Command::new("tshark")
+        .args([
+            "-r",
+            &backfill.to_string_lossy(),
+            "-Y",
+            "dhcp.option.dhcp == 1 && frame.interface_name == \"uplink0\"",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+        ])
+        .output()
+        .expect("tshark");
+    let sources = String::from_utf8_lossy(&sources.stdout).into_owned();
+    assert!(!sources.trim().is_empty() && sources.lines().all(|l| l == "0.0.0.0"), "{sources}");
 
     // Live: a new client's exchange arrives in the capture that skipped the backfill, and DNS still answers
     // promptly despite the stalled reader.

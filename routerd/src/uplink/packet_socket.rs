@@ -13,6 +13,26 @@ pub struct PacketSocket {
     fd: AsyncFd<OwnedFd>,
 }
 
+/// An IPv4 header (checksummed) and a UDP header (checksum 0: none, allowed over IPv4) around `payload`, from
+/// 0.0.0.0 to 255.255.255.255.
+pub fn broadcast_udp(source_port: u16, destination_port: u16, payload: &[u8]) -> Vec<u8> {
+    let total = 28 + payload.len();
+    let mut packet = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 17, 0, 0];
+    packet.extend([0, 0, 0, 0, 255, 255, 255, 255]);
+    let mut sum: u32 = packet.chunks(2).map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let checksum = !(sum as u16);
+    packet[10..12].copy_from_slice(&checksum.to_be_bytes());
+    let udp_len = 8 + payload.len();
+    packet.extend(source_port.to_be_bytes());
+    packet.extend(destination_port.to_be_bytes());
+    packet.extend([(udp_len >> 8) as u8, udp_len as u8, 0, 0]);
+    packet.extend(payload);
+    packet
+}
+
 /// For SOCK_DGRAM packet sockets (offsets start at the IP header): IPv4 UDP to `port`, not a fragment.
 fn udp_port_filter(port: u16) -> Vec<libc::sock_filter> {
     crate::capture::bpf::Program::default()
@@ -77,6 +97,47 @@ impl PacketSocket {
         Ok(PacketSocket { fd })
     }
 
+    /// Sends an IPv4 UDP datagram from 0.0.0.0:`source_port` to 255.255.255.255:`destination_port` as an
+    /// Ethernet broadcast on `ifindex`, headers built here: a DHCP client without an address must send from
+    /// 0.0.0.0 (RFC 2131 §4.1), which a UDP socket cannot promise (the kernel picks another interface's address).
+    pub async fn send_broadcast_udp(
+        &self,
+        ifindex: u32,
+        source_port: u16,
+        destination_port: u16,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        let packet = broadcast_udp(source_port, destination_port, payload);
+        // SAFETY: sockaddr_ll is plain old data; zero is a valid starting point.
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+        address.sll_ifindex = i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        address.sll_halen = 6;
+        address.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        loop {
+            let mut guard = self.fd.writable().await?;
+            let result = guard.try_io(|fd| {
+                // SAFETY: packet and address are valid for the sizes given.
+                let sent = unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        packet.as_ptr().cast(),
+                        packet.len(),
+                        0,
+                        (&address as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                    )
+                };
+                if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+            });
+            match result {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
     /// Receives the next packet (from its IP header on for `udp_port`, whole frames for `frames`).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -91,5 +152,26 @@ impl PacketSocket {
                 Err(_would_block) => continue,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broadcast_from_nowhere_parses_back_with_a_valid_header_checksum() {
+        let packet = broadcast_udp(68, 67, b"dhcp");
+        let datagram = crate::uplink::ipv4_udp::parse(&packet).expect("valid");
+        assert_eq!(datagram.source, std::net::Ipv4Addr::UNSPECIFIED);
+        assert_eq!(datagram.destination, std::net::Ipv4Addr::BROADCAST);
+        assert_eq!((datagram.source_port, datagram.destination_port), (68, 67));
+        assert_eq!(datagram.payload, b"dhcp");
+        // The one's-complement sum over a header with a correct checksum is 0xffff.
+        let mut sum: u32 = packet[..20].chunks(2).map(|p| u32::from(u16::from_be_bytes([p[0], p[1]]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff);
     }
 }

@@ -146,6 +146,17 @@ pub async fn run(
         };
         for event in events {
             match event {
+                Event::Send(transmit)
+                    if transmit.source.is_unspecified() && transmit.destination == Destination::Broadcast =>
+                {
+                    // No address yet (or not used): from 0.0.0.0, built by hand on the packet socket.
+                    tracing::debug!("sending {:?} from 0.0.0.0 ({})", transmit.message_type, client.state().name());
+                    if let Err(error) =
+                        packets.send_broadcast_udp(index, CLIENT_PORT, SERVER_PORT, &transmit.payload).await
+                    {
+                        tracing::warn!("broadcasting {:?}: {error}", transmit.message_type);
+                    }
+                }
                 Event::Send(transmit) => {
                     let destination = match transmit.destination {
                         Destination::Broadcast => Ipv4Addr::BROADCAST,
