@@ -180,6 +180,23 @@ impl Router {
     }
 }
 
+impl Router {
+    /// Waits for a DHCPv4 lease on the uplink and returns its address (without the prefix length).
+    pub fn wait_for_uplink_address(&self, timeout: std::time::Duration) -> Result<String, LabError> {
+        let status = self.wait_for_status("an uplink lease", timeout, |s| s["uplink"]["dhcp4"]["state"] == "bound")?;
+        let cidr = status["uplink"]["dhcp4"]["addr"].as_str().unwrap_or_default();
+        Ok(cidr.split('/').next().unwrap_or_default().to_string())
+    }
+
+    /// Waits for a delegated prefix and returns it in CIDR form (e.g. `2001:db8:100::/56`).
+    pub fn wait_for_delegated_prefix(&self, timeout: std::time::Duration) -> Result<String, LabError> {
+        let status = self.wait_for_status("a delegated prefix", timeout, |s| {
+            s["uplink"]["dhcp6"]["prefixes"].as_array().is_some_and(|p| !p.is_empty())
+        })?;
+        Ok(status["uplink"]["dhcp6"]["prefixes"][0].as_str().unwrap_or_default().to_string())
+    }
+}
+
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), LabError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| LabError::unexpected("encoding JSON", e.to_string()))?;
     fs::write(path, text + "\n").context(|| format!("writing {}", path.display()))

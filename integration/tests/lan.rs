@@ -131,13 +131,7 @@ fn a_full_pool_offers_nothing_until_a_lease_is_given_back() {
 }
 
 fn delegated_prefix(lab: &Lab) -> String {
-    let status = lab.check(
-        lab.router().wait_for_status("a delegated prefix", LEASE_TIMEOUT, |s| {
-            s["uplink"]["dhcp6"]["prefixes"].as_array().is_some_and(|p| !p.is_empty())
-        }),
-        "prefix delegation",
-    );
-    status["uplink"]["dhcp6"]["prefixes"][0].as_str().unwrap_or_default().to_string()
+    lab.check(lab.router().wait_for_delegated_prefix(LEASE_TIMEOUT), "prefix delegation")
 }
 
 #[test]

@@ -9,11 +9,7 @@ use serde_json::Value;
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn uplink_address(lab: &Lab) -> String {
-    let status = lab.check(
-        lab.router().wait_for_status("an uplink lease", TIMEOUT, |s| s["uplink"]["dhcp4"]["state"] == "bound"),
-        "uplink",
-    );
-    status["uplink"]["dhcp4"]["addr"].as_str().unwrap_or_default().split('/').next().unwrap_or_default().to_string()
+    lab.check(lab.router().wait_for_uplink_address(TIMEOUT), "uplink")
 }
 
 #[test]
@@ -40,14 +36,8 @@ fn lan_devices_reach_the_internet_through_nat_and_forwards_reach_them() {
     assert_eq!(seen.trim(), format!("client={uplink}"));
 
     // IPv6: no NAT; the internet host sees the device's own SLAAC address.
-    let status = lab.check(
-        lab.router().wait_for_status("a delegated prefix", TIMEOUT, |s: &Value| {
-            s["uplink"]["dhcp6"]["prefixes"].as_array().is_some_and(|p| !p.is_empty())
-        }),
-        "prefix",
-    );
     let prefix =
-        status["uplink"]["dhcp6"]["prefixes"][0].as_str().unwrap_or_default().trim_end_matches("::/56").to_string();
+        lab.check(lab.router().wait_for_delegated_prefix(TIMEOUT), "prefix").trim_end_matches("::/56").to_string();
     let slaac = lab.check(
         integration::wait::until("a SLAAC address on lan2", TIMEOUT, || {
             Ok(lab.lan(2).global_ipv6_addresses()?.into_iter().find(|a| a.starts_with(&prefix)))
@@ -231,14 +221,8 @@ fn forwards_added_with_rtrctl_apply_at_once_persist_and_hairpin_from_the_lan() {
 #[test]
 fn a_pinhole_lets_one_inbound_ipv6_service_through_and_mss_is_clamped() {
     let lab = Lab::start(LabOptions::default()).expect("the lab starts");
-    let status = lab.check(
-        lab.router().wait_for_status("a delegated prefix", TIMEOUT, |s: &Value| {
-            s["uplink"]["dhcp6"]["prefixes"].as_array().is_some_and(|p| !p.is_empty())
-        }),
-        "prefix",
-    );
     let prefix =
-        status["uplink"]["dhcp6"]["prefixes"][0].as_str().unwrap_or_default().trim_end_matches("::/56").to_string();
+        lab.check(lab.router().wait_for_delegated_prefix(TIMEOUT), "prefix").trim_end_matches("::/56").to_string();
     let device = lab.lan(2);
     let address = lab.check(
         integration::wait::until("a SLAAC address on lan2", TIMEOUT, || {
