@@ -59,6 +59,9 @@ impl Router {
             "hostname": "router",
             "dhcp_ranges": { LAN: LAN_DHCP_RANGE },
             "dns_rebind_allowlist": [ALLOWLISTED_PRIVATE_NAME.0],
+            "capture_ring_packets": 20000,
+            // The resolver knows only the lab's names (the default, the root zone, would get an empty answer).
+            "diagnostics": { "dns_name": INTERNET_NAMES[0] },
         });
         write_json(&perm.join("routerd.json"), &routerd)?;
         // One port forward, to an HTTP server the demo starts on lan1 (at its fixed address).

@@ -37,6 +37,8 @@ pub struct Options {
     pub perm: PathBuf,
     /// Management listeners; empty means port 9339 on every loopback and LAN address.
     pub listen: Vec<SocketAddr>,
+    /// Metrics listeners; empty means port 8066 on every loopback and LAN address.
+    pub metrics_listen: Vec<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,10 +108,14 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let statuses = supervisor.statuses();
     let (uplink_state, uplink_view) = watch::channel(UplinkSnapshot::default());
     let (lease_table, lease_view) = watch::channel(Vec::new());
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let uplink_for_dns = system::interface_exists(UPLINK).then(|| uplink_state.subscribe());
-    let lease_control = start_lan(&mut supervisor, &options, &config, &hostname, lease_table, uplink_for_dns);
+    let lease_control =
+        start_lan(&mut supervisor, &options, &config, &hostname, lease_table, uplink_for_dns, metrics.clone());
     let capture = match &netconfig {
-        Some(netconfig) if system::interface_exists(UPLINK) => Some(start_capture(&mut supervisor, netconfig.clone())),
+        Some(netconfig) if system::interface_exists(UPLINK) => {
+            Some(start_capture(&mut supervisor, netconfig.clone(), &config))
+        }
         _ => None,
     };
     let uplink_control = match netconfig {
@@ -119,6 +125,17 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     // After enable_routing (in start_uplink): a router forwards, and its firewall decides what.
     let forward_control =
         if system::interface_exists(UPLINK) { start_firewall(&mut supervisor, &options, &config) } else { None };
+    let diagnostics = start_diagnostics(&mut supervisor, &config, &hostname, uplink_view.clone(), statuses.clone());
+    let collector = crate::metrics::collect::Collector {
+        metrics,
+        leases: lease_view.clone(),
+        uplink: uplink_view.clone(),
+        capture: capture.clone(),
+        diagnostics: diagnostics.last(),
+        firewall: forward_control.is_some(),
+        started_at: SystemTime::now(),
+    };
+    start_metrics(&mut supervisor, &options, collector);
     let api_context = ApiContext {
         authority,
         tls,
@@ -134,6 +151,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         leases: LeaseView { leases: lease_view, control: lease_control },
         forwards: forward_control,
         capture,
+        diagnostics,
         listeners: Arc::new(listeners),
     };
     supervisor.spawn("api", move |context| {
@@ -151,6 +169,7 @@ fn start_lan(
     hostname: &str,
     lease_table: watch::Sender<Vec<crate::lan::dhcp4d::Lease>>,
     uplink: Option<watch::Receiver<UplinkSnapshot>>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Option<LeaseControl> {
     let pools = lan_pools(config);
     if pools.is_empty() {
@@ -162,6 +181,7 @@ fn start_lan(
         router_name: crate::lan::hostname::sanitize(hostname).unwrap_or_else(|| "router".to_string()),
         rebind_allowlist: config.routerd.dns_rebind_allowlist.clone(),
         upstreams: config.routerd.dns_upstreams.iter().filter_map(|u| u.parse().ok()).collect(),
+        metrics: metrics.clone(),
     };
     let lease_view = lease_table.subscribe();
     supervisor.spawn("dns", move |context| {
@@ -172,7 +192,8 @@ fn start_lan(
     let perm = options.perm.clone();
     supervisor.spawn("dhcp4d", move |context| {
         let (perm, pools, lease_table, inbox) = (perm.clone(), pools.clone(), lease_table.clone(), inbox.clone());
-        async move { crate::lan::dhcp4d::service::run(perm, pools, lease_table, inbox, context).await }
+        let metrics = metrics.clone();
+        async move { crate::lan::dhcp4d::service::run(perm, pools, lease_table, inbox, metrics, context).await }
     });
     Some(control)
 }
@@ -207,16 +228,76 @@ fn lan_pools(config: &Config) -> Vec<PoolConfig> {
 }
 
 /// The capture of configuration traffic on the uplink and the LANs, for `rtrctl capture`.
-fn start_capture(supervisor: &mut Supervisor, netconfig: Netconfig) -> crate::capture::service::CaptureHub {
+fn start_capture(
+    supervisor: &mut Supervisor,
+    netconfig: Netconfig,
+    config: &Config,
+) -> crate::capture::service::CaptureHub {
     let mut interfaces = vec![UPLINK.to_string()];
     interfaces.extend(system::lan_interfaces().into_iter().map(|(name, _)| name));
-    let hub = crate::capture::service::CaptureHub::new(interfaces, crate::capture::ring::DEFAULT_CAPACITY);
+    // An out-of-range size is a configuration problem (reported at load); the default applies then.
+    let capacity = config
+        .routerd
+        .capture_ring_packets
+        .filter(|p| (1..=crate::config::MAX_CAPTURE_RING_PACKETS).contains(p))
+        .unwrap_or(crate::capture::ring::DEFAULT_CAPACITY);
+    let hub = crate::capture::service::CaptureHub::new(interfaces, capacity);
     let shared = hub.clone();
     supervisor.spawn("capture", move |context| {
         let (hub, netconfig) = (shared.clone(), netconfig.clone());
         async move { crate::capture::service::run(hub, netconfig, context).await }
     });
     hub
+}
+
+/// The diagnostics tree's handle, and its periodic run for the health metric.
+fn start_diagnostics(
+    supervisor: &mut Supervisor,
+    config: &Config,
+    hostname: &str,
+    uplink: watch::Receiver<UplinkSnapshot>,
+    statuses: watch::Receiver<Statuses>,
+) -> crate::diag::Diagnostics {
+    let settings = &config.routerd.diagnostics;
+    let targets = crate::diag::plan::Targets {
+        tcp: settings.tcp_targets.iter().filter_map(|t| t.parse().ok()).collect(),
+        dns_name: settings
+            .dns_name
+            .clone()
+            .filter(|name| crate::diag::probe::question(name).is_ok())
+            .unwrap_or_else(|| ".".to_string()),
+        dns_upstreams: config.routerd.dns_upstreams.iter().filter_map(|u| u.parse().ok()).collect(),
+    };
+    let lans = lan_pools(config).into_iter().map(|pool| pool.interface).collect();
+    let diagnostics = crate::diag::Diagnostics::new(
+        system::interface_exists(UPLINK).then(|| (UPLINK.to_string(), uplink)),
+        lans,
+        statuses,
+        targets,
+        crate::lan::hostname::sanitize(hostname).unwrap_or_else(|| "router".to_string()),
+    );
+    let shared = diagnostics.clone();
+    supervisor.spawn("diagnostics", move |context| crate::diag::service::run(shared.clone(), context));
+    diagnostics
+}
+
+/// Prometheus metrics on port 8066 of the loopback and LAN addresses (or `--metrics-listen`). A port already
+/// taken only costs the metrics, never the router.
+fn start_metrics(supervisor: &mut Supervisor, options: &Options, collector: crate::metrics::collect::Collector) {
+    let wanted: Vec<SocketAddr> = if options.metrics_listen.is_empty() {
+        default_listen_addrs().into_iter().map(|a| SocketAddr::new(a.ip(), crate::metrics::http::PORT)).collect()
+    } else {
+        options.metrics_listen.clone()
+    };
+    let listeners = match bind_all(&wanted) {
+        Ok(listeners) => Arc::new(listeners),
+        Err(error) => {
+            tracing::error!("metrics are off: {error}");
+            return;
+        }
+    };
+    supervisor
+        .spawn("metrics", move |context| crate::metrics::http::serve(listeners.clone(), collector.clone(), context));
 }
 
 /// The IPv6 pinholes from routerd.json (broken ones are configuration problems, reported at load).

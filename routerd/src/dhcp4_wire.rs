@@ -10,6 +10,12 @@ pub type KnownOption = (u8, usize, usize);
 #[error("{0}")]
 pub struct Malformed(pub String);
 
+/// The DHCP message type (option 53) of a well-formed message, for counting.
+pub fn message_type(payload: &[u8]) -> Option<u8> {
+    let clean = sanitize(payload, &[(53, 1, 0)]).ok()?;
+    (clean.get(240) == Some(&53)).then(|| clean.get(242).copied()).flatten()
+}
+
 /// Checks the fixed header, the magic cookie and every option's length; returns a copy that keeps only
 /// `known` options.
 pub fn sanitize(payload: &[u8], known: &[KnownOption]) -> Result<Vec<u8>, Malformed> {
@@ -57,4 +63,26 @@ pub fn sanitize(payload: &[u8], known: &[KnownOption]) -> Result<Vec<u8>, Malfor
     }
     clean.push(255);
     Ok(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(options: &[u8]) -> Vec<u8> {
+        let mut payload = vec![0u8; 236];
+        payload[0] = 1;
+        payload.extend_from_slice(&[99, 130, 83, 99]);
+        payload.extend_from_slice(options);
+        payload
+    }
+
+    #[test]
+    fn the_message_type_is_read_only_from_well_formed_messages() {
+        assert_eq!(message_type(&message(&[12, 2, b'h', b'i', 53, 1, 3, 255])), Some(3));
+        assert_eq!(message_type(&message(&[255])), None, "no option 53");
+        assert_eq!(message_type(&message(&[53, 2, 3, 3, 255])), None, "wrong length");
+        assert_eq!(message_type(&message(&[53, 1, 3])), None, "no End option");
+        assert_eq!(message_type(&[0u8; 100]), None);
+    }
 }

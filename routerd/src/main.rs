@@ -36,6 +36,10 @@ struct RunArgs {
     /// Serve the gRPC API on ADDR:PORT (repeatable). Default: port 9339 on every loopback and LAN address.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
+    /// Serve Prometheus metrics (plain HTTP, GET /metrics) on ADDR:PORT (repeatable). Default: port 8066 on
+    /// every loopback and LAN address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Vec<SocketAddr>,
 }
 
 #[derive(Args, Clone)]
@@ -113,7 +117,13 @@ fn run(args: RunArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))?;
-    runtime.block_on(daemon::run(daemon::Options { perm: args.perm, listen: args.listen })).map_err(|e| e.to_string())
+    runtime
+        .block_on(daemon::run(daemon::Options {
+            perm: args.perm,
+            listen: args.listen,
+            metrics_listen: args.metrics_listen,
+        }))
+        .map_err(|e| e.to_string())
 }
 
 fn authority(perm: &std::path::Path) -> Result<Authority, String> {

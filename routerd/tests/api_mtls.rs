@@ -223,11 +223,19 @@ async fn services_not_built_yet_answer_unimplemented_and_health_and_reflection_a
     let router = TestRouter::start().await;
     let channel = router.channel(&router.identity("laptop")).await.expect("connects");
 
-    let error = pb::diagnostics_service_client::DiagnosticsServiceClient::new(channel.clone())
-        .get_health(pb::GetHealthRequest::default())
+    let error = pb::update_service_client::UpdateServiceClient::new(channel.clone())
+        .get_update_status(pb::GetUpdateStatusRequest::default())
         .await
         .expect_err("not built yet");
     assert_eq!(error.code(), tonic::Code::Unimplemented);
+
+    // Built: on a machine without uplink or LAN the tree is empty, and so healthy.
+    let health = pb::diagnostics_service_client::DiagnosticsServiceClient::new(channel.clone())
+        .get_health(pb::GetHealthRequest::default())
+        .await
+        .expect("diagnostics are served")
+        .into_inner();
+    assert!(health.healthy, "{health:?}");
 
     let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
         .check(tonic_health::pb::HealthCheckRequest { service: "router.v1.SystemService".into() })

@@ -64,6 +64,45 @@ pub enum Command {
         #[arg(long = "protocol", value_enum)]
         protocols: Vec<CaptureProtocolArg>,
     },
+    /// Check the router from the inside: uplink link, leases, gateways, the internet, LAN services. Draws the
+    /// tree of checks with ✔/✘ and the reason; a check whose dependency failed is skipped. Exit status 1 when a
+    /// check failed.
+    Diag {
+        /// Only the verdict (GetHealth: what updates and monitoring look at), not the tree.
+        #[arg(long)]
+        health: bool,
+    },
+    /// Ping a host from the router (name resolved through the router's upstream DNS). Exit status 1 when no
+    /// reply came.
+    Ping {
+        host: String,
+        /// Echo requests to send; 0 means until interrupted.
+        #[arg(short = 'c', long, default_value_t = 5)]
+        count: u32,
+        /// Seconds between requests.
+        #[arg(short = 'i', long, default_value_t = 1.0)]
+        interval: f64,
+        /// Seconds to wait for each reply.
+        #[arg(short = 'W', long, default_value_t = 2.0)]
+        wait: f64,
+        /// Payload bytes.
+        #[arg(short = 's', long, default_value_t = 56)]
+        size: u16,
+        #[command(flatten)]
+        family: Family,
+    },
+    /// Trace the path from the router to a host, hop by hop (ICMP echo with rising TTL, three probes a hop).
+    Traceroute {
+        host: String,
+        /// Give up after this many hops.
+        #[arg(short = 'm', long, default_value_t = 30)]
+        max_hops: u8,
+        /// Seconds to wait for each probe.
+        #[arg(short = 'w', long, default_value_t = 2.0)]
+        wait: f64,
+        #[command(flatten)]
+        family: Family,
+    },
     /// The uplink's DHCP leases: give them back to the ISP, or ask again now.
     Uplink {
         #[command(subcommand)]
@@ -71,6 +110,18 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+}
+
+/// Which address family a host name resolves to.
+#[derive(Clone, Copy, Debug, clap::Args)]
+#[group(multiple = false)]
+pub struct Family {
+    /// IPv4 only.
+    #[arg(short = '4')]
+    pub ipv4: bool,
+    /// IPv6 only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -232,6 +283,13 @@ pub async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Forwards { action } => commands::forwards::run(cli, action).await,
         Command::Capture { file, no_backfill, interfaces, protocols } => {
             commands::capture::run(cli, file.as_deref(), *no_backfill, interfaces, protocols).await
+        }
+        Command::Diag { health } => commands::diag::run(cli, *health).await,
+        Command::Ping { host, count, interval, wait, size, family } => {
+            commands::ping::ping(cli, host, *count, *interval, *wait, *size, *family).await
+        }
+        Command::Traceroute { host, max_hops, wait, family } => {
+            commands::ping::traceroute(cli, host, *max_hops, *wait, *family).await
         }
         Command::Completions { .. } => Ok(()),
     }

@@ -36,6 +36,9 @@ pub enum CliError {
     Rpc { code: tonic::Code, message: String },
     #[error("{0}")]
     Io(String),
+    /// The command worked and found a problem (a failed check, a host that did not answer): exit status 1.
+    #[error("{0}")]
+    Negative(String),
 }
 
 const REJECTED_GENERIC: &str = "it was revoked or belongs to another router";

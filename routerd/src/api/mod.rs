@@ -2,6 +2,7 @@
 
 pub mod authorize;
 mod capture;
+mod diagnostics;
 mod lease;
 mod not_built;
 mod pki;

@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     authorize::AuthorizeLayer,
-    capture,
+    capture, diagnostics,
     lease::{LeaseApi, LeaseView},
     not_built::NotBuilt,
     pki::PkiApi,
@@ -45,6 +45,7 @@ pub struct ApiContext {
     pub forwards: Option<crate::firewall::service::ForwardControl>,
     /// `None` when nothing is captured (no uplink).
     pub capture: Option<crate::capture::service::CaptureHub>,
+    pub diagnostics: crate::diag::Diagnostics,
     /// Bound once at start; each (re)start of the service serves on clones of them.
     pub listeners: Arc<Vec<StdTcpListener>>,
 }
@@ -83,7 +84,7 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
         .add_service(PkiServiceServer::new(PkiApi::new(api.authority.clone())))
         .add_service(LeaseServiceServer::new(LeaseApi::new(api.leases.clone())))
         .add_service(PortForwardServiceServer::new(PortForwardApi::new(api.forwards.clone())))
-        .add_service(DiagnosticsServiceServer::new(NotBuilt))
+        .add_service(DiagnosticsServiceServer::new(diagnostics::DiagnosticsApi::new(api.diagnostics.clone())))
         .add_service(CaptureServiceServer::new(capture::CaptureApi::new(api.capture.clone())))
         .add_service(BackupServiceServer::new(NotBuilt))
         .add_service(UpdateServiceServer::new(NotBuilt))

@@ -155,6 +155,34 @@ pub struct RouterdFile {
     /// `[{"address": "2001:db8:100::23", "proto": "tcp", "port": 443}]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipv6_pinholes: Vec<PinholeConfig>,
+    /// Packets the capture ring keeps for `rtrctl capture`'s backfill. Default 50000 (router7's); at most
+    /// 1000000 (each packet takes its size plus about 80 bytes of memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_ring_packets: Option<usize>,
+    /// Where `rtrctl diag` checks that the internet is reachable.
+    #[serde(default, skip_serializing_if = "DiagnosticsConfig::is_empty")]
+    pub diagnostics: DiagnosticsConfig,
+}
+
+/// Largest capture ring routerd.json may ask for.
+pub const MAX_CAPTURE_RING_PACKETS: usize = 1_000_000;
+
+/// routerd.json `diagnostics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiagnosticsConfig {
+    /// TCP targets (`ADDR:PORT`, IPv4 or `[IPv6]:PORT`) for the reachability checks. Default: port 53 of the
+    /// upstream DNS servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_targets: Vec<String>,
+    /// A name resolved through the upstream DNS servers. Default: `.` (the root zone's servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
+}
+
+impl DiagnosticsConfig {
+    pub fn is_empty(&self) -> bool {
+        self == &DiagnosticsConfig::default()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +232,27 @@ impl RouterdFile {
         for upstream in self.dns_upstreams.iter().filter(|u| u.parse::<std::net::IpAddr>().is_err()) {
             problems.push((super::ROUTERD_JSON, format!("dns_upstreams: {upstream:?} is not an IP address")));
         }
+        if let Some(packets) = self.capture_ring_packets
+            && !(1..=MAX_CAPTURE_RING_PACKETS).contains(&packets)
+        {
+            problems.push((
+                super::ROUTERD_JSON,
+                format!("capture_ring_packets: {packets} is outside 1–{MAX_CAPTURE_RING_PACKETS}"),
+            ));
+        }
+        for target in &self.diagnostics.tcp_targets {
+            if target.parse::<std::net::SocketAddr>().is_err() {
+                problems.push((
+                    super::ROUTERD_JSON,
+                    format!("diagnostics.tcp_targets: {target:?} is not ADDR:PORT like 203.0.113.80:443"),
+                ));
+            }
+        }
+        if let Some(name) = &self.diagnostics.dns_name
+            && let Err(problem) = crate::diag::probe::question(name)
+        {
+            problems.push((super::ROUTERD_JSON, format!("diagnostics.dns_name: {problem}")));
+        }
         problems
     }
 }
@@ -237,6 +286,25 @@ mod tests {
         let file: RouterdFile =
             serde_json::from_str(r#"{"dhcp_ranges": {"lan0": "192.0.2.199-192.0.2.100"}}"#).expect("JSON");
         assert_eq!(file.validate().len(), 1);
+    }
+
+    #[test]
+    fn capture_and_diagnostics_settings_are_checked() {
+        let file: RouterdFile = serde_json::from_str(
+            r#"{"capture_ring_packets": 0, "diagnostics": {"tcp_targets": ["203.0.113.80:80", "203.0.113.80"],
+                "dns_name": "bad..name"}}"#,
+        )
+        .expect("JSON");
+        let problems: Vec<String> = file.validate().into_iter().map(|(_, p)| p).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("capture_ring_packets: 0"), "{problems:?}");
+        assert!(problems[1].contains("\"203.0.113.80\" is not ADDR:PORT"), "{problems:?}");
+        assert!(problems[2].contains("diagnostics.dns_name"), "{problems:?}");
+        let good: RouterdFile = serde_json::from_str(
+            r#"{"capture_ring_packets": 1000, "diagnostics": {"tcp_targets": ["[2001:db8::1]:443"], "dns_name": "example.com"}}"#,
+        )
+        .expect("JSON");
+        assert_eq!(good.validate(), vec![]);
     }
 
     #[test]

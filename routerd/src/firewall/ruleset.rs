@@ -75,7 +75,8 @@ impl Ruleset {
             name: "input",
             base: Some("type filter hook input priority filter; policy drop;".into()),
             rules: vec![
-                "ct state invalid counter drop".into(),
+                "meta nfproto ipv4 ct state invalid counter drop".into(),
+                "meta nfproto ipv6 ct state invalid counter drop".into(),
                 "ct state established,related counter accept".into(),
                 "iif \"lo\" accept".into(),
                 // Management API, DNS, DHCP and metrics: only from the LANs (and loopback, above).
@@ -84,14 +85,17 @@ impl Ruleset {
                 format!("iifname {uplink} ip6 saddr fe80::/10 udp sport 547 udp dport 546 counter accept"),
                 format!("iifname {uplink} icmpv6 type {{ {ICMPV6_INPUT} }} counter accept"),
                 format!("iifname {uplink} icmp type {{ {ICMP_INPUT} }} limit rate 100/second counter accept"),
-                "counter drop".into(),
+                // One drop rule per family, so the metrics can tell them apart (an inet table sees only these).
+                "meta nfproto ipv4 counter drop".into(),
+                "meta nfproto ipv6 counter drop".into(),
             ],
         };
 
         let mut forward_rules = vec![
             // MSS clamping for links with a smaller MTU upstream (PPPoE, tunnels).
             format!("oifname {uplink} tcp flags syn / syn,rst tcp option maxseg size set rt mtu"),
-            "ct state invalid counter drop".into(),
+            "meta nfproto ipv4 ct state invalid counter drop".into(),
+            "meta nfproto ipv6 ct state invalid counter drop".into(),
         ];
         if input.flowtable {
             // Established TCP and UDP flows leave the slow path: the kernel forwards them from ingress.
@@ -111,11 +115,18 @@ impl Ruleset {
                 pinhole.address, pinhole.protocol, pinhole.port
             ));
         }
-        forward_rules.push("counter drop".into());
+        forward_rules.extend(["meta nfproto ipv4 counter drop".into(), "meta nfproto ipv6 counter drop".into()]);
         let forward_chain = Chain {
             name: "forward",
             base: Some("type filter hook forward priority filter; policy drop;".into()),
             rules: forward_rules,
+        };
+        // Runs after the filter and sees only what it accepted: what the router forwarded, per family (flows on
+        // the flowtable's fast path bypass it after their first packets).
+        let forwarded_chain = Chain {
+            name: "forwarded",
+            base: Some("type filter hook forward priority filter + 10; policy accept;".into()),
+            rules: vec!["meta nfproto ipv4 counter".into(), "meta nfproto ipv6 counter".into()],
         };
 
         // Forwards apply to every address of the router except loopback and LAN ones, so they keep working
@@ -182,7 +193,7 @@ impl Ruleset {
                         devices.push(input.uplink.clone());
                         format!("flowtable fastpath {{ hook ingress priority filter; devices = {}; }}", set(&devices))
                     }),
-                    chains: vec![input_chain, forward_chain],
+                    chains: vec![input_chain, forward_chain, forwarded_chain],
                 },
                 nat,
             ],
@@ -214,7 +225,7 @@ impl Ruleset {
                     let _ = writeln!(text, "        {base}");
                 }
                 for rule in &chain.rules {
-                    let id = rule_id(table, chain.name, rule);
+                    let id = comment(table, chain.name, rule);
                     let rule = match counters.get(&id) {
                         Some((packets, bytes)) => {
                             rule.replacen("counter", &format!("counter packets {packets} bytes {bytes}"), 1)
@@ -233,6 +244,39 @@ impl Ruleset {
 
 /// Counter values by rule comment.
 pub type Counters = std::collections::HashMap<String, (u64, u64)>;
+
+/// What a rule's counter means for the metrics: `forwarded/FAMILY`, `dropped/CHAIN/FAMILY/REASON` or
+/// `nat/KIND`, from the rule itself.
+pub fn accounting_tag(table: &Table, chain: &str, rule: &str) -> Option<String> {
+    let family = if rule.contains("meta nfproto ipv4") {
+        "ipv4"
+    } else if rule.contains("meta nfproto ipv6") {
+        "ipv6"
+    } else {
+        "any"
+    };
+    match (table.name, chain) {
+        ("routerd", "forwarded") => Some(format!("forwarded/{family}")),
+        ("routerd", "input" | "forward") if rule.ends_with("counter drop") => {
+            let reason = if rule.contains("ct state invalid") { "invalid" } else { "policy" };
+            Some(format!("dropped/{chain}/{family}/{reason}"))
+        }
+        ("routerd_nat", "prerouting") if rule.contains("dnat to") => Some("nat/port_forward".into()),
+        ("routerd_nat", "postrouting") if rule.contains("ct status dnat") => Some("nat/hairpin".into()),
+        ("routerd_nat", "postrouting") if rule.contains("masquerade") => Some("nat/masquerade".into()),
+        _ => None,
+    }
+}
+
+/// A rule's comment: its identity, then its accounting tag if it has one (`r0123… dropped/input/ipv4/policy`).
+/// Counters carry over and metrics are read by this comment.
+fn comment(table: &Table, chain: &str, rule: &str) -> String {
+    let id = rule_id(table, chain, rule);
+    match accounting_tag(table, chain, rule) {
+        Some(tag) => format!("{id} {tag}"),
+        None => id,
+    }
+}
 
 /// A rule's identity: FNV-1a of its table, chain and text, in hex.
 fn rule_id(table: &Table, chain: &str, rule: &str) -> String {
@@ -328,6 +372,25 @@ mod tests {
         let text = ruleset.to_nft_with_counters(&counters);
         assert!(text.contains("oifname \"uplink0\" counter packets 42 bytes 4200 masquerade"), "{text}");
         assert_eq!(text.matches("packets 42").count(), 1);
+    }
+
+    #[test]
+    fn drops_forwards_and_nat_are_tagged_for_the_metrics() {
+        let text = Ruleset::build(&input()).to_nft();
+        for tag in [
+            "forwarded/ipv4",
+            "forwarded/ipv6",
+            "dropped/input/ipv4/policy",
+            "dropped/input/ipv6/invalid",
+            "dropped/forward/ipv4/invalid",
+            "dropped/forward/ipv6/policy",
+            "nat/masquerade",
+            "nat/port_forward",
+            "nat/hairpin",
+        ] {
+            assert!(text.contains(&format!(" {tag}\"")), "{tag} missing: {text}");
+        }
+        assert!(!text.contains("/any"), "every accounted rule names its family: {text}");
     }
 
     #[test]

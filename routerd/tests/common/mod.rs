@@ -31,6 +31,7 @@ impl TestRouter {
         let running = daemon::start(daemon::Options {
             perm: perm.path().to_path_buf(),
             listen: vec!["127.0.0.1:0".parse().expect("addr")],
+            metrics_listen: vec!["127.0.0.1:0".parse().expect("addr")],
         })
         .await
         .expect("routerd starts");

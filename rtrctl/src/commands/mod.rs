@@ -1,9 +1,11 @@
 //! One module per command group.
 
 pub mod capture;
+pub mod diag;
 pub mod forwards;
 pub mod leases;
 pub mod pair;
+pub mod ping;
 pub mod status;
 pub mod uplink;
 

@@ -71,8 +71,10 @@ pub async fn run(
     pools: Vec<PoolConfig>,
     published: watch::Sender<Vec<Lease>>,
     inbox: LeaseInbox,
+    metrics: Arc<crate::metrics::Metrics>,
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
+    let metrics = &metrics.dhcp4_server;
     let default_interface = pools.first().map(|p| p.interface.clone()).unwrap_or_default();
     let saved = load_leases(&perm, &default_interface);
     let mut servers: Vec<Server> = pools.into_iter().map(|pool| Server::new(pool, saved.clone())).collect();
@@ -116,9 +118,13 @@ pub async fn run(
                 let mut replies = Vec::new();
                 for (index, payload) in batch {
                     let Some(server) = servers.get_mut(index) else { continue };
+                    if let Some(kind) = crate::dhcp4_wire::message_type(&payload) {
+                        metrics.received(kind);
+                    }
                     let handled = match server.handle(SystemTime::now(), &payload) {
                         Ok(handled) => handled,
                         Err(ignored) => {
+                            metrics.ignored.inc();
                             tracing::debug!("ignored a DHCP packet on {}: {ignored}", names[index]);
                             continue;
                         }
@@ -138,8 +144,9 @@ pub async fn run(
                         ReplyTo::Client(addr) => SocketAddrV4::new(addr, CLIENT_PORT),
                         ReplyTo::Relay(addr) => SocketAddrV4::new(addr, SERVER_PORT),
                     };
-                    if let Err(error) = sockets[index].send_to(&reply.payload, SocketAddr::V4(target)).await {
-                        tracing::warn!("{}: sending {:?} to {target}: {error}", names[index], reply.message_type);
+                    match sockets[index].send_to(&reply.payload, SocketAddr::V4(target)).await {
+                        Ok(_) => metrics.sent(u8::from(reply.message_type)),
+                        Err(error) => tracing::warn!("{}: sending {:?} to {target}: {error}", names[index], reply.message_type),
                     }
                 }
             }

@@ -42,6 +42,7 @@ pub struct DnsOptions {
     pub rebind_allowlist: Vec<String>,
     /// Upstream servers from routerd.json; empty means those the uplink learned.
     pub upstreams: Vec<IpAddr>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 struct Shared {
@@ -97,6 +98,7 @@ impl Shared {
                 Instant::now(),
             );
             if hit.is_some() {
+                self.options.metrics.dns.cache_hit.inc();
                 return hit;
             }
         }
@@ -105,8 +107,12 @@ impl Shared {
             let local = self.local.read().unwrap_or_else(|p| p.into_inner());
             local::decide(&request, &local)
         };
+        let metrics = &self.options.metrics.dns;
         let response = match decision {
-            Decision::Answer(answer) => answer,
+            Decision::Answer(answer) => {
+                metrics.local.inc();
+                answer
+            }
             Decision::Forward { name, record_type } => {
                 let cached = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(
                     &name,
@@ -115,7 +121,10 @@ impl Shared {
                     Instant::now(),
                 );
                 match cached {
-                    Some(hit) => hit,
+                    Some(hit) => {
+                        metrics.cache_hit.inc();
+                        hit
+                    }
                     None => self.forward(&request, &name).await,
                 }
             }
@@ -126,10 +135,16 @@ impl Shared {
     async fn forward(&self, request: &Message, name: &str) -> Message {
         let servers = self.upstreams.read().unwrap_or_else(|p| p.into_inner()).clone();
         let query = &request.queries[0];
+        let metrics = &self.options.metrics.dns;
+        let started = Instant::now();
         match upstream::resolve(&servers, query).await {
             Ok(mut response) => {
+                metrics.upstream_latency.observe(started.elapsed());
                 let dropped = local::drop_rebinding(&mut response, name, &self.options.rebind_allowlist);
-                if dropped > 0 {
+                if dropped == 0 {
+                    metrics.upstream.inc();
+                } else {
+                    metrics.rebinding_blocked.inc();
                     tracing::warn!(
                         "dropped {dropped} answer(s) for {name}: private addresses (DNS rebinding protection)"
                     );
@@ -145,6 +160,7 @@ impl Shared {
                 response
             }
             Err(error) => {
+                metrics.failed.inc();
                 tracing::info!("{name}: {error}");
                 local::error_response(request, ResponseCode::ServFail)
             }
@@ -285,6 +301,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 Instant::now(),
             );
             if let Some(response) = hit {
+                shared.options.metrics.dns.cache_hit.inc();
                 let response = if response.len() > limit { truncated(&response).unwrap_or(response) } else { response };
                 let _ = socket.send_to(&response, client).await;
                 continue;
