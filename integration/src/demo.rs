@@ -27,7 +27,7 @@ pub struct StepResult {
 }
 
 /// Capabilities the tour cannot show yet, and the issue that brings each.
-pub const NOT_BUILT_YET: &[(&str, &str)] = &[("diagnostics, metrics", "issue 7"), ("backup", "issue 8")];
+pub const NOT_BUILT_YET: &[(&str, &str)] = &[("backup, update", "issue 8")];
 
 type Step = (&'static str, fn(&Lab) -> Result<String, String>);
 
@@ -46,6 +46,9 @@ const STEPS: &[Step] = &[
     ("internet via NAT", lan_device_reaches_the_internet),
     ("port forward", port_forward_reaches_lan1),
     ("capture", capture_decodes),
+    ("diagnostics", diagnostics_tree),
+    ("ping from the router", ping_from_the_router),
+    ("metrics", metrics_scrape),
 ];
 
 /// Runs every step in order, reporting each to `progress` as it finishes.
@@ -416,6 +419,61 @@ fn capture_decodes(lab: &Lab) -> Result<String, String> {
     }
     let parts: Vec<String> = counts.iter().map(|(what, n)| format!("{n} {what}")).collect();
     Ok(format!("rtrctl capture → pcapng, tshark decodes: {}", parts.join(", ")))
+}
+
+/// `rtrctl diag`: the first line is the verdict, the tree follows (the live output prints it).
+fn diagnostics_tree(lab: &Lab) -> Result<String, String> {
+    // The ISP's router advertisements come every few seconds; the tree is green once one was seen.
+    let mut last = String::new();
+    let output = crate::wait::until("a healthy diagnostics tree", Duration::from_secs(30), || {
+        let output = lab.router().rtrctl(&["diag"])?;
+        last = output_text(&output);
+        Ok(output.success.then_some(output))
+    })
+    .map_err(|e| format!("{e}; the last tree:\n{last}"))?;
+    let verdict = output.stdout.lines().last().unwrap_or_default().to_string();
+    let tree: Vec<&str> = output.stdout.lines().filter(|l| !l.is_empty() && *l != verdict).collect();
+    Ok(format!("rtrctl diag: {verdict}\n{}", tree.join("\n")))
+}
+
+fn ping_from_the_router(lab: &Lab) -> Result<String, String> {
+    let name = INTERNET_NAMES[0];
+    let output = lab.router().rtrctl(&["-o", "json", "ping", "-c", "3", "-i", "0.2", name]).map_err(lab_error)?;
+    if !output.success {
+        return Err(output_text(&output));
+    }
+    let ping: serde_json::Value = serde_json::from_str(&output.stdout).map_err(|e| e.to_string())?;
+    let trace = lab.router().rtrctl(&["-o", "json", "traceroute", name]).map_err(lab_error)?;
+    if !trace.success {
+        return Err(output_text(&trace));
+    }
+    let trace: serde_json::Value = serde_json::from_str(&trace.stdout).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "rtrctl ping {name}: {}/{} replies from {}, avg {} ms; traceroute: {} hop(s)",
+        ping["summary"]["received"],
+        ping["summary"]["sent"],
+        ping["replies"][0]["source"].as_str().unwrap_or_default(),
+        ping["summary"]["avg_ms"],
+        trace["hops"].as_array().map(Vec::len).unwrap_or(0)
+    ))
+}
+
+fn metrics_scrape(lab: &Lab) -> Result<String, String> {
+    use crate::metrics::{promtool_check, sample, scrape, sum};
+    let text = scrape(lab.lan(2).netns(), &ROUTER_LAN_V4.to_string()).map_err(lab_error)?;
+    let checked = promtool_check(&text).map_err(lab_error)?;
+    if !checked.success {
+        return Err(format!("promtool check metrics: {}", output_text(&checked)));
+    }
+    let series = text.lines().filter(|l| !l.starts_with('#')).count();
+    Ok(format!(
+        "http://{ROUTER_LAN_V4}:8066/metrics from lan2: {series} series, promtool ok; {} DNS queries, {} DHCP \
+         messages, {} packets forwarded, {:.1} MiB resident",
+        sum(&text, "routerd_dns_queries_total"),
+        sum(&text, "routerd_dhcp4_server_received_total"),
+        sum(&text, "routerd_firewall_forwarded_packets_total"),
+        sample(&text, "process_resident_memory_bytes").unwrap_or(0.0) / 1048576.0
+    ))
 }
 
 fn revoked_identity_is_refused(lab: &Lab) -> Result<String, String> {

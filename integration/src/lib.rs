@@ -19,6 +19,7 @@ pub mod error;
 pub mod isp;
 pub mod lab;
 pub mod lan;
+pub mod metrics;
 pub mod netns;
 pub mod programs;
 pub mod reference;

@@ -24,6 +24,8 @@ pub const DHCLIENT: Program = Program { name: "dhclient", package: "isc-dhcp-cli
 pub const RDISC6: Program = Program { name: "rdisc6", package: "ndisc6" };
 pub const DIG: Program = Program { name: "dig", package: "bind9-dnsutils" };
 pub const CURL: Program = Program { name: "curl", package: "curl" };
+/// Checks routerd's Prometheus exposition (`promtool check metrics`).
+pub const PROMTOOL: Program = Program { name: "promtool", package: "prometheus" };
 /// Debian's own Python: the HTTP "internet host" must not depend on whatever `python3` a user's PATH finds first.
 pub const PYTHON3: Program = Program { name: "/usr/bin/python3", package: "python3" };
 

@@ -126,7 +126,57 @@ fn capture_streams_the_backfill_then_live_packets_as_pcapng() {
     assert!(!tshark(&live).contains("\tlan2"), "no backfill was asked for");
     let answer = lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "DNS while a reader is stalled");
     assert_eq!(answer, ["203.0.113.80"]);
+
+    // A burst of DNS far beyond what the stalled reader's pipe and backlog hold: the capture drops packets for
+    // that reader (counted in the metrics), and DNS and DHCP go on serving.
+    let flood = lab
+        .lan(1)
+        .netns()
+        .command("/usr/bin/python3")
+        .args(["-c", FLOOD, "192.0.2.1", "60000"])
+        .output()
+        .expect("python3");
+    let answered: u32 = String::from_utf8_lossy(&flood.stdout).trim().parse().unwrap_or(0);
+    assert!(answered > 30000, "answers to the burst: {answered} ({})", String::from_utf8_lossy(&flood.stderr));
+    let metrics = lab.check(integration::metrics::scrape(lab.router().netns(), "127.0.0.1"), "metrics");
+    let dropped = integration::metrics::sample(&metrics, "routerd_capture_reader_dropped_total").unwrap_or(0.0);
+    eprintln!("answered {answered}, the stalled reader lost {dropped}");
+    assert!(dropped > 0.0, "the stalled reader lost packets rather than holding routerd up: {dropped}");
+    let answer = lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "DNS after the burst");
+    assert_eq!(answer, ["203.0.113.80"]);
+    client.stop();
+    let again = lab
+        .check(lab.lan(1).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("lan1-again".into()) }), "udhcpc");
+    lab.check(again.wait_bound(TIMEOUT), "a lease after the burst, with the reader still stalled");
+    assert!(stalled.try_wait().ok().flatten().is_none(), "the stalled reader is still connected");
     lab.tracker().stop(live_pid);
     let _ = stalled.kill();
     let _ = stalled.wait();
 }
+
+/// Sends N queries for a cached name as fast as the socket takes them, then counts the answers.
+const FLOOD: &str = r#"
+import socket, struct, sys, time
+server, count = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+name = b"".join(bytes([len(l)]) + l for l in b"www.example.org".split(b".")) + b"\0"
+answered = 0
+s.settimeout(0)
+for i in range(count):
+    s.sendto(struct.pack("!HHHHHH", i & 0xffff, 0x0100, 1, 0, 0, 0) + name + b"\0\1\0\1", (server, 53))
+    try:
+        while True:
+            s.recv(4096); answered += 1
+    except BlockingIOError:
+        pass
+    if i % 500 == 0:
+        time.sleep(0.01)
+s.settimeout(2)
+try:
+    while True:
+        s.recv(4096); answered += 1
+except socket.timeout:
+    pass
+print(answered)
+"#;

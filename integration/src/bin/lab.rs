@@ -148,10 +148,19 @@ fn run_demo(variant: &Variant, signals: libc::sigset_t) -> Result<ExitCode, LabE
         }
         let mark = if matches!(result.outcome, Outcome::Passed(_)) { "✔" } else { "✘" };
         println!("  {mark} {} ({:.1} s)", result.name, result.elapsed.as_secs_f64());
-        if let Outcome::Failed(problem) = &result.outcome {
-            for line in problem.lines() {
-                println!("      {line}");
+        match &result.outcome {
+            Outcome::Failed(problem) => {
+                for line in problem.lines() {
+                    println!("      {line}");
+                }
             }
+            // A step with more to show (the diagnostics tree) puts it after its first line.
+            Outcome::Passed(detail) => {
+                for line in detail.lines().skip(1) {
+                    println!("      {line}");
+                }
+            }
+            Outcome::NotBuiltYet(_) => {}
         }
     });
     stop_here_if_interrupted();

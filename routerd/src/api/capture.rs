@@ -72,7 +72,7 @@ impl CaptureService for CaptureApi {
         };
         let mut reader = hub.ring.lock().unwrap_or_else(|p| p.into_inner()).reader(!request.skip_backfill);
         let (sender, receiver) = tokio::sync::mpsc::channel::<Result<pb::CaptureResponse, tonic::Status>>(64);
-        let (interfaces, drops) = (hub.interfaces.clone(), hub.reader_drops.clone());
+        let interfaces = hub.interfaces.clone();
         tokio::spawn(async move {
             let mut header = pcapng::section_header("routerd capture");
             for name in interfaces.iter() {
@@ -97,10 +97,9 @@ impl CaptureService for CaptureApi {
             let mut reported = 0;
             while let Some(packet) = reader.next().await {
                 let mut bytes = Vec::new();
-                if reader.dropped > reported {
+                if reader.dropped() > reported {
                     // This reader fell behind: say how many it lost, on every interface.
-                    drops.fetch_add(reader.dropped - reported, std::sync::atomic::Ordering::Relaxed);
-                    reported = reader.dropped;
+                    reported = reader.dropped();
                     for index in 0..interfaces.len() as u32 {
                         bytes.extend(pcapng::interface_statistics(index, now_micros(), reported));
                     }

@@ -2,9 +2,15 @@
 //! readers. A reader that falls behind loses packets (counted, never blocking the capture) instead of slowing
 //! routerd down.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
 /// Ring size when routerd.json does not say (router7's choice too).
 pub const DEFAULT_CAPACITY: usize = 50_000;
@@ -21,38 +27,51 @@ pub struct Packet {
     pub original_length: usize,
 }
 
+/// The ring's side of a live reader: where new packets go, and what it lost.
+struct LiveReader {
+    packets: mpsc::Sender<Packet>,
+    dropped: Arc<AtomicU64>,
+}
+
 pub struct Ring {
     capacity: usize,
     packets: VecDeque<Packet>,
-    live: broadcast::Sender<Packet>,
+    readers: Vec<LiveReader>,
     /// Packets pushed out of the ring because it was full.
     pub overwritten: u64,
+    /// Packets live readers lost because they fell behind, over all readers so far.
+    pub reader_drops: u64,
 }
 
-/// A live reader: the backfill it started with, then new packets; `dropped` says how many it missed.
+/// A live reader: the backfill it started with, then new packets; [`Reader::dropped`] says how many it missed.
 pub struct Reader {
     pub backfill: Vec<Packet>,
-    live: broadcast::Receiver<Packet>,
-    pub dropped: u64,
+    live: mpsc::Receiver<Packet>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Reader {
-    /// The next live packet; `None` when the capture stopped. Missed packets are added to `dropped`.
+    /// The next live packet; `None` when the capture stopped.
     pub async fn next(&mut self) -> Option<Packet> {
-        loop {
-            match self.live.recv().await {
-                Ok(packet) => return Some(packet),
-                Err(broadcast::error::RecvError::Lagged(missed)) => self.dropped += missed,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        self.live.recv().await
+    }
+
+    /// Packets this reader missed because its backlog was full: counted as they happen, even while the reader
+    /// is stuck.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
 impl Ring {
     pub fn new(capacity: usize) -> Ring {
-        let (live, _) = broadcast::channel(LIVE_BACKLOG);
-        Ring { capacity: capacity.max(1), packets: VecDeque::new(), live, overwritten: 0 }
+        Ring {
+            capacity: capacity.max(1),
+            packets: VecDeque::new(),
+            readers: Vec::new(),
+            overwritten: 0,
+            reader_drops: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -67,23 +86,42 @@ impl Ring {
         self.capacity
     }
 
+    /// Keeps the packet and hands it to every live reader that has room; never waits for one.
     pub fn push(&mut self, packet: Packet) {
         if self.packets.len() == self.capacity {
             self.packets.pop_front();
             self.overwritten += 1;
         }
-        self.packets.push_back(packet.clone());
-        // No receivers is fine: nobody is watching live.
-        let _ = self.live.send(packet);
+        let mut lost = 0;
+        self.readers.retain(|reader| match reader.packets.try_send(packet.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                reader.dropped.fetch_add(1, Ordering::Relaxed);
+                lost += 1;
+                true
+            }
+            // The reader went away.
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        self.reader_drops += lost;
+        self.packets.push_back(packet);
     }
 
     /// A reader that starts with the ring's contents (if `backfill`) and then gets every new packet.
-    pub fn reader(&self, backfill: bool) -> Reader {
+    pub fn reader(&mut self, backfill: bool) -> Reader {
+        let (sender, receiver) = mpsc::channel(LIVE_BACKLOG);
+        let dropped = Arc::new(AtomicU64::new(0));
+        self.readers.push(LiveReader { packets: sender, dropped: dropped.clone() });
         Reader {
             backfill: if backfill { self.packets.iter().cloned().collect() } else { Vec::new() },
-            live: self.live.subscribe(),
-            dropped: 0,
+            live: receiver,
+            dropped,
         }
+    }
+
+    /// Live readers connected now.
+    pub fn readers(&self) -> usize {
+        self.readers.len()
     }
 }
 
@@ -115,13 +153,19 @@ mod tests {
         let mut slow = ring.reader(false);
         ring.push(packet(1));
         assert_eq!(fast.next().await.map(|p| p.micros), Some(1));
-        // The slow reader does not read while far more than its backlog arrives; the capture never waits.
+        // The slow reader does not read while far more than its backlog arrives; the capture never waits, and
+        // the loss is counted while the reader is still stuck.
         for n in 0..(LIVE_BACKLOG as u64 + 100) {
             ring.push(packet(n));
         }
-        let next = slow.next().await.expect("still live");
-        assert!(slow.dropped >= 100, "dropped {}", slow.dropped);
-        assert!(next.micros > 0);
+        assert_eq!(slow.dropped(), 101, "the backlog holds packet 1 and the first {LIVE_BACKLOG} - 1 of the rest");
+        assert_eq!(ring.reader_drops, 101 + fast.dropped());
+        assert_eq!(slow.next().await.map(|p| p.micros), Some(1), "what fitted is delivered in order");
         assert_eq!(ring.len(), 10);
+        // A reader that goes away stops costing anything.
+        drop(slow);
+        drop(fast);
+        ring.push(packet(7));
+        assert_eq!(ring.readers(), 0);
     }
 }

@@ -2,7 +2,7 @@
 //! filter, into the ring that `CaptureService` readers stream from.
 
 use std::{
-    sync::{Arc, Mutex, atomic::AtomicU64},
+    sync::{Arc, Mutex},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -23,17 +23,11 @@ use crate::{
 pub struct CaptureHub {
     pub ring: Arc<Mutex<Ring>>,
     pub interfaces: Arc<Vec<String>>,
-    /// Packets live readers lost because they fell behind, over all readers (for the metrics).
-    pub reader_drops: Arc<AtomicU64>,
 }
 
 impl CaptureHub {
     pub fn new(interfaces: Vec<String>, capacity: usize) -> CaptureHub {
-        CaptureHub {
-            ring: Arc::new(Mutex::new(Ring::new(capacity))),
-            interfaces: Arc::new(interfaces),
-            reader_drops: Arc::new(AtomicU64::new(0)),
-        }
+        CaptureHub { ring: Arc::new(Mutex::new(Ring::new(capacity))), interfaces: Arc::new(interfaces) }
     }
 }
 

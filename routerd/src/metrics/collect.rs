@@ -1,9 +1,6 @@
 //! One scrape: every metric family rendered from the services' counters and the daemon's current views.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::SystemTime,
-};
+use std::{sync::Arc, time::SystemTime};
 
 use tokio::sync::watch;
 
@@ -168,9 +165,9 @@ impl Collector {
 
     fn capture(&self, out: &mut Exposition) {
         let Some(hub) = &self.capture else { return };
-        let (len, capacity, overwritten) = {
+        let (len, capacity, overwritten, reader_drops) = {
             let ring = hub.ring.lock().unwrap_or_else(|p| p.into_inner());
-            (ring.len(), ring.capacity(), ring.overwritten)
+            (ring.len(), ring.capacity(), ring.overwritten, ring.reader_drops)
         };
         out.family("routerd_capture_ring_packets", Kind::Gauge, "Packets in the capture ring now.").sample(
             "routerd_capture_ring_packets",
@@ -190,7 +187,7 @@ impl Collector {
             Kind::Counter,
             "Packets live capture readers lost because they read too slowly.",
         )
-        .sample("routerd_capture_reader_dropped_total", &[], hub.reader_drops.load(Ordering::Relaxed) as f64);
+        .sample("routerd_capture_reader_dropped_total", &[], reader_drops as f64);
     }
 
     fn diagnostics(&self, out: &mut Exposition) {
