@@ -211,12 +211,29 @@ impl Tracker {
         for dir in dirs.iter().filter(|dir| dir.exists()) {
             if std::env::var_os("ROUTERD_LAB_KEEP").is_some() {
                 eprintln!("lab: files kept in {} (ROUTERD_LAB_KEEP is set)", dir.display());
-            } else if let Err(error) = fs::remove_dir_all(dir) {
+            } else if let Err(error) = remove_dir_settled(dir) {
                 problems.push(format!("removing {}: {error}", dir.display()));
             }
         }
         problems
     }
+}
+
+/// Removes a directory, again if something still running (an interrupted demo's last step) wrote into it while
+/// it was being removed, until it stays gone for a moment.
+fn remove_dir_settled(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut last = Ok(());
+    for _ in 0..20 {
+        last = match fs::remove_dir_all(dir) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        if last.is_ok() && !dir.exists() {
+            return Ok(());
+        }
+    }
+    last
 }
 
 fn stop_child(mut child: Child) {

@@ -59,6 +59,36 @@ pub struct Running {
     pub statuses: watch::Receiver<Statuses>,
     trigger: watch::Sender<bool>,
     supervisor: Supervisor,
+    restart: watch::Receiver<bool>,
+}
+
+/// Lets a service ask for the daemon to be started again (after an update is activated or a backup restored).
+#[derive(Clone)]
+pub struct Restarter(Arc<watch::Sender<bool>>);
+
+impl Restarter {
+    pub fn new() -> (Restarter, watch::Receiver<bool>) {
+        let (sender, receiver) = watch::channel(false);
+        (Restarter(Arc::new(sender)), receiver)
+    }
+
+    /// Asks for a restart after `delay` (so the answer to the request that caused it gets out first).
+    pub fn request_after(&self, delay: Duration) {
+        let sender = self.0.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = sender.send(true);
+        });
+    }
+}
+
+/// Why the daemon stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// A service asked to be started again.
+    Restart,
 }
 
 impl Running {
@@ -75,6 +105,9 @@ impl Running {
 pub async fn start(options: Options) -> Result<Running, DaemonError> {
     std::fs::create_dir_all(&options.perm)
         .map_err(|source| DaemonError::PermDir { path: options.perm.clone(), source })?;
+    if let Some(what) = crate::backup::restore::resume(&options.perm) {
+        tracing::warn!("{what}");
+    }
     crate::store::remove_stale_temp_files(&options.perm);
     let config = Config::load(&options.perm);
     for problem in &config.problems {
@@ -136,6 +169,13 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         started_at: SystemTime::now(),
     };
     start_metrics(&mut supervisor, &options, collector);
+    if std::env::var_os(crate::update::TRIAL_ENV).is_some() {
+        let (perm, diagnostics) = (options.perm.clone(), diagnostics.clone());
+        supervisor.spawn("update-trial", move |context| {
+            crate::update::trial::run(perm.clone(), diagnostics.clone(), context)
+        });
+    }
+    let (restarter, restart) = Restarter::new();
     let api_context = ApiContext {
         authority,
         tls,
@@ -152,13 +192,15 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         forwards: forward_control,
         capture,
         diagnostics,
+        perm: options.perm.clone(),
+        restarter,
         listeners: Arc::new(listeners),
     };
     supervisor.spawn("api", move |context| {
         let api_context = api_context.clone();
         async move { api::serve(api_context, context).await.map_err(Into::into) }
     });
-    Ok(Running { listen_addrs, statuses, trigger, supervisor })
+    Ok(Running { listen_addrs, statuses, trigger, supervisor, restart })
 }
 
 /// The DHCPv4 server on every LAN that has an IPv4 address in interfaces.json (and exists).
@@ -403,15 +445,20 @@ fn start_uplink(
     UplinkControl { dhcp4: Some(control4), dhcp6: Some(control6) }
 }
 
-/// Runs routerd until SIGTERM or SIGINT.
-pub async fn run(options: Options) -> Result<(), DaemonError> {
+/// Runs routerd until SIGTERM or SIGINT, or until a service asks for a restart. Kernel state (addresses,
+/// routes, the firewall) stays as it is either way: the next start takes over from it.
+pub async fn run(options: Options) -> Result<Stopped, DaemonError> {
     // Installed before anything starts, so a signal that arrives early still means a clean shutdown.
     let signals = ShutdownSignals::install();
     let running = start(options).await?;
-    signals.wait().await;
-    tracing::info!("shutting down");
+    let mut restart = running.restart.clone();
+    let stopped = tokio::select! {
+        _ = signals.wait() => Stopped::Signal,
+        Ok(_) = restart.wait_for(|asked| *asked) => Stopped::Restart,
+    };
+    tracing::info!("shutting down{}", if stopped == Stopped::Restart { " to start again" } else { "" });
     running.shutdown().await;
-    Ok(())
+    Ok(stopped)
 }
 
 struct ShutdownSignals {

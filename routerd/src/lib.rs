@@ -1,6 +1,7 @@
 //! routerd: a home internet router daemon, managed through typed gRPC over mutual TLS.
 
 pub mod api;
+pub mod backup;
 pub mod capture;
 pub mod command_channel;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod pki;
 pub mod store;
 pub mod supervisor;
 pub mod system;
+pub mod update;
 pub mod uplink;
 
 /// routerd's version, as reported by `SystemService.GetStatus`.

@@ -21,8 +21,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon (the default).
+    /// Run the daemon under its keeper (the default): the keeper restarts it after an update or a restore, and
+    /// rolls an update back when the new version exits at start or is not healthy in time.
     Run(RunArgs),
+    /// Run the daemon alone, without a keeper (what the keeper starts).
+    #[command(hide = true)]
+    Serve(RunArgs),
     /// Manage client identities of this router.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -88,8 +92,9 @@ fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
-        None => run(cli.run),
-        Some(Command::Run(args)) => run(args),
+        None => keep(cli.run),
+        Some(Command::Run(args)) => keep(args),
+        Some(Command::Serve(args)) => serve(args),
         Some(Command::Pki(command)) => pki(command),
     };
     match result {
@@ -112,18 +117,50 @@ fn init_logging() {
         .init();
 }
 
-fn run(args: RunArgs) -> Result<(), String> {
+/// The daemon's command line, for the keeper to start it with.
+fn serve_args(args: &RunArgs) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = vec!["serve".into(), "--perm".into(), args.perm.clone().into()];
+    for listen in &args.listen {
+        out.extend(["--listen".into(), listen.to_string().into()]);
+    }
+    for listen in &args.metrics_listen {
+        out.extend(["--metrics-listen".into(), listen.to_string().into()]);
+    }
+    out
+}
+
+fn keep(args: RunArgs) -> Result<(), String> {
+    let installed = std::env::current_exe().map_err(|e| format!("finding routerd's own executable: {e}"))?;
+    let keeper = routerd::update::keeper::Keeper { perm: args.perm.clone(), installed, child_args: serve_args(&args) };
+    match routerd::update::keeper::run(keeper) {
+        0 => Ok(()),
+        code => std::process::exit(code),
+    }
+}
+
+fn serve(args: RunArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))?;
-    runtime
-        .block_on(daemon::run(daemon::Options {
-            perm: args.perm,
-            listen: args.listen,
-            metrics_listen: args.metrics_listen,
-        }))
-        .map_err(|e| e.to_string())
+    let options = daemon::Options {
+        perm: args.perm.clone(),
+        listen: args.listen.clone(),
+        metrics_listen: args.metrics_listen.clone(),
+    };
+    let stopped = runtime.block_on(daemon::run(options)).map_err(|e| e.to_string())?;
+    drop(runtime);
+    if stopped == daemon::Stopped::Restart {
+        if routerd::update::has_keeper() {
+            std::process::exit(routerd::update::RESTART_EXIT_CODE);
+        }
+        // Alone: start over in this process (same PID, fresh state from --perm).
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().map_err(|e| format!("finding routerd's own executable: {e}"))?;
+        let error = std::process::Command::new(exe).args(serve_args(&args)).exec();
+        return Err(format!("starting again: {error}"));
+    }
+    Ok(())
 }
 
 fn authority(perm: &std::path::Path) -> Result<Authority, String> {

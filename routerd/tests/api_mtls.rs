@@ -223,11 +223,27 @@ async fn services_not_built_yet_answer_unimplemented_and_health_and_reflection_a
     let router = TestRouter::start().await;
     let channel = router.channel(&router.identity("laptop")).await.expect("connects");
 
+    // System images come with the appliance image, later: UNIMPLEMENTED, not made-up success.
+    let header = pb::UploadUpdateRequest {
+        content: Some(pb::upload_update_request::Content::Header(pb::UpdateHeader {
+            kind: pb::ArtifactKind::SystemImage as i32,
+            version: "image".into(),
+            size: 1,
+            sha256: "0".repeat(64),
+        })),
+    };
     let error = pb::update_service_client::UpdateServiceClient::new(channel.clone())
-        .get_update_status(pb::GetUpdateStatusRequest::default())
+        .upload_update(tokio_stream::iter(vec![header]))
         .await
         .expect_err("not built yet");
     assert_eq!(error.code(), tonic::Code::Unimplemented);
+    // Without its keeper routerd cannot roll an update back, so it does not start one.
+    let error = pb::update_service_client::UpdateServiceClient::new(channel.clone())
+        .activate_update(pb::ActivateUpdateRequest::default())
+        .await
+        .expect_err("no keeper");
+    assert_eq!(error.code(), tonic::Code::FailedPrecondition);
+    assert!(error.message().contains("keeper"), "{}", error.message());
 
     // Built: on a machine without uplink or LAN the tree is empty, and so healthy.
     let health = pb::diagnostics_service_client::DiagnosticsServiceClient::new(channel.clone())

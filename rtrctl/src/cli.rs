@@ -103,6 +103,14 @@ pub enum Command {
         #[command(flatten)]
         family: Family,
     },
+    /// Save the router's configuration and state (everything under --perm) to a tar.gz, or restore one.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
+    /// Replace the router's routerd safely: health check, backup, upload, activate, and wait until the new
+    /// version reports healthy (or is rolled back by itself). Also: update status|confirm|rollback.
+    Update(UpdateArgs),
     /// The uplink's DHCP leases: give them back to the ISP, or ask again now.
     Uplink {
         #[command(subcommand)]
@@ -110,6 +118,55 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Download a backup to FILE (tar.gz; its SHA-256 is checked end to end).
+    Create {
+        file: PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore FILE: the router checks all of it first (a bad archive changes nothing), swaps it in and
+    /// restarts routerd to apply it.
+    Restore { file: PathBuf },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct UpdateArgs {
+    /// The new routerd executable.
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+    /// Update even when the router is unhealthy now (the new version is then held only to the checks that pass).
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds the new version has to report healthy before the router rolls it back.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub confirm_window: u64,
+    /// A name for the new version (default: its SHA-256 prefix).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Where to save the backup taken first (default: routerd-backup-UNIXTIME.tar.gz here).
+    #[arg(long, value_name = "FILE")]
+    pub backup: Option<PathBuf>,
+    /// Skip the backup.
+    #[arg(long)]
+    pub no_backup: bool,
+    #[command(subcommand)]
+    pub action: Option<UpdateAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateAction {
+    /// What runs, what is staged or on trial, and the last rollback.
+    Status,
+    /// Keep the version on trial now, without waiting for its health checks.
+    Confirm,
+    /// Go back to the previous version (ends a trial, or undoes the last confirmed update).
+    Rollback,
 }
 
 /// Which address family a host name resolves to.
@@ -285,6 +342,8 @@ pub async fn run(cli: &Cli) -> Result<(), CliError> {
             commands::capture::run(cli, file.as_deref(), *no_backfill, interfaces, protocols).await
         }
         Command::Diag { health } => commands::diag::run(cli, *health).await,
+        Command::Backup { action } => commands::backup::run(cli, action).await,
+        Command::Update(args) => commands::update::run(cli, args).await,
         Command::Ping { host, count, interval, wait, size, family } => {
             commands::ping::ping(cli, host, *count, *interval, *wait, *size, *family).await
         }

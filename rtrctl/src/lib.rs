@@ -5,3 +5,4 @@ pub mod commands;
 pub mod connect;
 pub mod error;
 pub mod output;
+pub mod progress;

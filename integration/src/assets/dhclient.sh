@@ -1,11 +1,7 @@
 #!/bin/sh
-# Event script of a lab device running ISC dhclient (-sf): records each event for the test, then configures the
-# interface as a real device would. Never touches the shared /etc/resolv.conf.
-{
-  echo "event=$reason"
-  env | grep -E '^(interface|new_[a-z0-9_]+|old_ip_address|old_ip6_prefix)=' | sort
-  echo "---"
-} >> "@EVENTS@"
+# Event script of a lab device running ISC dhclient (-sf): configures the interface as a real device would, then
+# records the event for the test (after, so a test that sees an event finds its configuration in place).
+# Never touches the shared /etc/resolv.conf.
 case "$reason" in
   BOUND|RENEW|REBIND|REBOOT)
     if [ -n "${old_ip_address-}" ] && [ "$old_ip_address" != "$new_ip_address" ]; then
@@ -24,4 +20,9 @@ case "$reason" in
     [ -n "${new_ip6_address-}" ] && ip -6 addr replace "$new_ip6_address/${new_ip6_prefixlen:-128}" dev "$interface" nodad
     ;;
 esac
+{
+  echo "event=$reason"
+  env | grep -E '^(interface|new_[a-z0-9_]+|old_ip_address|old_ip6_prefix)=' | sort
+  echo "---"
+} >> "@EVENTS@"
 exit 0

@@ -142,27 +142,31 @@ fn run_demo(variant: &Variant, signals: libc::sigset_t) -> Result<ExitCode, LabE
     let lab = Lab::start_tracked(variant.options(), tracker)?;
     println!("  up in {:.1} s: namespaces {}", lab.uptime().as_secs_f64(), lab.namespaces().join(", "));
     println!();
-    let results = demo::tour(&lab, |result| {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            return;
-        }
-        let mark = if matches!(result.outcome, Outcome::Passed(_)) { "✔" } else { "✘" };
-        println!("  {mark} {} ({:.1} s)", result.name, result.elapsed.as_secs_f64());
-        match &result.outcome {
-            Outcome::Failed(problem) => {
-                for line in problem.lines() {
-                    println!("      {line}");
-                }
+    let results = demo::tour_until(
+        &lab,
+        |result| {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                return;
             }
-            // A step with more to show (the diagnostics tree) puts it after its first line.
-            Outcome::Passed(detail) => {
-                for line in detail.lines().skip(1) {
-                    println!("      {line}");
+            let mark = if matches!(result.outcome, Outcome::Passed(_)) { "✔" } else { "✘" };
+            println!("  {mark} {} ({:.1} s)", result.name, result.elapsed.as_secs_f64());
+            match &result.outcome {
+                Outcome::Failed(problem) => {
+                    for line in problem.lines() {
+                        println!("      {line}");
+                    }
                 }
+                // A step with more to show (the diagnostics tree) puts it after its first line.
+                Outcome::Passed(detail) => {
+                    for line in detail.lines().skip(1) {
+                        println!("      {line}");
+                    }
+                }
+                Outcome::NotBuiltYet(_) => {}
             }
-            Outcome::NotBuiltYet(_) => {}
-        }
-    });
+        },
+        || INTERRUPTED.load(Ordering::SeqCst),
+    );
     stop_here_if_interrupted();
     let (passed, failed) = (demo::passed(&results), demo::failed(&results));
     if failed > 0 {

@@ -1,15 +1,16 @@
 //! The gRPC API: one file per service, mapping between protobuf and the domain. No business logic here.
 
 pub mod authorize;
+mod backup;
 mod capture;
 mod diagnostics;
 mod lease;
-mod not_built;
 mod pki;
 mod port_forward;
 mod server;
 mod system;
 pub mod tls;
+mod update;
 
 pub use lease::LeaseView;
 pub use server::{ApiContext, ApiError, serve};

@@ -14,13 +14,13 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     authorize::AuthorizeLayer,
-    capture, diagnostics,
+    backup, capture, diagnostics,
     lease::{LeaseApi, LeaseView},
-    not_built::NotBuilt,
     pki::PkiApi,
     port_forward::PortForwardApi,
     system::{SystemApi, SystemView},
     tls::{TlsSource, accept_loop},
+    update,
 };
 use crate::{pki::Authority, supervisor::ServiceContext};
 
@@ -46,6 +46,8 @@ pub struct ApiContext {
     /// `None` when nothing is captured (no uplink).
     pub capture: Option<crate::capture::service::CaptureHub>,
     pub diagnostics: crate::diag::Diagnostics,
+    pub perm: std::path::PathBuf,
+    pub restarter: crate::daemon::Restarter,
     /// Bound once at start; each (re)start of the service serves on clones of them.
     pub listeners: Arc<Vec<StdTcpListener>>,
 }
@@ -86,8 +88,12 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
         .add_service(PortForwardServiceServer::new(PortForwardApi::new(api.forwards.clone())))
         .add_service(DiagnosticsServiceServer::new(diagnostics::DiagnosticsApi::new(api.diagnostics.clone())))
         .add_service(CaptureServiceServer::new(capture::CaptureApi::new(api.capture.clone())))
-        .add_service(BackupServiceServer::new(NotBuilt))
-        .add_service(UpdateServiceServer::new(NotBuilt))
+        .add_service(BackupServiceServer::new(backup::BackupApi::new(api.perm.clone(), api.restarter.clone())))
+        .add_service(UpdateServiceServer::new(update::UpdateApi::new(
+            api.perm.clone(),
+            api.restarter.clone(),
+            api.diagnostics.clone(),
+        )))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

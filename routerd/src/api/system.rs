@@ -66,7 +66,7 @@ impl SystemService for SystemApi {
             .collect();
         let uptime = self.view.started.elapsed();
         Ok(tonic::Response::new(pb::GetStatusResponse {
-            version: crate::VERSION.to_string(),
+            version: crate::update::running_version(),
             hostname: self.view.hostname.clone(),
             uptime: Some(prost_types::Duration {
                 seconds: uptime.as_secs() as i64,

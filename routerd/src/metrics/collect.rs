@@ -61,7 +61,7 @@ impl Collector {
         let mut out = Exposition::default();
         out.family("routerd_build_info", Kind::Gauge, "routerd's version; always 1.").sample(
             "routerd_build_info",
-            &[("version", crate::VERSION)],
+            &[("version", &crate::update::running_version())],
             1.0,
         );
         process(&mut out, proc_status, self.started_at);

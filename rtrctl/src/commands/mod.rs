@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod backup;
 pub mod capture;
 pub mod diag;
 pub mod forwards;
@@ -7,6 +8,7 @@ pub mod leases;
 pub mod pair;
 pub mod ping;
 pub mod status;
+pub mod update;
 pub mod uplink;
 
 use routerd_proto::v1 as pb;

@@ -1,0 +1,143 @@
+//! BackupService: a tar.gz of `--perm` streamed out with its SHA-256, and a restore that checks the whole
+//! archive before anything is replaced, then restarts routerd so the restored configuration applies.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use routerd_proto::v1::{self as pb, backup_service_server::BackupService};
+use tokio_stream::StreamExt;
+
+use crate::{
+    backup::{Limits, archive, restore},
+    daemon::Restarter,
+    update::hex,
+};
+
+const CHUNK: usize = 64 * 1024;
+/// Largest archive a restore accepts.
+pub const MAX_ARCHIVE: u64 = 64 << 20;
+
+pub struct BackupApi {
+    perm: PathBuf,
+    restarter: Restarter,
+    /// One restore at a time.
+    restoring: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl BackupApi {
+    pub fn new(perm: PathBuf, restarter: Restarter) -> Self {
+        BackupApi { perm, restarter, restoring: Arc::new(tokio::sync::Mutex::new(())) }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+#[tonic::async_trait]
+impl BackupService for BackupApi {
+    async fn create_backup(
+        &self,
+        _request: tonic::Request<pb::CreateBackupRequest>,
+    ) -> Result<tonic::Response<tonic::codegen::BoxStream<pb::CreateBackupResponse>>, tonic::Status> {
+        let perm = self.perm.clone();
+        let archive = tokio::task::spawn_blocking(move || archive::create(&perm))
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        tracing::info!("backup: {} files, {} bytes", archive.files, archive.bytes.len());
+        let summary = pb::BackupSummary {
+            sha256: sha256(&archive.bytes),
+            size: archive.bytes.len() as u64,
+            files: archive.files,
+        };
+        let mut messages: Vec<Result<pb::CreateBackupResponse, tonic::Status>> = archive
+            .bytes
+            .chunks(CHUNK)
+            .map(|chunk| {
+                Ok(pb::CreateBackupResponse {
+                    content: Some(pb::create_backup_response::Content::Chunk(chunk.to_vec())),
+                })
+            })
+            .collect();
+        messages.push(Ok(pb::CreateBackupResponse {
+            content: Some(pb::create_backup_response::Content::Summary(summary)),
+        }));
+        Ok(tonic::Response::new(Box::pin(tokio_stream::iter(messages))))
+    }
+
+    async fn restore_backup(
+        &self,
+        request: tonic::Request<tonic::Streaming<pb::RestoreBackupRequest>>,
+    ) -> Result<tonic::Response<pb::RestoreBackupResponse>, tonic::Status> {
+        let _one = self
+            .restoring
+            .try_lock()
+            .map_err(|_| tonic::Status::aborted("another restore is in progress; try again when it is done"))?;
+        let mut stream = request.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(pb::RestoreBackupRequest {
+                content: Some(pb::restore_backup_request::Content::Header(header)),
+            })) => header,
+            Some(Err(status)) => return Err(status),
+            _ => return Err(tonic::Status::invalid_argument("the first message must be the header (size, sha256)")),
+        };
+        if header.size == 0 || header.size > MAX_ARCHIVE {
+            return Err(tonic::Status::invalid_argument(format!(
+                "size {} is outside 1–{MAX_ARCHIVE} bytes",
+                header.size
+            )));
+        }
+        let mut bytes = Vec::with_capacity(header.size as usize);
+        while let Some(message) = stream.next().await {
+            match message?.content {
+                Some(pb::restore_backup_request::Content::Chunk(chunk)) => {
+                    if bytes.len() as u64 + chunk.len() as u64 > header.size {
+                        return Err(tonic::Status::invalid_argument(format!(
+                            "more data than the {} bytes the header announced; nothing changed",
+                            header.size
+                        )));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                _ => return Err(tonic::Status::invalid_argument("only chunks may follow the header; nothing changed")),
+            }
+        }
+        if bytes.len() as u64 != header.size {
+            return Err(tonic::Status::invalid_argument(format!(
+                "received {} bytes, the header announced {}; nothing changed",
+                bytes.len(),
+                header.size
+            )));
+        }
+        let got = sha256(&bytes);
+        if !got.eq_ignore_ascii_case(&header.sha256) {
+            return Err(tonic::Status::invalid_argument(format!(
+                "SHA-256 mismatch: the header says {}, the archive hashes to {got}; nothing changed",
+                header.sha256
+            )));
+        }
+        let perm = self.perm.clone();
+        // Under a keeper the files are swapped in at the next start, when no service can write over them.
+        let restarting = crate::update::has_keeper();
+        let restored = tokio::task::spawn_blocking(move || {
+            let entries = archive::read(&bytes, Limits::default())?;
+            if restarting { restore::restore_at_next_start(&perm, &entries) } else { restore::restore(&perm, &entries) }
+        })
+        .await
+        .map_err(|e| tonic::Status::internal(e.to_string()))?
+        .map_err(|e| match e {
+            crate::backup::BackupError::Write { .. } | crate::backup::BackupError::Read { .. } => {
+                tonic::Status::internal(e.to_string())
+            }
+            refused => tonic::Status::invalid_argument(format!("{refused}; nothing changed")),
+        })?;
+        tracing::warn!(
+            "restoring {restored} files from a backup{}",
+            if restarting { ": starting again to swap them in and apply them" } else { "" }
+        );
+        if restarting {
+            self.restarter.request_after(Duration::from_millis(300));
+        }
+        Ok(tonic::Response::new(pb::RestoreBackupResponse { files: restored as u32, restarting }))
+    }
+}

@@ -1,0 +1,150 @@
+//! `rtrctl backup create FILE` and `rtrctl backup restore FILE`: the router's `--perm` as tar.gz, with a
+//! progress bar and the SHA-256 checked end to end.
+
+use std::{io::Write, path::Path};
+
+use routerd_proto::v1 as pb;
+use serde::Serialize;
+
+use crate::{
+    cli::{BackupAction, Cli},
+    error::CliError,
+    output::{self, Format},
+    progress::{self, Progress},
+};
+
+const CHUNK: usize = 64 * 1024;
+
+#[derive(Debug, Serialize)]
+pub struct BackupDoc {
+    pub file: String,
+    pub files: u32,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RestoreDoc {
+    pub file: String,
+    pub files: u32,
+    pub restarting: bool,
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Downloads a backup into `path` (through a `.partial` file, renamed once the hash matched).
+pub async fn download(cli: &Cli, path: &Path, force: bool) -> Result<BackupDoc, CliError> {
+    if path.exists() && !force {
+        return Err(CliError::Usage(format!("{} exists; pass --force to overwrite it", path.display())));
+    }
+    let mut client = pb::backup_service_client::BackupServiceClient::new(super::connect(cli).await?);
+    let mut stream = client
+        .create_backup(pb::CreateBackupRequest {})
+        .await
+        .map_err(|status| CliError::from_status("backup create", &status))?
+        .into_inner();
+    let mut bytes = Vec::new();
+    let mut summary = None;
+    let mut progress = Progress::new("backup", 0);
+    while let Some(message) =
+        stream.message().await.map_err(|status| CliError::from_status("backup create", &status))?
+    {
+        match message.content {
+            Some(pb::create_backup_response::Content::Chunk(chunk)) => {
+                progress.advance(chunk.len() as u64);
+                bytes.extend_from_slice(&chunk);
+            }
+            Some(pb::create_backup_response::Content::Summary(s)) => summary = Some(s),
+            None => {}
+        }
+    }
+    progress.finish();
+    let summary = summary.ok_or_else(|| CliError::Io("the router ended the backup without its summary".into()))?;
+    let got = sha256(&bytes);
+    if got != summary.sha256 || bytes.len() as u64 != summary.size {
+        return Err(CliError::Io(format!(
+            "the backup arrived damaged: {} bytes hashing to {got}, the router sent {} bytes hashing to {}",
+            bytes.len(),
+            summary.size,
+            summary.sha256
+        )));
+    }
+    let partial = path.with_extension("partial");
+    let write = |target: &Path| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(target)?;
+        file.write_all(&bytes)?;
+        file.sync_all()
+    };
+    write(&partial)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))?;
+    Ok(BackupDoc { file: path.display().to_string(), files: summary.files, size: summary.size, sha256: summary.sha256 })
+}
+
+async fn restore(cli: &Cli, path: &Path) -> Result<RestoreDoc, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+    let header = pb::RestoreBackupRequest {
+        content: Some(pb::restore_backup_request::Content::Header(pb::RestoreBackupHeader {
+            size: bytes.len() as u64,
+            sha256: sha256(&bytes),
+        })),
+    };
+    let mut progress = Progress::new("restore", bytes.len() as u64);
+    let mut messages = vec![header];
+    for chunk in bytes.chunks(CHUNK) {
+        messages.push(pb::RestoreBackupRequest {
+            content: Some(pb::restore_backup_request::Content::Chunk(chunk.to_vec())),
+        });
+    }
+    let stream = tokio_stream::StreamExt::map(tokio_stream::iter(messages), move |message| {
+        if let Some(pb::restore_backup_request::Content::Chunk(chunk)) = &message.content {
+            progress.advance(chunk.len() as u64);
+        }
+        message
+    });
+    let mut client = pb::backup_service_client::BackupServiceClient::new(super::connect(cli).await?);
+    let response = client
+        .restore_backup(stream)
+        .await
+        .map_err(|status| CliError::from_status("backup restore", &status))?
+        .into_inner();
+    Ok(RestoreDoc { file: path.display().to_string(), files: response.files, restarting: response.restarting })
+}
+
+pub async fn run(cli: &Cli, action: &BackupAction) -> Result<(), CliError> {
+    match action {
+        BackupAction::Create { file, force } => {
+            let doc = download(cli, file, *force).await?;
+            match cli.output {
+                Format::Json => output::print_json(&doc),
+                Format::Table => {
+                    println!(
+                        "backup {}: {} files, {}, sha256 {}",
+                        doc.file,
+                        doc.files,
+                        progress::size(doc.size),
+                        doc.sha256
+                    );
+                    Ok(())
+                }
+            }
+        }
+        BackupAction::Restore { file } => {
+            let doc = restore(cli, file).await?;
+            match cli.output {
+                Format::Json => output::print_json(&doc),
+                Format::Table => {
+                    let then = if doc.restarting {
+                        "routerd restarts to apply them (a few seconds)"
+                    } else {
+                        "restart routerd to apply them"
+                    };
+                    println!("restored {} files from {}; {then}", doc.files, doc.file);
+                    Ok(())
+                }
+            }
+        }
+    }
+}
