@@ -154,23 +154,17 @@ fn a_backup_restores_to_the_identical_tree_and_bad_archives_change_nothing() {
     dhcp_and_dns_serve(&lab, "after-restore");
 }
 
-fn update(lab: &Lab, binary: &Path, window: u32) -> (bool, Value, String) {
+/// `rtrctl -o json update --binary BINARY` with a confirm window, or the router's own (routerd.json).
+fn update(lab: &Lab, binary: &Path, window: Option<u32>) -> (bool, Value, String) {
     let backup =
         lab.work_dir().join(format!("pre-update-{}.tar.gz", binary.file_name().unwrap_or_default().to_string_lossy()));
-    let output = lab.check(
-        lab.router().rtrctl(&[
-            "-o",
-            "json",
-            "update",
-            "--binary",
-            &binary.to_string_lossy(),
-            "--confirm-window",
-            &window.to_string(),
-            "--backup",
-            &backup.to_string_lossy(),
-        ]),
-        "rtrctl update",
-    );
+    let (binary, backup) = (binary.to_string_lossy().into_owned(), backup.to_string_lossy().into_owned());
+    let window = window.map(|w| w.to_string());
+    let mut args = vec!["-o", "json", "update", "--binary", &binary, "--backup", &backup];
+    if let Some(window) = &window {
+        args.extend(["--confirm-window", window]);
+    }
+    let output = lab.check(lab.router().rtrctl(&args), "rtrctl update");
     let doc = serde_json::from_str(&output.stdout).unwrap_or(Value::Null);
     (output.success, doc, output.combined())
 }
@@ -184,6 +178,14 @@ fn executable(path: &Path, contents: &[u8]) {
 #[test]
 fn updates_are_taken_when_healthy_and_rolled_back_when_not() {
     let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    // The router's own confirm window, for updates that do not name one.
+    let settings = lab.router().perm().join("routerd.json");
+    let mut routerd_json: Value =
+        serde_json::from_str(&fs::read_to_string(&settings).expect("routerd.json")).expect("JSON");
+    routerd_json["update_confirm_window_seconds"] = 10.into();
+    fs::write(&settings, routerd_json.to_string()).expect("write");
+    lab.router().stop_routerd();
+    lab.check(lab.router().start_routerd(), "routerd with the new setting");
     lab.check(lab.router().wait_for_uplink_address(TIMEOUT), "uplink lease");
     lab.check(lab.router().wait_for_delegated_prefix(TIMEOUT), "prefix");
     lab.check(
@@ -200,7 +202,7 @@ fn updates_are_taken_when_healthy_and_rolled_back_when_not() {
     bytes.extend_from_slice(b"another build");
     executable(&working, &bytes);
     let sha = integration::metrics::sha256_hex(&bytes);
-    let (success, doc, text) = update(&lab, &working, 60);
+    let (success, doc, text) = update(&lab, &working, Some(60));
     assert!(success, "{text}");
     assert_eq!(doc["outcome"], "updated", "{text}");
     let running = doc["running_version"].as_str().unwrap_or_default().to_string();
@@ -212,7 +214,7 @@ fn updates_are_taken_when_healthy_and_rolled_back_when_not() {
     // A binary that exits at once.
     let quitter = lab.work_dir().join("routerd-exits");
     executable(&quitter, b"#!/bin/sh\necho 'routerd (broken build): exiting' >&2\nexit 3\n");
-    let (success, doc, text) = update(&lab, &quitter, 60);
+    let (success, doc, text) = update(&lab, &quitter, Some(60));
     assert!(!success, "{text}");
     assert_eq!(doc["outcome"], "rolled_back", "{text}");
     assert!(doc["reason"].as_str().unwrap_or_default().contains("exited"), "{text}");
@@ -222,10 +224,11 @@ fn updates_are_taken_when_healthy_and_rolled_back_when_not() {
     // A binary that runs but never becomes healthy (it never even answers).
     let sleeper = lab.work_dir().join("routerd-sleeps");
     executable(&sleeper, b"#!/bin/sh\nexec sleep 600\n");
-    let (success, doc, text) = update(&lab, &sleeper, 5);
+    // No window in the request: routerd.json's `update_confirm_window_seconds` (10, set above) applies.
+    let (success, doc, text) = update(&lab, &sleeper, None);
     assert!(!success, "{text}");
     assert_eq!(doc["outcome"], "rolled_back", "{text}");
-    assert!(doc["reason"].as_str().unwrap_or_default().contains("did not report healthy within 5 s"), "{text}");
+    assert!(doc["reason"].as_str().unwrap_or_default().contains("did not report healthy within 10 s"), "{text}");
     assert_eq!(doc["running_version"], running.as_str(), "{text}");
     dhcp_and_dns_serve(&lab, "after-sleeper");
 

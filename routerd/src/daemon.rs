@@ -194,6 +194,12 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         diagnostics,
         perm: options.perm.clone(),
         restarter,
+        update_confirm_window: config
+            .routerd
+            .update_confirm_window_seconds
+            .filter(|s| (10..=3600).contains(s))
+            .map(Duration::from_secs)
+            .unwrap_or(api::update::DEFAULT_CONFIRM_WINDOW),
         listeners: Arc::new(listeners),
     };
     supervisor.spawn("api", move |context| {

@@ -143,9 +143,10 @@ pub struct UpdateArgs {
     /// Update even when the router is unhealthy now (the new version is then held only to the checks that pass).
     #[arg(long)]
     pub force: bool,
-    /// Seconds the new version has to report healthy before the router rolls it back.
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub confirm_window: u64,
+    /// Seconds the new version has to report healthy before the router rolls it back (default: the router's
+    /// setting, 120 s unless routerd.json says otherwise).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub confirm_window: Option<u64>,
     /// A name for the new version (default: its SHA-256 prefix).
     #[arg(long)]
     pub version: Option<String>,

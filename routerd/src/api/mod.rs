@@ -10,7 +10,7 @@ mod port_forward;
 mod server;
 mod system;
 pub mod tls;
-mod update;
+pub mod update;
 
 pub use lease::LeaseView;
 pub use server::{ApiContext, ApiError, serve};

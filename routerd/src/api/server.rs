@@ -24,6 +24,9 @@ use super::{
 };
 use crate::{pki::Authority, supervisor::ServiceContext};
 
+/// How long open streams get to finish when routerd stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("listener {addr}: {source}")]
@@ -48,6 +51,8 @@ pub struct ApiContext {
     pub diagnostics: crate::diag::Diagnostics,
     pub perm: std::path::PathBuf,
     pub restarter: crate::daemon::Restarter,
+    /// How long a new version has when the request does not say.
+    pub update_confirm_window: std::time::Duration,
     /// Bound once at start; each (re)start of the service serves on clones of them.
     pub listeners: Arc<Vec<StdTcpListener>>,
 }
@@ -80,7 +85,8 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
         .build_v1alpha()?;
 
     let mut shutdown = context.shutdown.clone();
-    tonic::transport::Server::builder()
+    let mut grace_over = context.shutdown.clone();
+    let server = tonic::transport::Server::builder()
         .layer(AuthorizeLayer::new(api.tls.clone()))
         .add_service(SystemServiceServer::new(SystemApi::new(api.system.clone())))
         .add_service(PkiServiceServer::new(PkiApi::new(api.authority.clone())))
@@ -93,12 +99,21 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
             api.perm.clone(),
             api.restarter.clone(),
             api.diagnostics.clone(),
+            api.update_confirm_window,
         )))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(ReceiverStream::new(established_rx), async move { shutdown.wait().await })
-        .await?;
+        .serve_with_incoming_shutdown(ReceiverStream::new(established_rx), async move { shutdown.wait().await });
+    // A graceful shutdown waits for open streams (a capture, a lease watch) to end, which they never do by
+    // themselves: they get a moment to finish, then they are cut, so a restart is not held up by a client.
+    tokio::select! {
+        served = server => served?,
+        _ = async move {
+            grace_over.wait().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::info!("closed the API's open streams after {} ms", SHUTDOWN_GRACE.as_millis()),
+    }
     accept_tasks.shutdown().await;
     Ok(())
 }

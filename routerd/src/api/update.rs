@@ -26,6 +26,8 @@ const MAX_CONFIRM_WINDOW: Duration = Duration::from_secs(3600);
 
 pub struct UpdateApi {
     perm: PathBuf,
+    /// routerd.json `update_confirm_window_seconds`, else [`DEFAULT_CONFIRM_WINDOW`].
+    default_window: Duration,
     restarter: Restarter,
     diagnostics: Diagnostics,
     /// Held for the whole of an upload, and while the state changes: one update at a time.
@@ -33,8 +35,8 @@ pub struct UpdateApi {
 }
 
 impl UpdateApi {
-    pub fn new(perm: PathBuf, restarter: Restarter, diagnostics: Diagnostics) -> Self {
-        UpdateApi { perm, restarter, diagnostics, busy: Arc::new(tokio::sync::Mutex::new(())) }
+    pub fn new(perm: PathBuf, restarter: Restarter, diagnostics: Diagnostics, default_window: Duration) -> Self {
+        UpdateApi { perm, default_window, restarter, diagnostics, busy: Arc::new(tokio::sync::Mutex::new(())) }
     }
 
     fn load(&self) -> Result<UpdateState, tonic::Status> {
@@ -129,7 +131,7 @@ impl UpdateService for UpdateApi {
         needs_keeper()?;
         let _one = self.busy()?;
         let window = match request.into_inner().confirm_window {
-            None => DEFAULT_CONFIRM_WINDOW,
+            None => self.default_window,
             Some(d) if d.seconds >= 1 && d.seconds as u64 <= MAX_CONFIRM_WINDOW.as_secs() => {
                 Duration::from_secs(d.seconds as u64)
             }

@@ -159,6 +159,10 @@ pub struct RouterdFile {
     /// 1000000 (each packet takes its size plus about 80 bytes of memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_ring_packets: Option<usize>,
+    /// Seconds a new routerd version has to report healthy before it is rolled back, when the update request
+    /// does not say (default 120, 10–3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_confirm_window_seconds: Option<u64>,
     /// Where `rtrctl diag` checks that the internet is reachable.
     #[serde(default, skip_serializing_if = "DiagnosticsConfig::is_empty")]
     pub diagnostics: DiagnosticsConfig,
@@ -240,6 +244,12 @@ impl RouterdFile {
                 format!("capture_ring_packets: {packets} is outside 1–{MAX_CAPTURE_RING_PACKETS}"),
             ));
         }
+        if let Some(seconds) = self.update_confirm_window_seconds
+            && !(10..=3600).contains(&seconds)
+        {
+            problems
+                .push((super::ROUTERD_JSON, format!("update_confirm_window_seconds: {seconds} is outside 10–3600")));
+        }
         for target in &self.diagnostics.tcp_targets {
             if target.parse::<std::net::SocketAddr>().is_err() {
                 problems.push((
@@ -292,14 +302,15 @@ mod tests {
     fn capture_and_diagnostics_settings_are_checked() {
         let file: RouterdFile = serde_json::from_str(
             r#"{"capture_ring_packets": 0, "diagnostics": {"tcp_targets": ["203.0.113.80:80", "203.0.113.80"],
-                "dns_name": "bad..name"}}"#,
+                "dns_name": "bad..name"}, "update_confirm_window_seconds": 5}"#,
         )
         .expect("JSON");
         let problems: Vec<String> = file.validate().into_iter().map(|(_, p)| p).collect();
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].contains("capture_ring_packets: 0"), "{problems:?}");
-        assert!(problems[1].contains("\"203.0.113.80\" is not ADDR:PORT"), "{problems:?}");
-        assert!(problems[2].contains("diagnostics.dns_name"), "{problems:?}");
+        assert!(problems[1].contains("update_confirm_window_seconds: 5"), "{problems:?}");
+        assert!(problems[2].contains("\"203.0.113.80\" is not ADDR:PORT"), "{problems:?}");
+        assert!(problems[3].contains("diagnostics.dns_name"), "{problems:?}");
         let good: RouterdFile = serde_json::from_str(
             r#"{"capture_ring_packets": 1000, "diagnostics": {"tcp_targets": ["[2001:db8::1]:443"], "dns_name": "example.com"}}"#,
         )

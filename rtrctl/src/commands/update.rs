@@ -211,16 +211,22 @@ async fn safe_update(cli: &Cli, args: &UpdateArgs, binary: &Path) -> Result<(), 
     let (staged, sha256) = upload(cli, binary, args.version.as_deref().unwrap_or("")).await?;
     say(cli, &format!("staged {staged} (sha256 {sha256})"));
     // 4. Activate.
-    let window = Duration::from_secs(args.confirm_window);
     client(cli)
         .await?
         .activate_update(pb::ActivateUpdateRequest {
-            confirm_window: Some(prost_types::Duration { seconds: window.as_secs() as i64, nanos: 0 }),
+            confirm_window: args
+                .confirm_window
+                .map(|seconds| prost_types::Duration { seconds: seconds as i64, nanos: 0 }),
         })
         .await
         .map_err(|status| CliError::from_status("update activate", &status))?;
-    say(cli, &format!("activated; the new version has {} s to report healthy…", window.as_secs()));
-    // 5. Wait for the outcome; routerd is away for a moment while it starts again.
+    // 5. Wait for the outcome; routerd is away for a moment while it starts again. The router decides by its
+    // deadline; this only bounds the wait.
+    let window = Duration::from_secs(args.confirm_window.unwrap_or(3600));
+    match args.confirm_window {
+        Some(seconds) => say(cli, &format!("activated; the new version has {seconds} s to report healthy…")),
+        None => say(cli, "activated; waiting for the new version to report healthy…"),
+    }
     let deadline = Instant::now() + window + Duration::from_secs(30);
     let new_build = format!("+sha256.{}", &sha256[..12]);
     loop {
