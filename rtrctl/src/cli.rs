@@ -147,9 +147,9 @@ pub struct UpdateArgs {
     /// setting, 120 s unless routerd.json says otherwise).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub confirm_window: Option<u64>,
-    /// A name for the new version (default: its SHA-256 prefix).
-    #[arg(long)]
-    pub version: Option<String>,
+    /// A name for the new version in the router's records (default: its SHA-256 prefix).
+    #[arg(long, value_name = "NAME")]
+    pub version_name: Option<String>,
     /// Where to save the backup taken first (default: routerd-backup-UNIXTIME.tar.gz here).
     #[arg(long, value_name = "FILE")]
     pub backup: Option<PathBuf>,

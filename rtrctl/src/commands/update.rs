@@ -208,7 +208,7 @@ async fn safe_update(cli: &Cli, args: &UpdateArgs, binary: &Path) -> Result<(), 
         Some(doc.file)
     };
     // 3. Upload.
-    let (staged, sha256) = upload(cli, binary, args.version.as_deref().unwrap_or("")).await?;
+    let (staged, sha256) = upload(cli, binary, args.version_name.as_deref().unwrap_or("")).await?;
     say(cli, &format!("staged {staged} (sha256 {sha256})"));
     // 4. Activate.
     client(cli)
