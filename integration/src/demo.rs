@@ -405,20 +405,7 @@ fn capture_decodes(lab: &Lab) -> Result<String, String> {
         .map_err(lab_error)?;
     // The ring's backfill arrives at once; wait until tshark finds the DHCP leases of the tour in it.
     let summary = crate::wait::until("tshark to decode the capture", Duration::from_secs(10), || {
-        let output = std::process::Command::new("tshark")
-            .args([
-                "-r",
-                &file.to_string_lossy(),
-                "-T",
-                "fields",
-                "-e",
-                "frame.interface_name",
-                "-e",
-                "_ws.col.Protocol",
-            ])
-            .output()
-            .map_err(|e| LabError::unexpected("tshark (Debian package tshark)", e.to_string()))?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let text = crate::tshark::fields(&file, None, &["frame.interface_name", "_ws.col.Protocol"])?;
         Ok(text.contains("lan0\tDHCP").then_some(text))
     })
     .map_err(lab_error)?;
@@ -511,11 +498,8 @@ fn backup_taken(lab: &Lab) -> Result<String, String> {
 }
 
 fn update_performed(lab: &Lab) -> Result<String, String> {
-    // Another build as far as hashes go: this routerd with bytes appended.
     let binary = lab.work_dir().join("routerd-next");
-    let mut bytes = std::fs::read(lab.router().routerd_binary()).map_err(|e| e.to_string())?;
-    bytes.extend_from_slice(b"demo build");
-    std::fs::write(&binary, &bytes).map_err(|e| e.to_string())?;
+    let (size, _) = lab.router().another_build(&binary, "demo build").map_err(lab_error)?;
     let backup = lab.work_dir().join("demo-pre-update.tar.gz");
     let output = lab
         .router()
@@ -529,7 +513,7 @@ fn update_performed(lab: &Lab) -> Result<String, String> {
     Ok(format!(
         "rtrctl update: health ok, backup, {} MiB uploaded, confirmed healthy in {:.1} s: now {} (was {}); DNS answers \
          ({})",
-        bytes.len() >> 20,
+        size >> 20,
         doc["seconds"].as_f64().unwrap_or(0.0),
         doc["running_version"].as_str().unwrap_or_default(),
         doc["previous_version"].as_str().unwrap_or_default(),

@@ -26,6 +26,7 @@ pub mod reference;
 pub mod router;
 pub mod sockets;
 pub mod tracker;
+pub mod tshark;
 pub mod wait;
 
 pub use clients::{ClientEvent, DhcpClient, DhcpClientKind, RouterAdvert};

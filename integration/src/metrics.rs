@@ -46,23 +46,6 @@ pub fn promtool_check(exposition: &str) -> Result<Output, LabError> {
     })
 }
 
-/// SHA-256 of bytes, hex (to name a binary the way routerd's version does).
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let output = std::process::Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin.write_all(bytes)?;
-            }
-            child.wait_with_output()
-        })
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    output.split_whitespace().next().unwrap_or_default().to_string()
-}
-
 /// The value of one series, e.g. `routerd_dns_queries_total{outcome="upstream"}`.
 pub fn sample(exposition: &str, series: &str) -> Option<f64> {
     exposition.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())

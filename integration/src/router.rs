@@ -184,6 +184,18 @@ impl Router {
 }
 
 impl Router {
+    /// Another build of routerd as far as hashes go: this one with `marker` appended (an ELF ignores trailing
+    /// bytes), written executable to `path`. Returns its size and SHA-256, which its version will carry.
+    pub fn another_build(&self, path: &Path, marker: &str) -> Result<(usize, String), LabError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut bytes = fs::read(&self.routerd).context(|| format!("reading {}", self.routerd.display()))?;
+        bytes.extend_from_slice(marker.as_bytes());
+        fs::write(path, &bytes).context(|| format!("writing {}", path.display()))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+            .context(|| format!("making {} executable", path.display()))?;
+        Ok((bytes.len(), routerd_proto::sha256_hex(&bytes)))
+    }
+
     /// Waits for a DHCPv4 lease on the uplink and returns its address (without the prefix length).
     pub fn wait_for_uplink_address(&self, timeout: std::time::Duration) -> Result<String, LabError> {
         let status = self.wait_for_status("an uplink lease", timeout, |s| s["uplink"]["dhcp4"]["state"] == "bound")?;

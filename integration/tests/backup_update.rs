@@ -197,12 +197,9 @@ fn updates_are_taken_when_healthy_and_rolled_back_when_not() {
     );
     let keeper = lab.router().routerd_pid();
 
-    // A working binary: this routerd with a few bytes appended (another build as far as hashes go).
+    // A working binary: another build of this routerd as far as hashes go.
     let working = lab.work_dir().join("routerd-new");
-    let mut bytes = fs::read(lab.router().routerd_binary()).expect("routerd binary");
-    bytes.extend_from_slice(b"another build");
-    executable(&working, &bytes);
-    let sha = integration::metrics::sha256_hex(&bytes);
+    let (_, sha) = lab.check(lab.router().another_build(&working, "another build"), "another build");
     let (success, doc, text) = update(&lab, &working, Some(60));
     assert!(success, "{text}");
     assert_eq!(doc["outcome"], "updated", "{text}");

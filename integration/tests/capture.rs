@@ -1,10 +1,7 @@
 //! `rtrctl capture`: pcapng that tshark decodes, with the ring's backfill first and live packets after, and a
 //! reader that never reads does not hold routerd up.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
 use integration::{DhcpClientKind, Lab, LabOptions};
 
@@ -15,22 +12,8 @@ fn rtrctl_args(lab: &Lab) -> Vec<String> {
 }
 
 fn tshark(file: &std::path::Path) -> String {
-    let output = Command::new("tshark")
-        .args([
-            "-r",
-            &file.to_string_lossy(),
-            "-T",
-            "fields",
-            "-e",
-            "frame.interface_name",
-            "-e",
-            "dhcp.option.dhcp",
-            "-e",
-            "dhcp.option.hostname",
-        ])
-        .output()
-        .expect("tshark (Debian package tshark)");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let fields = ["frame.interface_name", "dhcp.option.dhcp", "dhcp.option.hostname"];
+    integration::tshark::fields(file, None, &fields).expect("tshark")
 }
 
 #[test]
@@ -95,20 +78,8 @@ fn capture_streams_the_backfill_then_live_packets_as_pcapng() {
     assert!(decoded.lines().all(|l| !l.split('\t').nth(1).unwrap_or_default().is_empty()), "only DHCPv4: {decoded}");
     lab.tracker().stop(backfill_pid);
     // routerd's own DISCOVER on the uplink comes from 0.0.0.0, as RFC 2131 asks of a client without an address.
-    let sources = Command::new("tshark")
-        .args([
-            "-r",
-            &backfill.to_string_lossy(),
-            "-Y",
-            "dhcp.option.dhcp == 1 && frame.interface_name == \"uplink0\"",
-            "-T",
-            "fields",
-            "-e",
-            "ip.src",
-        ])
-        .output()
-        .expect("tshark");
-    let sources = String::from_utf8_lossy(&sources.stdout).into_owned();
+    let uplink_discovers = "dhcp.option.dhcp == 1 && frame.interface_name == \"uplink0\"";
+    let sources = integration::tshark::fields(&backfill, Some(uplink_discovers), &["ip.src"]).expect("tshark");
     assert!(!sources.trim().is_empty() && sources.lines().all(|l| l == "0.0.0.0"), "{sources}");
 
     // Live: a new client's exchange arrives in the capture that skipped the backfill, and DNS still answers

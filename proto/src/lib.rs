@@ -15,6 +15,16 @@ pub mod pairing_code;
 /// The TCP port routerd serves gRPC on by default (registered for gRPC network management).
 pub const DEFAULT_PORT: u16 = 9339;
 
+/// Lower-case hex, as routerd's files and messages write hashes and DUIDs.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 in lower-case hex: how backups and update artifacts are named and checked, on both ends.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
 /// SHA-256 of a DER certificate: what pairing codes pin.
 pub fn certificate_fingerprint(der: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);

@@ -10,9 +10,7 @@ use common::TestRouter;
 use routerd::backup::archive;
 use routerd_proto::v1 as pb;
 
-fn sha256(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
+use routerd_proto::sha256_hex as sha256;
 
 /// Files under `perm` except dot files (locks), with contents.
 fn tree(perm: &Path) -> BTreeMap<String, Vec<u8>> {

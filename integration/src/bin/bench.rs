@@ -317,14 +317,10 @@ fn update_gap() -> Result<(), LabError> {
     wait::until("a healthy router", Duration::from_secs(60), || {
         Ok(lab.router().rtrctl(&["diag", "--health"])?.success.then_some(()))
     })?;
-    // The new version: this build with bytes appended, so it is a different binary with its own hash.
     let work = lab.work_dir().join("bench");
     fs::create_dir_all(&work).map_err(|e| LabError::unexpected("creating the bench directory", e.to_string()))?;
     let binary = work.join("routerd-next");
-    let mut bytes = fs::read(lab.router().routerd_binary())
-        .map_err(|e| LabError::unexpected("reading the routerd binary", e.to_string()))?;
-    bytes.extend_from_slice(b"next build");
-    fs::write(&binary, &bytes).map_err(|e| LabError::unexpected("writing the new binary", e.to_string()))?;
+    let (size, _) = lab.router().another_build(&binary, "next build")?;
     let script = work.join("update_gap.py");
     fs::write(&script, include_str!("../assets/update_gap.py"))
         .map_err(|e| LabError::unexpected("writing the probe", e.to_string()))?;
@@ -357,11 +353,7 @@ fn update_gap() -> Result<(), LabError> {
         .map_err(|e| LabError::unexpected("the probe's results", format!("{e}: {text}")))?;
     println!("{}", update.stdout.trim());
     println!();
-    println!(
-        "rtrctl update took {:.1} s (upload of {} MiB, activation, confirmation)",
-        took.as_secs_f64(),
-        bytes.len() >> 20
-    );
+    println!("rtrctl update took {:.1} s (upload of {} MiB, activation, confirmation)", took.as_secs_f64(), size >> 20);
     let forwarded = &results["forwarded"];
     println!(
         "forwarded (ICMP to {INTERNET_HOST_V4}, every 10 ms): {} sent, {} lost, longest gap {} ms",

@@ -9,7 +9,6 @@ use tokio_stream::StreamExt;
 use crate::{
     backup::{Limits, archive, restore},
     daemon::Restarter,
-    update::hex,
 };
 
 const CHUNK: usize = 64 * 1024;
@@ -29,10 +28,6 @@ impl BackupApi {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
-}
-
 #[tonic::async_trait]
 impl BackupService for BackupApi {
     async fn create_backup(
@@ -46,7 +41,7 @@ impl BackupService for BackupApi {
             .map_err(|e| tonic::Status::internal(e.to_string()))?;
         tracing::info!("backup: {} files, {} bytes", archive.files, archive.bytes.len());
         let summary = pb::BackupSummary {
-            sha256: sha256(&archive.bytes),
+            sha256: routerd_proto::sha256_hex(&archive.bytes),
             size: archive.bytes.len() as u64,
             files: archive.files,
         };
@@ -109,7 +104,7 @@ impl BackupService for BackupApi {
                 header.size
             )));
         }
-        let got = sha256(&bytes);
+        let got = routerd_proto::sha256_hex(&bytes);
         if !got.eq_ignore_ascii_case(&header.sha256) {
             return Err(tonic::Status::invalid_argument(format!(
                 "SHA-256 mismatch: the header says {}, the archive hashes to {got}; nothing changed",

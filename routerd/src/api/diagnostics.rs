@@ -21,6 +21,23 @@ impl DiagnosticsApi {
     pub fn new(diagnostics: Diagnostics) -> Self {
         DiagnosticsApi { diagnostics }
     }
+
+    /// The address a ping or traceroute goes to: the request's destination, resolved through the upstream DNS.
+    async fn destination(
+        &self,
+        what: &str,
+        source: &str,
+        destination: &str,
+        l3protocol: i32,
+    ) -> Result<std::net::IpAddr, tonic::Status> {
+        if !source.is_empty() {
+            return Err(tonic::Status::unimplemented(format!("source: {what} leave from the routed address")));
+        }
+        if destination.is_empty() {
+            return Err(tonic::Status::invalid_argument("destination: give a host name or address"));
+        }
+        self.diagnostics.resolve(destination, family(l3protocol)?).await.map_err(tonic::Status::failed_precondition)
+    }
 }
 
 fn node_to_proto(node: &Decided) -> pb::DiagnosticNode {
@@ -122,12 +139,6 @@ impl DiagnosticsService for DiagnosticsApi {
         request: tonic::Request<pb::PingRequest>,
     ) -> Result<tonic::Response<ResponseStream<pb::PingResponse>>, tonic::Status> {
         let request = request.into_inner();
-        if !request.source.is_empty() {
-            return Err(tonic::Status::unimplemented("source: pings leave from the routed address"));
-        }
-        if request.destination.is_empty() {
-            return Err(tonic::Status::invalid_argument("destination: give a host name or address"));
-        }
         let size = match request.size {
             0 => 56,
             n @ 1..=65000 => n as usize,
@@ -140,11 +151,7 @@ impl DiagnosticsService for DiagnosticsApi {
         };
         let interval = nanos("interval", request.interval, Duration::from_secs(1), Duration::from_secs(60))?;
         let wait = nanos("wait", request.wait, Duration::from_secs(2), Duration::from_secs(60))?;
-        let destination = self
-            .diagnostics
-            .resolve(&request.destination, family(request.l3protocol)?)
-            .await
-            .map_err(tonic::Status::failed_precondition)?;
+        let destination = self.destination("pings", &request.source, &request.destination, request.l3protocol).await?;
         let options = PingOptions { destination, count, interval, wait, size };
         let to_response = move |event| match event {
             PingEvent::Reply { from, sequence, ttl, bytes, rtt } => pb::PingResponse {
@@ -179,9 +186,6 @@ impl DiagnosticsService for DiagnosticsApi {
         request: tonic::Request<pb::TracerouteRequest>,
     ) -> Result<tonic::Response<ResponseStream<pb::TracerouteResponse>>, tonic::Status> {
         let request = request.into_inner();
-        if !request.source.is_empty() {
-            return Err(tonic::Status::unimplemented("source: probes leave from the routed address"));
-        }
         match pb::L4Protocol::try_from(request.l4protocol) {
             Ok(pb::L4Protocol::Unspecified | pb::L4Protocol::Icmp) => {}
             _ => return Err(tonic::Status::unimplemented("l4protocol: only ICMP probes are built")),
@@ -196,11 +200,7 @@ impl DiagnosticsService for DiagnosticsApi {
             .filter(|ttl| *ttl <= max_ttl)
             .ok_or_else(|| tonic::Status::invalid_argument("initial_ttl: must be between 1 and max_ttl"))?;
         let wait = nanos("wait", request.wait, Duration::from_secs(2), Duration::from_secs(60))?;
-        let destination = self
-            .diagnostics
-            .resolve(&request.destination, family(request.l3protocol)?)
-            .await
-            .map_err(tonic::Status::failed_precondition)?;
+        let destination = self.destination("probes", &request.source, &request.destination, request.l3protocol).await?;
         let size = 32;
         let options = TraceOptions { destination, initial_ttl, max_ttl, wait, probes_per_hop: 3, size };
         let first = pb::TracerouteResponse {

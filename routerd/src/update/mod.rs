@@ -44,9 +44,5 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
         }
         context.update(&buffer[..len]);
     }
-    Ok(hex(context.finish().as_ref()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(routerd_proto::hex(context.finish().as_ref()))
 }

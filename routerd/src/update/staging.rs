@@ -9,10 +9,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{
-    hex,
-    state::{Artifact, BIN_DIR},
-};
+use routerd_proto::hex;
+
+use super::state::{Artifact, BIN_DIR};
 
 /// Largest binary routerd accepts.
 pub const MAX_BINARY: u64 = 512 << 20;
@@ -153,7 +152,7 @@ mod tests {
     use super::*;
 
     fn announced(data: &[u8]) -> Announced {
-        let sha256 = hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+        let sha256 = routerd_proto::sha256_hex(data);
         Announced { version: "test".into(), size: data.len() as u64, sha256 }
     }
 

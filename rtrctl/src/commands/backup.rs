@@ -30,10 +30,6 @@ pub struct RestoreDoc {
     pub restarting: bool,
 }
 
-pub fn sha256(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Downloads a backup into `path` (through a `.partial` file, renamed once the hash matched).
 pub async fn download(cli: &Cli, path: &Path, force: bool) -> Result<BackupDoc, CliError> {
     if path.exists() && !force {
@@ -62,7 +58,7 @@ pub async fn download(cli: &Cli, path: &Path, force: bool) -> Result<BackupDoc, 
     }
     progress.finish();
     let summary = summary.ok_or_else(|| CliError::Io("the router ended the backup without its summary".into()))?;
-    let got = sha256(&bytes);
+    let got = routerd_proto::sha256_hex(&bytes);
     if got != summary.sha256 || bytes.len() as u64 != summary.size {
         return Err(CliError::Io(format!(
             "the backup arrived damaged: {} bytes hashing to {got}, the router sent {} bytes hashing to {}",
@@ -88,7 +84,7 @@ async fn restore(cli: &Cli, path: &Path) -> Result<RestoreDoc, CliError> {
     let header = pb::RestoreBackupRequest {
         content: Some(pb::restore_backup_request::Content::Header(pb::RestoreBackupHeader {
             size: bytes.len() as u64,
-            sha256: sha256(&bytes),
+            sha256: routerd_proto::sha256_hex(&bytes),
         })),
     };
     let mut progress = Progress::new("restore", bytes.len() as u64);

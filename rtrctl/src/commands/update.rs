@@ -69,7 +69,7 @@ fn say(cli: &Cli, line: &str) {
 
 async fn upload(cli: &Cli, binary: &Path, version: &str) -> Result<(String, String), CliError> {
     let bytes = std::fs::read(binary).map_err(|e| CliError::Io(format!("reading {}: {e}", binary.display())))?;
-    let sha256 = super::backup::sha256(&bytes);
+    let sha256 = routerd_proto::sha256_hex(&bytes);
     let header = pb::UploadUpdateRequest {
         content: Some(pb::upload_update_request::Content::Header(pb::UpdateHeader {
             kind: pb::ArtifactKind::DaemonBinary as i32,

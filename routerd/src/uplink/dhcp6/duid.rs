@@ -34,14 +34,10 @@ pub fn load_or_create(perm: &Path, mac: [u8; 6]) -> Result<Vec<u8>, DuidError> {
         None => {
             let duid = link_layer(mac);
             store::write_atomic(&path, &duid, Mode::Public)?;
-            tracing::info!("created the DUID {} in {}", hex(&duid), path.display());
+            tracing::info!("created the DUID {} in {}", routerd_proto::hex(&duid), path.display());
             Ok(duid)
         }
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::{net::Ipv6Addr, path::Path, time::Duration};
 use data_encoding::BASE64;
 use serde::{Deserialize, Serialize};
 
-use super::{DelegatedPrefix, Lease, LeaseTimes, LeasedAddress, duid::hex, lease::mask};
+use super::{DelegatedPrefix, Lease, LeaseTimes, LeasedAddress, lease::mask};
 use crate::{
     store::{self, Mode, StoreError},
     uplink::lease_times::{FileTimes, rfc3339, wall_clock},
@@ -81,7 +81,7 @@ pub fn save(perm: &Path, lease: &Lease, times: LeaseTimes) -> Result<(), StoreEr
         prefixes: lease.prefixes.iter().map(GoIpNet::from_prefix).collect(),
         dns: lease.dns.iter().map(ToString::to_string).collect(),
         address: lease.address.as_ref().map(|a| a.address.to_string()).unwrap_or_default(),
-        times: FileTimes::new(hex(&lease.server_id), times),
+        times: FileTimes::new(routerd_proto::hex(&lease.server_id), times),
         t1_seconds: lease.t1.as_secs(),
         t2_seconds: lease.t2.as_secs(),
         valid_seconds: lease.valid.as_secs(),
