@@ -47,6 +47,7 @@ fn diag_is_all_green_when_healthy_and_shows_a_dead_link_with_its_dependents_skip
     flatten(&healthy["checks"], &mut checks);
     let ids: Vec<&str> = checks.iter().map(|(id, _, _)| id.as_str()).collect();
     for expected in [
+        "firewall",
         "uplink/link",
         "uplink/dhcp4",
         "uplink/dhcp4/gateway",

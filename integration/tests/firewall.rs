@@ -8,10 +8,18 @@ fn the_golden_ruleset_is_valid_nftables() {
     let tracker = Tracker::default();
     let name = format!("rdl{}x900-nftcheck", std::process::id());
     let netns = tracker.create_namespace(&name, false).expect("a namespace");
-    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../routerd/src/firewall/testdata/ruleset.golden.nft");
-    let checked = integration::command::run_unchecked(netns.command("nft").args(["-c", "-f", golden]));
+    let testdata = concat!(env!("CARGO_MANIFEST_DIR"), "/../routerd/src/firewall/testdata");
+    let checked: Vec<_> = ["ruleset.golden.nft", "lockdown.golden.nft"]
+        .iter()
+        .map(|file| {
+            let path = format!("{testdata}/{file}");
+            integration::command::run_unchecked(netns.command("nft").args(["-c", "-f", &path]))
+        })
+        .collect();
     let problems = tracker.teardown();
-    let checked = checked.expect("nft runs (Debian package nftables)");
-    assert!(checked.success, "{}", checked.combined());
+    for checked in checked {
+        let checked = checked.expect("nft runs (Debian package nftables)");
+        assert!(checked.success, "{}", checked.combined());
+    }
     assert!(problems.is_empty(), "{problems:?}");
 }

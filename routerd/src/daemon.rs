@@ -127,11 +127,17 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
             None
         }
     };
+    // Before forwarding is turned on and before anything listens: the router is never open without its firewall.
+    let firewall_at_start = lock_down(&config);
     let authority = Arc::new(Authority::load_or_create(PkiPaths::new(&options.perm), &hostname)?);
 
     let wanted = if options.listen.is_empty() { default_listen_addrs() } else { options.listen.clone() };
-    let listeners = bind_all(&wanted)?;
+    let listeners = bind_all(&firewall_at_start.allowed(wanted))?;
     let listen_addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    tracing::info!(
+        "management API bound to {}",
+        listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    );
     let credentials = authority.server_credentials(&server_names(&hostname, &listen_addrs))?;
     let tls = Arc::new(TlsSource::new(authority.clone(), credentials));
     tls.current()?;
@@ -155,9 +161,11 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         Some(netconfig) => start_uplink(&mut supervisor, netconfig, &options, &config, &hostname, uplink_state),
         None => UplinkControl::default(),
     };
-    // After enable_routing (in start_uplink): a router forwards, and its firewall decides what.
-    let forward_control =
-        if system::interface_exists(UPLINK) { start_firewall(&mut supervisor, &options, &config) } else { None };
+    let forward_control = match firewall_at_start {
+        FirewallAtStart::NotARouter => None,
+        FirewallAtStart::Locked => start_firewall(&mut supervisor, &options, &config, false),
+        FirewallAtStart::Failed => start_firewall(&mut supervisor, &options, &config, true),
+    };
     let diagnostics = start_diagnostics(&mut supervisor, &config, &hostname, uplink_view.clone(), statuses.clone());
     let collector = crate::metrics::collect::Collector {
         metrics,
@@ -168,7 +176,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         firewall: forward_control.is_some(),
         started_at: SystemTime::now(),
     };
-    start_metrics(&mut supervisor, &options, collector);
+    start_metrics(&mut supervisor, &options, collector, firewall_at_start);
     if std::env::var_os(crate::update::TRIAL_ENV).is_some() {
         let (perm, diagnostics) = (options.perm.clone(), diagnostics.clone());
         supervisor.spawn("update-trial", move |context| {
@@ -331,13 +339,18 @@ fn start_diagnostics(
 
 /// Prometheus metrics on port 8066 of the loopback and LAN addresses (or `--metrics-listen`). A port already
 /// taken only costs the metrics, never the router.
-fn start_metrics(supervisor: &mut Supervisor, options: &Options, collector: crate::metrics::collect::Collector) {
+fn start_metrics(
+    supervisor: &mut Supervisor,
+    options: &Options,
+    collector: crate::metrics::collect::Collector,
+    firewall_at_start: FirewallAtStart,
+) {
     let wanted: Vec<SocketAddr> = if options.metrics_listen.is_empty() {
         default_listen_addrs().into_iter().map(|a| SocketAddr::new(a.ip(), crate::metrics::http::PORT)).collect()
     } else {
         options.metrics_listen.clone()
     };
-    let listeners = match bind_all(&wanted) {
+    let listeners = match bind_all(&firewall_at_start.allowed(wanted)) {
         Ok(listeners) => Arc::new(listeners),
         Err(error) => {
             tracing::error!("metrics are off: {error}");
@@ -359,9 +372,75 @@ fn pinholes(config: &Config) -> Vec<crate::firewall::ruleset::Pinhole> {
         .collect()
 }
 
-/// The firewall service (NAT, filter, port forwards), only on a router: called with the uplink.
-fn start_firewall(supervisor: &mut Supervisor, options: &Options, config: &Config) -> Option<ForwardControl> {
-    use crate::firewall::{ruleset::RulesetInput, service::Firewall};
+/// Where the firewall stood when the listeners were bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FirewallAtStart {
+    /// No uplink: a development machine or the test suite, where nothing on the system is touched.
+    NotARouter,
+    /// The lockdown ruleset is loaded and forwarding is on.
+    Locked,
+    /// The kernel took no ruleset: forwarding is off and nothing listens beyond loopback.
+    Failed,
+}
+
+impl FirewallAtStart {
+    /// The addresses routerd may listen on: without a firewall only loopback ones (the LANs' global IPv6
+    /// addresses would be open to the internet), and loopback on the same port when none was asked for.
+    fn allowed(self, wanted: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        if self != FirewallAtStart::Failed {
+            return wanted;
+        }
+        let (loopback, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            wanted.into_iter().partition(|addr| addr.ip().is_loopback());
+        if refused.is_empty() {
+            return loopback;
+        }
+        tracing::error!(
+            "without a firewall, not listening on {}",
+            refused.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        );
+        if loopback.is_empty() {
+            let port = refused[0].port();
+            return vec![
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+            ];
+        }
+        loopback
+    }
+}
+
+/// On a router, at every start: the uplink's sysctls, then the lockdown ruleset, then forwarding, in this
+/// order. When the kernel refuses the ruleset, forwarding is turned off (a previous run may have left it on).
+fn lock_down(config: &Config) -> FirewallAtStart {
+    use crate::firewall::{apply, ruleset::Ruleset};
+    if !system::interface_exists(UPLINK) {
+        return FirewallAtStart::NotARouter;
+    }
+    for problem in netconfig::prepare_uplink(UPLINK) {
+        tracing::error!("{problem}");
+    }
+    match apply::apply(&Ruleset::lockdown(&firewall_input(config))) {
+        Ok(loaded) => {
+            tracing::info!("firewall: lockdown ruleset loaded (nothing new is forwarded until the full ruleset)");
+            for problem in netconfig::enable_forwarding(&loaded) {
+                tracing::error!("{problem}");
+            }
+            tracing::info!("forwarding enabled");
+            FirewallAtStart::Locked
+        }
+        Err(error) => {
+            for problem in netconfig::disable_forwarding() {
+                tracing::error!("{problem}");
+            }
+            tracing::error!("firewall: {error}; forwarding stays off and the API and metrics listen on loopback only");
+            FirewallAtStart::Failed
+        }
+    }
+}
+
+/// The ruleset's input without port forwards (the firewall service adds them).
+fn firewall_input(config: &Config) -> crate::firewall::ruleset::RulesetInput {
     let lan_interfaces = config.interfaces.interfaces.iter().filter(|i| system::role_of(&i.name) == system::Role::Lan);
     let lans: Vec<String> = lan_interfaces.clone().map(|i| i.name.clone()).collect();
     let lan_networks = lan_interfaces
@@ -373,22 +452,33 @@ fn start_firewall(supervisor: &mut Supervisor, options: &Options, config: &Confi
             _ => None,
         })
         .collect();
-    if lans.is_empty() {
-        tracing::warn!("no LAN in interfaces.json: the firewall is not loaded");
-        return None;
-    }
-    let base = RulesetInput {
+    crate::firewall::ruleset::RulesetInput {
         uplink: UPLINK.to_string(),
         lans,
         lan_networks,
         forwards: Vec::new(),
         pinholes: pinholes(config),
         flowtable: false,
-    };
+    }
+}
+
+/// The firewall service (NAT, filter, port forwards), only on a router: called with the uplink.
+fn start_firewall(
+    supervisor: &mut Supervisor,
+    options: &Options,
+    config: &Config,
+    loopback_only: bool,
+) -> Option<ForwardControl> {
+    use crate::firewall::service::Firewall;
+    let base = firewall_input(config);
+    if base.lans.is_empty() {
+        tracing::warn!("no LAN in interfaces.json: only the lockdown ruleset is loaded (nothing is forwarded)");
+        return None;
+    }
     let (control, inbox) = ForwardControl::new();
     let (perm, entries) = (options.perm.clone(), config.port_forwardings.forwardings.clone());
     supervisor.spawn("firewall", move |context| {
-        let firewall = Firewall { perm: perm.clone(), base: base.clone(), entries: entries.clone() };
+        let firewall = Firewall { perm: perm.clone(), loopback_only, base: base.clone(), entries: entries.clone() };
         let inbox = inbox.clone();
         async move { crate::firewall::service::run(firewall, inbox, context).await }
     });
@@ -409,10 +499,6 @@ fn start_uplink(
         tracing::info!("no interface named {UPLINK}: the uplink's DHCP clients are off");
         return UplinkControl::default();
     }
-    for problem in netconfig::enable_routing(UPLINK) {
-        tracing::error!("{problem}");
-    }
-
     let spoofed = config
         .interfaces
         .interfaces

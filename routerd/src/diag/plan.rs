@@ -104,6 +104,8 @@ pub struct Facts {
     pub targets: Targets,
     /// The name the router answers to in DNS.
     pub router_name: String,
+    /// The firewall service's state and message (`None`: no firewall on this machine, e.g. no uplink).
+    pub firewall: Option<(String, String)>,
 }
 
 const DNS_PORT: u16 = 53;
@@ -131,6 +133,14 @@ fn human(duration: Duration) -> String {
 /// The whole tree for these facts, parents before children.
 pub fn plan(facts: &Facts) -> Vec<Planned<Check>> {
     let mut plan = Vec::new();
+    if let Some((state, message)) = &facts.firewall {
+        let loaded = if state == "running" {
+            Ok(format!("loaded; {message}"))
+        } else {
+            Err(format!("the firewall is {state}: {message}; nothing new is forwarded"))
+        };
+        plan.push(node("firewall", None, "firewall and NAT", Check::Known(loaded)));
+    }
     if let Some(uplink) = &facts.uplink {
         plan_uplink(facts, uplink, &mut plan);
     }
@@ -375,6 +385,7 @@ mod tests {
             }],
             targets: Targets { dns_name: "example.com".into(), ..Default::default() },
             router_name: "router".into(),
+            firewall: None,
         }
     }
 
@@ -496,6 +507,19 @@ mod tests {
             matches!(check(&plan, "lan/lan0/ipv6"), Check::Known(Err(why)) if why.contains("no address from the delegated prefix"))
         );
         assert!(matches!(check(&plan, "lan/lan0/ra"), Check::Known(Err(why)) if why.contains("restarting")));
+    }
+
+    #[test]
+    fn a_firewall_that_is_not_loaded_fails_its_check() {
+        let mut facts = healthy();
+        facts.firewall = Some(("running".into(), "2 port forwards".into()));
+        assert_eq!(check(&plan(&facts), "firewall"), &Check::Known(Ok("loaded; 2 port forwards".into())));
+        facts.firewall = Some(("restarting".into(), "nftables refused the ruleset".into()));
+        let planned = plan(&facts);
+        let Check::Known(Err(reason)) = check(&planned, "firewall") else { panic!("the check fails") };
+        assert!(reason.contains("restarting: nftables refused the ruleset"), "{reason}");
+        facts.firewall = None;
+        assert!(!ids(&plan(&facts)).contains(&"firewall"));
     }
 
     #[test]

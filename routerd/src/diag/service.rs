@@ -69,6 +69,7 @@ impl Diagnostics {
             lans: self.inner.lans.iter().map(|lan| facts::lan(lan, state("dhcp4d"), state("radvd"))).collect(),
             targets: self.inner.targets.clone(),
             router_name: self.inner.router_name.clone(),
+            firewall: statuses.get("firewall").map(|s| (facts::state_name(s.state), s.message.clone())),
         }
     }
 

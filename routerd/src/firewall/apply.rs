@@ -43,10 +43,15 @@ pub fn current_counters() -> Counters {
     counters
 }
 
+/// Proof that one of routerd's rulesets (the lockdown or the full one) is in the kernel: the only way to turn
+/// forwarding on ([`crate::netconfig::enable_forwarding`]), so a router never forwards without its firewall.
+#[derive(Debug)]
+pub struct Loaded(());
+
 /// Replaces routerd's tables with `ruleset` atomically, keeping the counters of rules that stay the same;
 /// other tables are left alone.
-pub fn apply(ruleset: &Ruleset) -> Result<(), ApplyError> {
+pub fn apply(ruleset: &Ruleset) -> Result<Loaded, ApplyError> {
     let text = ruleset.to_nft_with_counters(&current_counters());
     let mut nft = Nft::new(false).ok_or(ApplyError::NoLibrary)?;
-    nft.run(&text).map(drop).map_err(ApplyError::Refused)
+    nft.run(&text).map(|_| Loaded(())).map_err(ApplyError::Refused)
 }

@@ -67,28 +67,60 @@ fn range(ports: &std::ops::RangeInclusive<u16>) -> String {
 }
 
 impl Ruleset {
+    /// What routerd loads before it turns forwarding on or binds a listener, at every start: the router itself
+    /// stays reachable as it needs to be (the LANs' services, the uplink's DHCP replies and ICMP), flows that a
+    /// previous ruleset let through keep going (so a restart does not cut connections), and nothing new is
+    /// forwarded or translated. The full ruleset replaces it in one transaction once the firewall service runs.
+    pub fn lockdown(input: &RulesetInput) -> Ruleset {
+        let mut ruleset = Ruleset::build(&RulesetInput {
+            forwards: Vec::new(),
+            pinholes: Vec::new(),
+            flowtable: false,
+            ..input.clone()
+        });
+        for table in &mut ruleset.tables {
+            for chain in &mut table.chains {
+                if chain.name == "forward" {
+                    chain.rules = vec![
+                        "meta nfproto ipv4 ct state invalid counter drop".into(),
+                        "meta nfproto ipv6 ct state invalid counter drop".into(),
+                        "ct state established,related counter accept".into(),
+                        "meta nfproto ipv4 counter drop".into(),
+                        "meta nfproto ipv6 counter drop".into(),
+                    ];
+                }
+            }
+        }
+        ruleset
+    }
+
     pub fn build(input: &RulesetInput) -> Ruleset {
         let uplink = format!("\"{}\"", input.uplink);
         let lans = set(&input.lans);
 
+        let mut input_rules: Vec<String> = vec![
+            "meta nfproto ipv4 ct state invalid counter drop".into(),
+            "meta nfproto ipv6 ct state invalid counter drop".into(),
+            "ct state established,related counter accept".into(),
+            "iif \"lo\" accept".into(),
+        ];
+        if !input.lans.is_empty() {
+            // Management API, DNS, DHCP and metrics: only from the LANs (and loopback, above).
+            input_rules.push(format!("iifname {lans} counter accept"));
+        }
+        input_rules.extend([
+            format!("iifname {uplink} udp sport 67 udp dport 68 counter accept"),
+            format!("iifname {uplink} ip6 saddr fe80::/10 udp sport 547 udp dport 546 counter accept"),
+            format!("iifname {uplink} icmpv6 type {{ {ICMPV6_INPUT} }} counter accept"),
+            format!("iifname {uplink} icmp type {{ {ICMP_INPUT} }} limit rate 100/second counter accept"),
+            // One drop rule per family, so the metrics can tell them apart (an inet table sees only these).
+            "meta nfproto ipv4 counter drop".into(),
+            "meta nfproto ipv6 counter drop".into(),
+        ]);
         let input_chain = Chain {
             name: "input",
             base: Some("type filter hook input priority filter; policy drop;".into()),
-            rules: vec![
-                "meta nfproto ipv4 ct state invalid counter drop".into(),
-                "meta nfproto ipv6 ct state invalid counter drop".into(),
-                "ct state established,related counter accept".into(),
-                "iif \"lo\" accept".into(),
-                // Management API, DNS, DHCP and metrics: only from the LANs (and loopback, above).
-                format!("iifname {lans} counter accept"),
-                format!("iifname {uplink} udp sport 67 udp dport 68 counter accept"),
-                format!("iifname {uplink} ip6 saddr fe80::/10 udp sport 547 udp dport 546 counter accept"),
-                format!("iifname {uplink} icmpv6 type {{ {ICMPV6_INPUT} }} counter accept"),
-                format!("iifname {uplink} icmp type {{ {ICMP_INPUT} }} limit rate 100/second counter accept"),
-                // One drop rule per family, so the metrics can tell them apart (an inet table sees only these).
-                "meta nfproto ipv4 counter drop".into(),
-                "meta nfproto ipv6 counter drop".into(),
-            ],
+            rules: input_rules,
         };
 
         let mut forward_rules = vec![
@@ -101,10 +133,12 @@ impl Ruleset {
             // Established TCP and UDP flows leave the slow path: the kernel forwards them from ingress.
             forward_rules.push("ct state established meta l4proto { tcp, udp } flow add @fastpath".into());
         }
+        forward_rules.push("ct state established,related counter accept".to_string());
+        if !input.lans.is_empty() {
+            forward_rules.push(format!("iifname {lans} oifname {uplink} counter accept"));
+            forward_rules.push(format!("iifname {lans} oifname {lans} counter accept"));
+        }
         forward_rules.extend([
-            "ct state established,related counter accept".to_string(),
-            format!("iifname {lans} oifname {uplink} counter accept"),
-            format!("iifname {lans} oifname {lans} counter accept"),
             // Port forwards: DNAT'ed in prerouting.
             format!("iifname {uplink} ct status dnat counter accept"),
             format!("iifname {uplink} icmpv6 type {{ {ICMPV6_FORWARD} }} counter accept"),
@@ -346,6 +380,37 @@ mod tests {
         assert!(!Ruleset::build(&input()).to_nft().contains("flowtable"));
     }
 
+    #[test]
+    fn the_lockdown_forwards_nothing_new_and_keeps_the_router_reachable_from_the_lans() {
+        let full = Ruleset::build(&input());
+        let lockdown = Ruleset::lockdown(&input());
+        let chain = |ruleset: &Ruleset, name: &str| {
+            ruleset.tables.iter().flat_map(|t| &t.chains).find(|c| c.name == name).cloned().expect("chain")
+        };
+        let forward = chain(&lockdown, "forward");
+        assert!(forward.base.as_deref().is_some_and(|b| b.contains("policy drop")));
+        let accepts: Vec<&String> = forward.rules.iter().filter(|r| r.contains("accept")).collect();
+        assert_eq!(accepts, ["ct state established,related counter accept"], "{forward:?}");
+        assert_eq!(chain(&lockdown, "input"), chain(&full, "input"), "the router's own services stay reachable");
+        assert!(chain(&lockdown, "prerouting").rules.is_empty(), "no port forward");
+        let text = lockdown.to_nft();
+        assert!(!text.contains("dnat to") && !text.contains("2001:db8:100::23"), "no port forward or pinhole: {text}");
+        // The same tables: the full ruleset replaces the lockdown (and the other way round) in one transaction.
+        let names = |r: &Ruleset| r.tables.iter().map(|t| (t.family, t.name)).collect::<Vec<_>>();
+        assert_eq!(names(&lockdown), names(&full));
+        assert!(text.starts_with("table inet routerd\ndelete table inet routerd\n"), "{text}");
+    }
+
+    #[test]
+    fn without_a_lan_nothing_is_accepted_from_one() {
+        let lonely = RulesetInput { lans: Vec::new(), lan_networks: Vec::new(), ..input() };
+        for ruleset in [Ruleset::build(&lonely), Ruleset::lockdown(&lonely)] {
+            let text = ruleset.to_nft();
+            assert!(!text.contains("{  }") && !text.contains("iifname \"\""), "{text}");
+            assert!(text.contains("policy drop"), "{text}");
+        }
+    }
+
     /// The whole ruleset against `testdata/ruleset.golden.nft` (which `nft -c -f` accepts). After a deliberate change, regenerate the file
     /// with `UPDATE_GOLDEN=1 cargo test -p routerd --lib firewall` and review the diff.
     #[test]
@@ -357,6 +422,18 @@ mod tests {
         }
         let golden = std::fs::read_to_string(path).expect("the golden file");
         assert_eq!(text, golden, "the ruleset changed; see the test's doc comment");
+    }
+
+    /// The lockdown ruleset against `testdata/lockdown.golden.nft` (which `nft -c -f` accepts too).
+    #[test]
+    fn golden_lockdown() {
+        let text = Ruleset::lockdown(&input()).to_nft();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/firewall/testdata/lockdown.golden.nft");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &text).expect("writing the golden file");
+        }
+        let golden = std::fs::read_to_string(path).expect("the golden file");
+        assert_eq!(text, golden, "the lockdown ruleset changed; see golden_ruleset's doc comment");
     }
 
     #[test]

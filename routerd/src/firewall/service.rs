@@ -72,6 +72,9 @@ pub fn forward_id(forward: &Forward) -> String {
 
 pub struct Firewall {
     pub perm: PathBuf,
+    /// No ruleset could be loaded when routerd started, so the API and metrics listen on loopback only until
+    /// the next start (said in the service's status).
+    pub loopback_only: bool,
     /// Everything but the forwards.
     pub base: RulesetInput,
     pub entries: Vec<PortForwarding>,
@@ -183,10 +186,22 @@ pub async fn run(mut firewall: Firewall, inbox: ForwardInbox, mut context: Servi
     // The ruleset is complete without the fast path; it is added where the kernel has flowtables.
     firewall.base.flowtable = apply::flowtables_supported(&firewall.base.uplink);
     let flowtables = if firewall.base.flowtable { "flowtable fast path on" } else { "no flowtables in this kernel" };
-    apply::apply(&firewall.ruleset(&firewall.entries))?;
+    let loaded = apply::apply(&firewall.ruleset(&firewall.entries))?;
     let count = firewall.listed().len();
     tracing::info!("firewall and NAT loaded ({count} port forwards; {flowtables})");
-    let summary = |count: usize| format!("{count} port forwards; {flowtables}");
+    if !crate::netconfig::forwarding_enabled() {
+        // No ruleset could be loaded at start, so forwarding was left off; now there is one.
+        for problem in crate::netconfig::enable_forwarding(&loaded) {
+            tracing::error!("{problem}");
+        }
+        tracing::info!("forwarding enabled: the firewall is in place");
+    }
+    let loopback_only = if firewall.loopback_only {
+        "; the API and metrics listen on loopback only since routerd started without a firewall (restart it)"
+    } else {
+        ""
+    };
+    let summary = |count: usize| format!("{count} port forwards; {flowtables}{loopback_only}");
     context.report(ServiceState::Running, summary(count));
     loop {
         let request = tokio::select! {

@@ -283,17 +283,12 @@ pub fn set_sysctl(key: &str, value: &str) -> Result<(), NetconfigError> {
         .map_err(|source| NetconfigError::Sysctl { key: key.replace('/', "."), source })
 }
 
-/// What a router needs from the kernel: forwarding on, router advertisements still accepted on the uplink
-/// (with forwarding on, the kernel ignores them unless accept_ra is 2, and the ISP's RA gives the IPv6 default
+/// What a router's uplink needs whether or not it forwards: router advertisements still accepted once
+/// forwarding is on (the kernel ignores them then unless accept_ra is 2, and the ISP's RA gives the IPv6 default
 /// route), and bridge netfilter off.
-pub fn enable_routing(uplink: &str) -> Vec<NetconfigError> {
-    let settings = [
-        ("net/ipv4/ip_forward".to_string(), "1"),
-        ("net/ipv6/conf/all/forwarding".to_string(), "1"),
-        (format!("net/ipv6/conf/{uplink}/accept_ra"), "2"),
-    ];
+pub fn prepare_uplink(uplink: &str) -> Vec<NetconfigError> {
     let mut problems: Vec<NetconfigError> =
-        settings.iter().filter_map(|(key, value)| set_sysctl(key, value).err()).collect();
+        set_sysctl(&format!("net/ipv6/conf/{uplink}/accept_ra"), "2").err().into_iter().collect();
     // With br_netfilter loaded (built into some kernels, on in every namespace), packets bridged inside a LAN
     // bridge also pass the IP hooks, and hairpin NAT breaks: the reply is bridged back instead of routed.
     for key in BRIDGE_NETFILTER {
@@ -304,6 +299,26 @@ pub fn enable_routing(uplink: &str) -> Vec<NetconfigError> {
         }
     }
     problems
+}
+
+const FORWARDING: [&str; 2] = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"];
+
+/// Turns forwarding on (IPv4 and IPv6). It takes the proof that routerd's firewall is loaded: a router never
+/// forwards without it.
+pub fn enable_forwarding(_firewall: &crate::firewall::apply::Loaded) -> Vec<NetconfigError> {
+    FORWARDING.iter().filter_map(|key| set_sysctl(key, "1").err()).collect()
+}
+
+/// Turns forwarding off (a previous run may have left it on) when no ruleset could be loaded.
+pub fn disable_forwarding() -> Vec<NetconfigError> {
+    FORWARDING.iter().filter_map(|key| set_sysctl(key, "0").err()).collect()
+}
+
+/// Whether IPv4 or IPv6 forwarding is on.
+pub fn forwarding_enabled() -> bool {
+    FORWARDING
+        .iter()
+        .any(|key| std::fs::read_to_string(Path::new("/proc/sys").join(key)).is_ok_and(|value| value.trim() != "0"))
 }
 
 const BRIDGE_NETFILTER: &[&str] = &[

@@ -124,6 +124,10 @@ pub async fn run(
             }
             received = socket.recv_from(&mut buffer) => {
                 let (len, from) = received?;
+                if let Err(reason) = check_source(from) {
+                    tracing::info!("ignored a DHCPv6 message from {from}: {reason}");
+                    continue;
+                }
                 match client.handle_packet(Instant::now(), &buffer[..len]) {
                     Ok(events) => events,
                     Err(ignored) => {
@@ -272,4 +276,34 @@ fn publish(uplink: &watch::Sender<UplinkSnapshot>, state: &str, lease: &Lease, t
             expires_at: times.map(|t| wall_clock(t.expires_at)),
         });
     });
+}
+
+/// DHCPv6 servers and relays answer from a link-local address and port 547 (RFC 8415 §13.1, §18.2.10): anything
+/// else on the uplink is spoofed or misrouted, and is dropped here whatever the firewall lets through.
+pub fn check_source(from: SocketAddr) -> Result<(), String> {
+    match from {
+        SocketAddr::V6(from) if !from.ip().is_unicast_link_local() => {
+            Err(format!("{} is not a link-local address", from.ip()))
+        }
+        SocketAddr::V6(from) if from.port() != SERVER_PORT => {
+            Err(format!("source port {} is not the DHCPv6 server port {SERVER_PORT}", from.port()))
+        }
+        SocketAddr::V6(_) => Ok(()),
+        SocketAddr::V4(from) => Err(format!("{from} is not IPv6")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_link_local_sources_on_the_server_port_are_accepted() {
+        let at = |text: &str| -> SocketAddr { text.parse().expect("literal") };
+        assert_eq!(check_source(at("[fe80::1%2]:547")), Ok(()));
+        assert!(check_source(at("[2001:db8::1]:547")).is_err_and(|e| e.contains("not a link-local")));
+        assert!(check_source(at("[::1]:547")).is_err());
+        assert!(check_source(at("[fe80::1]:5547")).is_err_and(|e| e.contains("source port 5547")));
+        assert!(check_source(at("198.51.100.1:547")).is_err());
+    }
 }
