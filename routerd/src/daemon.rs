@@ -92,6 +92,11 @@ pub enum Stopped {
 }
 
 impl Running {
+    /// Becomes `true` when a service asks for routerd to be started again (an update, a restore, a new CA).
+    pub fn restart_requested(&self) -> watch::Receiver<bool> {
+        self.restart.clone()
+    }
+
     /// Asks every service to stop and waits for them (at most ten seconds).
     pub async fn shutdown(self) {
         let _ = self.trigger.send(true);
@@ -109,6 +114,9 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         tracing::warn!("{what}");
     }
     crate::store::remove_stale_temp_files(&options.perm);
+    if let Some(path) = crate::pki::rotation::remove_interrupted_rotation(&options.perm) {
+        tracing::warn!("removed {}: a CA rotation was interrupted before it changed anything", path.display());
+    }
     let config = Config::load(&options.perm);
     for problem in &config.problems {
         tracing::error!("{}: {} (using defaults for this file until it is fixed)", problem.file, problem.message);

@@ -81,6 +81,13 @@ enum PkiCommand {
         #[command(flatten)]
         perm: PermArg,
     },
+    /// Replace the router's CA (after a backup or a paired device leaked): a new CA and server certificate,
+    /// every client identity invalid, and a one-time pairing code printed to pair again. A running routerd
+    /// closes every API connection and starts again with the new CA.
+    RotateCa {
+        #[command(flatten)]
+        perm: PermArg,
+    },
     /// List the client identities this router issued.
     List {
         #[command(flatten)]
@@ -194,6 +201,22 @@ fn pki(command: PkiCommand) -> Result<(), String> {
             eprintln!(
                 "valid once, until {}: rtrctl pair --router HOST --code {code}",
                 expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+            );
+            Ok(())
+        }
+        PkiCommand::RotateCa { perm } => {
+            let rotated = routerd::pki::rotation::rotate_ca(
+                &perm.perm,
+                &routerd::system::hostname(),
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| e.to_string())?;
+            let code = rotated.pairing_code;
+            println!("{code}");
+            eprintln!(
+                "replaced the router's CA: every client identity is now invalid (a running routerd drops them at once).\n\
+                 pair again, once, until {}: rtrctl pair --router HOST --code {code} --force",
+                rotated.pairing_code_expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
             );
             Ok(())
         }

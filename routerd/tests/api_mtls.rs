@@ -203,10 +203,12 @@ async fn pairing_with_another_routers_code_is_refused_by_rtrctl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_handshake_does_not_stall_others() {
     let router = TestRouter::start().await;
-    // Connections that never speak TLS.
+    // Connections from another host (127.0.0.2) that never speak TLS: more than that host may hold.
     let mut idle = Vec::new();
     for _ in 0..20 {
-        idle.push(tokio::net::TcpStream::connect(router.addr).await.expect("tcp"));
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
+        idle.push(socket.connect(router.addr).await.expect("tcp"));
     }
     status_with(&router, &router.identity("laptop")).await.expect("served while others stall");
     drop(idle);

@@ -5,4 +5,5 @@ pub mod commands;
 pub mod connect;
 pub mod error;
 pub mod output;
+pub mod private_file;
 pub mod progress;

@@ -8,6 +8,7 @@ mod lease;
 mod pki;
 mod port_forward;
 mod server;
+pub mod sessions;
 mod system;
 pub mod tls;
 pub mod update;

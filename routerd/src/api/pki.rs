@@ -1,6 +1,10 @@
 //! PkiService: pairing, and listing and revoking client identities.
 
-use std::sync::Arc;
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use routerd_proto::{
     pairing_code::PairingCode,
@@ -10,15 +14,20 @@ use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
 use super::tls::ConnectionInfo;
-use crate::pki::{Authority, PairingError, PkiError, validate_identity_name};
+use crate::pki::{Authority, PairingError, PkiError, throttle::PairingThrottle, validate_identity_name};
 
 pub struct PkiApi {
     authority: Arc<Authority>,
+    throttle: Arc<Mutex<PairingThrottle>>,
 }
 
 impl PkiApi {
     pub fn new(authority: Arc<Authority>) -> Self {
-        PkiApi { authority }
+        PkiApi { authority, throttle: Arc::default() }
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, PairingThrottle> {
+        self.throttle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -51,10 +60,33 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, PkiError> 
 #[tonic::async_trait]
 impl PkiService for PkiApi {
     async fn pair(&self, request: Request<pb::PairRequest>) -> Result<Response<pb::PairResponse>, Status> {
-        let remote =
-            request.extensions().get::<ConnectionInfo>().map(|info| info.remote_addr.to_string()).unwrap_or_default();
+        let remote = request.extensions().get::<ConnectionInfo>().map(|info| info.remote_addr);
+        let source = remote.map(|r| r.ip()).unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+        let remote = remote.map(|r| r.to_string()).unwrap_or_default();
         let pb::PairRequest { code, name, csr_pem } = request.into_inner();
-        let code = PairingCode::parse(&code).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Err(wait) = self.throttle().check(source, Instant::now()) {
+            tracing::info!("pairing from {remote} refused: too many failed attempts");
+            return Err(Status::resource_exhausted(format!(
+                "too many failed pairing attempts from {source}; try again in {} s",
+                wait.as_secs().max(1)
+            )));
+        }
+        // The code first: a caller without a valid one learns nothing about names or requests.
+        let authority = self.authority.clone();
+        let checked = match PairingCode::parse(&code) {
+            Ok(code) => {
+                blocking(move || authority.check_pairing_code(&code, OffsetDateTime::now_utc()).map(|()| code)).await
+            }
+            Err(error) => Err(Status::permission_denied(format!("{error}"))),
+        };
+        let code = match checked {
+            Ok(code) => code,
+            Err(status) => {
+                self.throttle().failed(source, Instant::now());
+                tracing::info!("pairing from {remote} refused: {}", status.message());
+                return Err(status);
+            }
+        };
         validate_identity_name(&name).map_err(to_status)?;
         // Reject a bad request before the code is used up, so a client bug does not burn it.
         rcgen::CertificateSigningRequestParams::from_pem(&csr_pem)
@@ -72,6 +104,7 @@ impl PkiService for PkiApi {
         })
         .await
         .inspect_err(|status| tracing::info!("pairing from {remote} refused: {}", status.message()))?;
+        self.throttle().succeeded(source);
         Ok(Response::new(pb::PairResponse { certificate_pem, ca_certificate_pem: self.authority.ca_pem().to_string() }))
     }
 
@@ -91,6 +124,27 @@ impl PkiService for PkiApi {
                     revoked: record.revoked,
                 })
                 .collect(),
+        }))
+    }
+
+    async fn rotate_certificate_authority(
+        &self,
+        request: Request<pb::RotateCertificateAuthorityRequest>,
+    ) -> Result<Response<pb::RotateCertificateAuthorityResponse>, Status> {
+        let caller = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .and_then(|info| info.client.as_ref().map(|c| c.name.clone()))
+            .unwrap_or_default();
+        let perm = self.authority.paths().dir.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let router_name = crate::system::hostname();
+        let rotated =
+            blocking(move || crate::pki::rotation::rotate_ca(&perm, &router_name, OffsetDateTime::now_utc())).await?;
+        tracing::warn!("{caller:?} replaced the router's CA through the API; starting again with it");
+        Ok(Response::new(pb::RotateCertificateAuthorityResponse {
+            pairing_code: rotated.pairing_code.to_string(),
+            pairing_code_expires: Some(super::timestamp_from_offset(rotated.pairing_code_expires)),
+            ca_fingerprint_sha256: data_encoding::HEXLOWER.encode(&rotated.authority.ca_fingerprint()),
         }))
     }
 

@@ -18,6 +18,7 @@ use super::{
     lease::{LeaseApi, LeaseView},
     pki::PkiApi,
     port_forward::PortForwardApi,
+    sessions::Sessions,
     system::{SystemApi, SystemView},
     tls::{TlsSource, accept_loop},
     update,
@@ -60,6 +61,7 @@ pub struct ApiContext {
 /// Serves the API until shutdown.
 pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiError> {
     let (established_tx, established_rx) = mpsc::channel(64);
+    let sessions = Arc::new(Sessions::default());
     let mut accept_tasks = tokio::task::JoinSet::new();
     for listener in api.listeners.iter() {
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -68,9 +70,21 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
             .and_then(TcpListener::from_std)
             .map_err(|source| ApiError::Listener { addr: addr.clone(), source })?;
         tracing::info!("serving gRPC with mutual TLS on {addr}");
-        accept_tasks.spawn(accept_loop(listener, api.tls.clone(), established_tx.clone(), context.shutdown.clone()));
+        accept_tasks.spawn(accept_loop(
+            listener,
+            api.tls.clone(),
+            sessions.clone(),
+            established_tx.clone(),
+            context.shutdown.clone(),
+        ));
     }
     drop(established_tx);
+    let watcher = tokio::spawn(watch_identities(
+        api.tls.clone(),
+        sessions.clone(),
+        api.restarter.clone(),
+        context.shutdown.clone(),
+    ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<SystemServiceServer<SystemApi>>().await;
@@ -115,5 +129,41 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
         } => tracing::info!("closed the API's open streams after {} ms", SHUTDOWN_GRACE.as_millis()),
     }
     accept_tasks.shutdown().await;
+    watcher.abort();
     Ok(())
+}
+
+/// How often the revocation list and the CA certificate are looked at (a `stat` each).
+const IDENTITY_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Ends what revocation and rotation took away: a revoked identity's open connections (and their streams) are
+/// closed within [`IDENTITY_CHECK`] of the revoke, whoever made it (`routerd pki revoke` or the API); a new CA
+/// (`routerd pki rotate-ca`) closes every connection and starts routerd again with it.
+async fn watch_identities(
+    tls: Arc<TlsSource>,
+    sessions: Arc<Sessions>,
+    restarter: crate::daemon::Restarter,
+    mut shutdown: crate::supervisor::Shutdown,
+) {
+    let ca_path = tls.ca_path();
+    let ca_at_start = super::tls::stamp(&ca_path);
+    let mut tick = tokio::time::interval(IDENTITY_CHECK);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {}
+        }
+        let closed = sessions.close_revoked(&tls.revoked());
+        if closed > 0 {
+            tracing::info!("closed {closed} connection(s) of revoked identities");
+        }
+        if super::tls::stamp(&ca_path) != ca_at_start {
+            let closed = sessions.close_all();
+            tracing::warn!(
+                "the router's CA was replaced (routerd pki rotate-ca): closed {closed} connection(s); starting again"
+            );
+            restarter.request_after(std::time::Duration::from_millis(100));
+            return;
+        }
+    }
 }

@@ -21,6 +21,7 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
+use super::sessions::{Session, Sessions};
 use crate::{
     pki::{Authority, PkiError, ServerCredentials},
     supervisor::Shutdown,
@@ -28,6 +29,9 @@ use crate::{
 
 /// How long a client may take for its handshake before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection without a client certificate (it may only pair) may stay silent before it is closed.
+pub const UNAUTHENTICATED_IDLE: Duration = Duration::from_secs(5);
 
 /// The client identity behind a connection, as the handshake proved it.
 #[derive(Clone, Debug)]
@@ -62,13 +66,13 @@ struct Cached {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     inode: u64,
     modified: Option<std::time::SystemTime>,
     len: u64,
 }
 
-fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+pub(crate) fn stamp(path: &std::path::Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| FileStamp { inode: m.ino(), modified: m.modified().ok(), len: m.len() })
 }
@@ -84,6 +88,11 @@ pub enum TlsError {
 }
 
 impl TlsSource {
+    /// The CA certificate's file: when it changes (a rotation), every connection ends and routerd starts again.
+    pub fn ca_path(&self) -> PathBuf {
+        self.authority.paths().ca_cert()
+    }
+
     pub fn new(authority: Arc<Authority>, credentials: ServerCredentials) -> TlsSource {
         let revoked_path = authority.paths().revoked();
         TlsSource { authority, credentials, revoked_path, cached: Mutex::new(None) }
@@ -143,13 +152,16 @@ impl TlsSource {
 }
 
 /// Accepts TCP connections on `listener`, runs each TLS handshake in its own task (bounded by
-/// [`HANDSHAKE_TIMEOUT`]) and passes established connections to `established`.
+/// [`HANDSHAKE_TIMEOUT`], and in number by [`Sessions::start_handshake`]) and passes established connections
+/// to `established`.
 pub async fn accept_loop(
     listener: TcpListener,
     source: Arc<TlsSource>,
+    sessions: Arc<Sessions>,
     established: mpsc::Sender<io::Result<TlsConnection>>,
     mut shutdown: Shutdown,
 ) -> io::Result<()> {
+    let mut refused = 0u64;
     loop {
         let (tcp, remote_addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -164,6 +176,14 @@ pub async fn accept_loop(
             },
             _ = shutdown.wait() => return Ok(()),
         };
+        let Some(slot) = sessions.start_handshake(remote_addr.ip()) else {
+            refused += 1;
+            // Said once in a while, not for every connection of a flood.
+            if refused.is_power_of_two() {
+                tracing::warn!("too many TLS handshakes in progress: refused {remote_addr} ({refused} refused so far)");
+            }
+            continue;
+        };
         let config = match source.current() {
             Ok((config, _)) => config,
             Err(error) => {
@@ -171,9 +191,11 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let established = established.clone();
+        let (established, sessions) = (established.clone(), sessions.clone());
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, remote_addr, config)).await {
+            let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, remote_addr, config, &sessions)).await;
+            drop(slot);
+            match result {
                 Ok(Ok(connection)) => {
                     let _ = established.send(Ok(connection)).await;
                 }
@@ -184,7 +206,12 @@ pub async fn accept_loop(
     }
 }
 
-async fn handshake(tcp: TcpStream, remote_addr: SocketAddr, config: Arc<ServerConfig>) -> io::Result<TlsConnection> {
+async fn handshake(
+    tcp: TcpStream,
+    remote_addr: SocketAddr,
+    config: Arc<ServerConfig>,
+    sessions: &Arc<Sessions>,
+) -> io::Result<TlsConnection> {
     let _ = tcp.set_nodelay(true);
     let stream = TlsAcceptor::from(config).accept(tcp).await?;
     let client = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(client_identity);
@@ -192,7 +219,9 @@ async fn handshake(tcp: TcpStream, remote_addr: SocketAddr, config: Arc<ServerCo
         Some(id) => tracing::debug!("{remote_addr}: client {:?} (serial {})", id.name, id.serial),
         None => tracing::debug!("{remote_addr}: client without certificate (pairing only)"),
     }
-    Ok(TlsConnection { stream, info: ConnectionInfo { remote_addr, client } })
+    let session = sessions.register(client.as_ref().map(|c| c.serial.clone()), remote_addr);
+    let idle = client.is_none().then(|| Box::pin(tokio::time::sleep(UNAUTHENTICATED_IDLE)));
+    Ok(TlsConnection { stream, info: ConnectionInfo { remote_addr, client }, session, idle })
 }
 
 fn client_identity(cert: &CertificateDer<'_>) -> Option<ClientIdentity> {
@@ -202,10 +231,18 @@ fn client_identity(cert: &CertificateDer<'_>) -> Option<ClientIdentity> {
     Some(ClientIdentity { name, serial: data_encoding::HEXLOWER.encode(parsed.raw_serial()) })
 }
 
-/// An established TLS connection plus what the handshake proved about the client.
+/// An established TLS connection plus what the handshake proved about the client. It ends (reads and writes
+/// fail) when the router closes its session, and, without a client certificate, after [`UNAUTHENTICATED_IDLE`]
+/// without a byte from the client.
 pub struct TlsConnection {
     stream: TlsStream<TcpStream>,
     info: ConnectionInfo,
+    session: Session,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+fn closed_by_router() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the router (identity revoked or CA replaced)")
 }
 
 impl tonic::transport::server::Connected for TlsConnection {
@@ -218,12 +255,34 @@ impl tonic::transport::server::Connected for TlsConnection {
 
 impl AsyncRead for TlsConnection {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        if self.session.poll_closed(cx) {
+            return Poll::Ready(Err(closed_by_router()));
+        }
+        if let Some(idle) = self.idle.as_mut()
+            && idle.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "idle without a client certificate: closed",
+            )));
+        }
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && let Some(idle) = self.idle.as_mut()
+        {
+            idle.as_mut().reset(tokio::time::Instant::now() + UNAUTHENTICATED_IDLE);
+        }
+        result
     }
 }
 
 impl AsyncWrite for TlsConnection {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.session.is_closed() {
+            return Poll::Ready(Err(closed_by_router()));
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -240,6 +299,9 @@ impl AsyncWrite for TlsConnection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.session.is_closed() {
+            return Poll::Ready(Err(closed_by_router()));
+        }
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 

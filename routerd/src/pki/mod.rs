@@ -9,6 +9,8 @@ mod authority;
 mod clients;
 mod pairing;
 mod revocation;
+pub mod rotation;
+pub mod throttle;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! the SHA-256 of its secret (the secret itself is never stored); the daemon marks it used when a client
 //! pairs with it.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use routerd_proto::pairing_code::PairingCode;
 use serde::{Deserialize, Serialize};
@@ -52,14 +52,18 @@ impl Authority {
         Ok((code, record.expires_at))
     }
 
-    /// Marks `code` as used by `name` at `now`, or says why it cannot be used.
-    pub fn redeem_pairing_code(&self, code: &PairingCode, name: &str, now: OffsetDateTime) -> Result<(), PkiError> {
+    /// Whether `code` could be used at `now`, without using it: the first thing a pairing checks, so a caller
+    /// without a valid code learns nothing else.
+    pub fn check_pairing_code(&self, code: &PairingCode, now: OffsetDateTime) -> Result<(), PkiError> {
+        self.usable_record(code, now).map(drop)
+    }
+
+    fn usable_record(&self, code: &PairingCode, now: OffsetDateTime) -> Result<(PathBuf, PairingRecord), PkiError> {
         if !code.pins(&self.ca_fingerprint()) {
             return Err(PairingError::OtherRouter.into());
         }
-        let _lock = store::lock_dir(&self.paths.dir)?;
         let path = self.paths.pairing_dir().join(format!("{}.json", code.secret_digest_hex()));
-        let mut record = store::read_json_optional::<PairingRecord>(&path)?.ok_or(PairingError::Unknown)?;
+        let record = store::read_json_optional::<PairingRecord>(&path)?.ok_or(PairingError::Unknown)?;
         if let Some(used_at) = record.used_at {
             return Err(
                 PairingError::Used { used_at: rfc3339(used_at), used_by: record.used_by.unwrap_or_default() }.into()
@@ -68,6 +72,13 @@ impl Authority {
         if now >= record.expires_at {
             return Err(PairingError::Expired(rfc3339(record.expires_at)).into());
         }
+        Ok((path, record))
+    }
+
+    /// Marks `code` as used by `name` at `now`, or says why it cannot be used.
+    pub fn redeem_pairing_code(&self, code: &PairingCode, name: &str, now: OffsetDateTime) -> Result<(), PkiError> {
+        let _lock = store::lock_dir(&self.paths.dir)?;
+        let (path, mut record) = self.usable_record(code, now)?;
         record.used_at = Some(now.replace_nanosecond(0).unwrap_or(now));
         record.used_by = Some(name.to_string());
         store::write_json(&path, &record, Mode::Secret)?;

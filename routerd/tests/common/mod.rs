@@ -57,6 +57,10 @@ impl TestRouter {
         connect::channel(&self.router_addr(), connect::identity_tls(identity)?).await
     }
 
+    pub fn restart_requested(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.running.as_ref().expect("running").restart_requested()
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;

@@ -1,7 +1,7 @@
 //! `rtrctl backup create FILE` and `rtrctl backup restore FILE`: the router's `--perm` as tar.gz, with a
 //! progress bar and the SHA-256 checked end to end.
 
-use std::{io::Write, path::Path};
+use std::path::Path;
 
 use routerd_proto::v1 as pb;
 use serde::Serialize;
@@ -67,14 +67,8 @@ pub async fn download(cli: &Cli, path: &Path, force: bool) -> Result<BackupDoc, 
             summary.sha256
         )));
     }
-    let partial = path.with_extension("partial");
-    let write = |target: &Path| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(target)?;
-        file.write_all(&bytes)?;
-        file.sync_all()
-    };
-    write(&partial)
-        .and_then(|()| std::fs::rename(&partial, path))
+    // A backup holds the router's CA key: only its owner may read it.
+    crate::private_file::write_private(path, &bytes)
         .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))?;
     Ok(BackupDoc { file: path.display().to_string(), files: summary.files, size: summary.size, sha256: summary.sha256 })
 }

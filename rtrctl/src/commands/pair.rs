@@ -77,16 +77,7 @@ fn local_hostname() -> String {
         .unwrap_or_else(|| "workstation".to_string())
 }
 
-/// Writes the identity with mode 0600 through a temporary file, so an interrupted write never leaves half a key.
+/// Writes the identity with mode 0600, so an interrupted write never leaves half a key.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let io = |e: std::io::Error| CliError::Io(format!("{}: {e}", path.display()));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp).map_err(io)?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io)?;
-    std::fs::rename(&temp, path).map_err(io)
+    crate::private_file::write_private(path, bytes).map_err(|e| CliError::Io(format!("{}: {e}", path.display())))
 }
