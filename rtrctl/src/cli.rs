@@ -116,8 +116,25 @@ pub enum Command {
         #[command(subcommand)]
         action: UplinkAction,
     },
+    /// The router's certificate authority and client identities.
+    Pki {
+        #[command(subcommand)]
+        action: PkiAction,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkiAction {
+    /// Replace the router's CA after a backup or a paired device leaked: every client identity, this one too,
+    /// stops working at once; the router prints nothing, this command shows the one-time pairing code to pair
+    /// again with (`rtrctl pair --code CODE --force`).
+    RotateCa {
+        /// Yes, lock every paired device out.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,6 +354,7 @@ pub async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Status => commands::status::run(cli).await,
         Command::Pair { code, name, force } => commands::pair::run(cli, code, name.as_deref(), *force).await,
         Command::Uplink { action } => commands::uplink::run(cli, action).await,
+        Command::Pki { action } => commands::pki::run(cli, action).await,
         Command::Leases { action } => commands::leases::run(cli, action).await,
         Command::Forwards { action } => commands::forwards::run(cli, action).await,
         Command::Capture { file, no_backfill, interfaces, protocols } => {

@@ -7,6 +7,7 @@ pub mod forwards;
 pub mod leases;
 pub mod pair;
 pub mod ping;
+pub mod pki;
 pub mod status;
 pub mod update;
 pub mod uplink;
