@@ -6,6 +6,10 @@
 /// An option a reader understands: (code, exact length or 0, and then "a non-empty multiple of" this).
 pub type KnownOption = (u8, usize, usize);
 
+/// Options dhcproto decodes as UTF-8 text (hostname, merit dump, domain name, root and extensions path, NIS
+/// domain, NetBIOS scope, message, NetWare/IP and NIS+ domains, time zones, captive portal).
+const TEXT_OPTIONS: &[u8] = &[12, 14, 15, 17, 18, 40, 47, 56, 62, 64, 100, 101, 114];
+
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Malformed(pub String);
@@ -53,6 +57,12 @@ pub fn sanitize(payload: &[u8], known: &[KnownOption]) -> Result<Vec<u8>, Malfor
                 if !fits {
                     return Err(Malformed(format!("option {code} has an impossible length {len}")));
                 }
+                // The decoder refuses a whole message for one text option that is not UTF-8; such an option is
+                // left out instead (a reader treats it as absent), so a bad domain name or hostname costs only
+                // itself.
+                if TEXT_OPTIONS.contains(&code) && std::str::from_utf8(value).is_err() {
+                    continue;
+                }
                 if !std::mem::replace(&mut seen[usize::from(code)], true) {
                     clean.push(code);
                     clean.push(len as u8);
@@ -75,6 +85,15 @@ mod tests {
         payload.extend_from_slice(&[99, 130, 83, 99]);
         payload.extend_from_slice(options);
         payload
+    }
+
+    #[test]
+    fn a_text_option_that_is_not_utf8_is_left_out_and_the_message_kept() {
+        let known = [(15, 0, 1), (53, 1, 1)];
+        let clean = sanitize(&message(&[15, 2, 0xff, 0xfe, 53, 1, 5, 255]), &known).expect("kept");
+        assert_eq!(&clean[240..], &[53, 1, 5, 255]);
+        let clean = sanitize(&message(&[15, 3, b'l', b'a', b'n', 53, 1, 5, 255]), &known).expect("kept");
+        assert_eq!(&clean[240..], &[15, 3, b'l', b'a', b'n', 53, 1, 5, 255]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod backup;
 pub mod capture;
+pub mod clock;
 pub mod command_channel;
 pub mod config;
 pub mod daemon;

@@ -98,7 +98,7 @@ impl LeaseService for LeaseApi {
                 tonic::Status::invalid_argument("page_token: pass the next_page_token of a previous page")
             })?
         };
-        let now = SystemTime::now();
+        let now = crate::clock::now();
         let all: Vec<pb::Lease> = self
             .view
             .leases
@@ -121,7 +121,7 @@ impl LeaseService for LeaseApi {
         let lease = self.view.leases.borrow().iter().find(|l| l.hardware_addr == mac).cloned();
         match lease {
             Some(lease) => Ok(tonic::Response::new(pb::GetLeaseResponse {
-                lease: Some(lease_to_proto(&lease, SystemTime::now())),
+                lease: Some(lease_to_proto(&lease, crate::clock::now())),
             })),
             None => Err(tonic::Status::not_found(format!("no lease for {}", format_mac(&mac)))),
         }
@@ -134,7 +134,7 @@ impl LeaseService for LeaseApi {
         let mut receiver = self.view.leases.clone();
         let stream = async_stream_of_changes(move |sender| async move {
             let mut known: Vec<Lease> = receiver.borrow_and_update().clone();
-            let now = SystemTime::now();
+            let now = crate::clock::now();
             for lease in &known {
                 let event = pb::WatchLeasesResponse {
                     r#type: pb::LeaseEventType::Existing as i32,
@@ -146,7 +146,7 @@ impl LeaseService for LeaseApi {
             }
             while receiver.changed().await.is_ok() {
                 let current: Vec<Lease> = receiver.borrow_and_update().clone();
-                let now = SystemTime::now();
+                let now = crate::clock::now();
                 for (kind, lease) in diff(&known, &current) {
                     let event =
                         pb::WatchLeasesResponse { r#type: kind as i32, lease: Some(lease_to_proto(&lease, now)) };
@@ -176,7 +176,7 @@ impl LeaseService for LeaseApi {
         let hostname = (!lease.hostname_override.is_empty()).then_some(lease.hostname_override);
         let updated = self.command(LeaseCommand::SetHostname { mac, hostname }).await?;
         Ok(tonic::Response::new(pb::UpdateLeaseResponse {
-            lease: updated.map(|l| lease_to_proto(&l, SystemTime::now())),
+            lease: updated.map(|l| lease_to_proto(&l, crate::clock::now())),
         }))
     }
 
@@ -193,7 +193,7 @@ impl LeaseService for LeaseApi {
         let hostname = (!request.hostname.is_empty()).then_some(request.hostname);
         let lease = self.command(LeaseCommand::AddStatic { mac, addr, hostname }).await?;
         Ok(tonic::Response::new(pb::CreateStaticLeaseResponse {
-            lease: lease.map(|l| lease_to_proto(&l, SystemTime::now())),
+            lease: lease.map(|l| lease_to_proto(&l, crate::clock::now())),
         }))
     }
 

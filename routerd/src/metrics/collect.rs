@@ -53,7 +53,7 @@ impl Collector {
             Vec::new()
         };
         let memory = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        self.render_with(&firewall, &memory, SystemTime::now())
+        self.render_with(&firewall, &memory, crate::clock::now())
     }
 
     /// The exposition from already gathered kernel state (tests give their own).

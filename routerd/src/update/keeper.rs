@@ -11,7 +11,7 @@ use std::{
     path::PathBuf,
     process::{Child, Command, ExitStatus},
     sync::atomic::{AtomicI32, Ordering},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use super::{ARTIFACT_ENV, KEEPER_ENV, RESTART_EXIT_CODE, TRIAL_ENV, state::UpdateState};
@@ -97,6 +97,7 @@ fn spawn(keeper: &Keeper, binary: &PathBuf, artifact_sha256: Option<&str>, trial
 }
 
 fn watch(keeper: &Keeper, child: &mut Child, mut trial: bool) -> Ended {
+    let started = Instant::now();
     let mut last_check = Instant::now();
     loop {
         if terminated() {
@@ -113,7 +114,7 @@ fn watch(keeper: &Keeper, child: &mut Child, mut trial: bool) -> Ended {
             last_check = Instant::now();
             match UpdateState::load(&keeper.perm) {
                 Ok(state) if state.trial.is_none() => trial = false,
-                Ok(state) if state.trial_expired(SystemTime::now()) => {
+                Ok(state) if state.trial_expired(started.elapsed()) => {
                     let window = state.trial.as_ref().map(|t| t.confirm_window_seconds).unwrap_or(0);
                     stop(child, Duration::from_secs(10), libc::SIGTERM);
                     return Ended::TrialExpired(window);

@@ -152,9 +152,11 @@ impl UpdateState {
         }
     }
 
-    /// Whether a trial's deadline has passed.
-    pub fn trial_expired(&self, now: SystemTime) -> bool {
-        self.trial.as_ref().is_some_and(|t| unix(now) >= t.deadline)
+    /// Whether the trial's window has passed, `running` after the keeper started the version on trial. Measured
+    /// on the monotonic clock: a router may boot with a wrong clock and step it when NTP answers, and a step must
+    /// neither roll a good update back nor keep a bad one (the wall-clock `deadline` is only shown).
+    pub fn trial_expired(&self, running: Duration) -> bool {
+        self.trial.as_ref().is_some_and(|t| running >= Duration::from_secs(t.confirm_window_seconds))
     }
 
     /// Binaries under `update/bin` that nothing refers to any more.
@@ -195,8 +197,8 @@ mod tests {
             state.next_binary(Path::new("/usr/sbin/routerd")),
             (artifact("v2").path, Some(artifact("v2")), true)
         );
-        assert!(!state.trial_expired(now + Duration::from_secs(119)));
-        assert!(state.trial_expired(now + Duration::from_secs(120)));
+        assert!(!state.trial_expired(Duration::from_secs(119)));
+        assert!(state.trial_expired(Duration::from_secs(120)));
         assert!(matches!(state.stage(artifact("v3")), Err(TransitionError::TrialRunning(_))));
         state.confirm().expect("confirmed");
         assert_eq!(
@@ -206,6 +208,19 @@ mod tests {
         assert_eq!(state.revert(), Ok("0.1.0".into()));
         assert_eq!(state.next_binary(Path::new("/usr/sbin/routerd")).0, PathBuf::from("/usr/sbin/routerd"));
         assert_eq!(state.revert(), Err(TransitionError::NothingToRollBackTo));
+    }
+
+    #[test]
+    fn a_clock_step_neither_ends_a_trial_nor_extends_it() {
+        // Activated while the clock said 1970 (no NTP yet); NTP then steps it to 2026.
+        let mut state = UpdateState::default();
+        state.stage(artifact("v2")).expect("staged");
+        state.activate(SystemTime::UNIX_EPOCH, Duration::from_secs(120), vec![], "0.1.0".into()).expect("on trial");
+        let deadline = state.trial.as_ref().map(|t| t.deadline).unwrap_or_default();
+        assert!(deadline < 1_000, "the wall-clock deadline is in 1970: {deadline}");
+        // Only the time the trial has been running counts, whatever the wall clock says now.
+        assert!(!state.trial_expired(Duration::from_secs(5)), "a step forward does not end the trial");
+        assert!(state.trial_expired(Duration::from_secs(120)), "a step backward does not extend it");
     }
 
     #[test]

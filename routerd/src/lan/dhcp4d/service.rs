@@ -6,7 +6,6 @@ use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::{Path, PathBuf},
     sync::Arc,
-    time::SystemTime,
 };
 
 use tokio::{sync::mpsc, sync::watch, task::JoinSet};
@@ -121,7 +120,7 @@ pub async fn run(
                     if let Some(kind) = crate::dhcp4_wire::message_type(&payload) {
                         metrics.received(kind);
                     }
-                    let handled = match server.handle(SystemTime::now(), &payload) {
+                    let handled = match server.handle(crate::clock::now(), &payload) {
                         Ok(handled) => handled,
                         Err(ignored) => {
                             metrics.ignored.inc();
@@ -189,7 +188,7 @@ fn apply_command(servers: &mut [Server], command: LeaseCommand) -> Result<Option
                 return Err(LeaseCommandError::Invalid(format!("{addr} is the router's own address")));
             }
             if let Some(other) = server.leases().by_addr(addr).filter(|l| l.hardware_addr != mac)
-                && (other.is_static() || !other.expired(SystemTime::now()))
+                && (other.is_static() || !other.expired(crate::clock::now()))
             {
                 return Err(LeaseCommandError::Conflict(format!(
                     "{addr} is leased to {}{}; remove that lease first",

@@ -4,7 +4,7 @@
 use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6},
     sync::{Arc, Mutex, RwLock},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use hickory_proto::{
@@ -176,7 +176,7 @@ impl Shared {
             })
             .map(|(_, addr, _)| addr)
             .collect();
-        let data = LocalData::build(leases, &self.options.router_name, &router_addrs, SystemTime::now());
+        let data = LocalData::build(leases, &self.options.router_name, &router_addrs, crate::clock::now());
         *self.local.write().unwrap_or_else(|p| p.into_inner()) = data;
     }
 

@@ -110,6 +110,8 @@ pub enum Ignored {
     Unexpected(MessageType, &'static str),
     #[error("unusable lease: {0}")]
     BadLease(#[from] LeaseError),
+    #[error("from server {from:?} while renewing with {renewing_with}")]
+    OtherServer { from: Option<Ipv4Addr>, renewing_with: Ipv4Addr },
 }
 
 pub struct Client {
@@ -252,6 +254,19 @@ impl Client {
             return Err(Ignored::OtherClient);
         }
         let kind = message.opts().msg_type().ok_or_else(|| Ignored::Malformed("no message type".into()))?;
+        // A renewal is unicast to the server that granted the lease (RFC 2131 §4.4.5): only it answers, so an ACK
+        // or NAK naming another server is someone else on the link.
+        if self.state == State::Renewing
+            && let Some(renewing_with) = self.lease.as_ref().and_then(|(lease, _)| lease.server_id)
+        {
+            let from = match message.opts().get(OptionCode::ServerIdentifier) {
+                Some(DhcpOption::ServerIdentifier(id)) => Some(*id),
+                _ => None,
+            };
+            if from != Some(renewing_with) {
+                return Err(Ignored::OtherServer { from, renewing_with });
+            }
+        }
         match (kind, self.state) {
             (MessageType::Offer, State::Selecting) => {
                 // Checked like an ACK, so an unusable offer is never requested.
@@ -559,6 +574,48 @@ mod tests {
             Some(DhcpOption::RequestedIpAddress(Ipv4Addr::new(85, 195, 207, 62)))
         );
         assert!(client.lease().is_some(), "the old lease is kept past expiry");
+    }
+
+    /// The fiber7 ACK, re-addressed to transaction `xid`, from `server`, with `domain` as option 15.
+    fn ack_for(xid: u32, server: Ipv4Addr, domain: &[u8]) -> Vec<u8> {
+        let (_, ack) = fiber7_replies();
+        let mut message = Message::from_bytes(&ack).expect("decodes");
+        message.set_xid(xid);
+        message.opts_mut().insert(DhcpOption::ServerIdentifier(server));
+        message.opts_mut().insert(DhcpOption::DomainName("x".repeat(domain.len())));
+        let mut bytes = message.to_vec().expect("encodes");
+        let at = (240..bytes.len()).find(|&i| bytes[i] == 15 && usize::from(bytes[i + 1]) == domain.len());
+        let at = at.expect("option 15");
+        bytes[at + 2..at + 2 + domain.len()].copy_from_slice(domain);
+        bytes
+    }
+
+    #[test]
+    fn while_renewing_only_the_leases_server_is_heard_and_a_bad_domain_name_costs_only_itself() {
+        let (offer, ack) = fiber7_replies();
+        let t0 = Instant::now();
+        let mut client = client(None, t0);
+        client.handle_timeout(t0);
+        client.handle_packet(t0, &offer).expect("offer");
+        client.handle_packet(t0, &ack).expect("ack");
+        let server = Ipv4Addr::new(213, 144, 129, 5);
+        let (renew, _) = sent(&client.handle_timeout(client.next_wakeup()));
+        assert_eq!(client.state(), State::Renewing);
+
+        let spoofed = ack_for(renew.xid(), Ipv4Addr::new(198, 51, 100, 66), b"evil");
+        let ignored = client.handle_packet(t0, &spoofed).expect_err("another server");
+        assert_eq!(
+            ignored,
+            Ignored::OtherServer { from: Some(Ipv4Addr::new(198, 51, 100, 66)), renewing_with: server }
+        );
+        assert_eq!(client.state(), State::Renewing);
+
+        // The real server, with a domain name that is not UTF-8: the lease is renewed, without a domain.
+        let genuine = ack_for(renew.xid(), server, &[0xff, 0xfe, b'x']);
+        let events = client.handle_packet(t0, &genuine).expect("the server's ACK");
+        let Some(Event::Bound(lease)) = events.first() else { panic!("not renewed: {events:?}") };
+        assert_eq!((lease.address, lease.domain.as_deref()), (Ipv4Addr::new(85, 195, 207, 62), None));
+        assert_eq!(client.state(), State::Bound);
     }
 
     #[test]
