@@ -113,6 +113,9 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     if let Some(what) = crate::backup::restore::resume(&options.perm) {
         tracing::warn!("{what}");
     }
+    if let Some(what) = crate::backup::restore::on_start(&options.perm) {
+        tracing::warn!("{what}");
+    }
     crate::store::remove_stale_temp_files(&options.perm);
     if let Some(path) = crate::pki::rotation::remove_interrupted_rotation(&options.perm) {
         tracing::warn!("removed {}: a CA rotation was interrupted before it changed anything", path.display());
@@ -192,6 +195,12 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         });
     }
     let (restarter, restart) = Restarter::new();
+    if crate::backup::restore::trial(&options.perm).is_some() {
+        let (perm, diagnostics, restarter) = (options.perm.clone(), diagnostics.clone(), restarter.clone());
+        supervisor.spawn("restore-trial", move |context| {
+            crate::backup::trial::run(perm.clone(), diagnostics.clone(), restarter.clone(), context)
+        });
+    }
     let api_context = ApiContext {
         authority,
         tls,

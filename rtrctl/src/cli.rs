@@ -149,6 +149,8 @@ pub enum BackupAction {
     /// Restore FILE: the router checks all of it first (a bad archive changes nothing), swaps it in and
     /// restarts routerd to apply it.
     Restore { file: PathBuf },
+    /// How the last restore ended: on trial after the restart, confirmed, or rolled back (and why).
+    Status,
 }
 
 #[derive(Debug, clap::Args)]

@@ -18,13 +18,21 @@ pub const MAX_ARCHIVE: u64 = 64 << 20;
 pub struct BackupApi {
     perm: PathBuf,
     restarter: Restarter,
+    diagnostics: crate::diag::Diagnostics,
+    /// How long the restarted routerd has to come up healthy with a restored tree.
+    confirm_window: Duration,
     /// One restore at a time.
     restoring: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl BackupApi {
-    pub fn new(perm: PathBuf, restarter: Restarter) -> Self {
-        BackupApi { perm, restarter, restoring: Arc::new(tokio::sync::Mutex::new(())) }
+    pub fn new(
+        perm: PathBuf,
+        restarter: Restarter,
+        diagnostics: crate::diag::Diagnostics,
+        confirm_window: Duration,
+    ) -> Self {
+        BackupApi { perm, restarter, diagnostics, confirm_window, restoring: Arc::new(tokio::sync::Mutex::new(())) }
     }
 }
 
@@ -58,6 +66,34 @@ impl BackupService for BackupApi {
             content: Some(pb::create_backup_response::Content::Summary(summary)),
         }));
         Ok(tonic::Response::new(Box::pin(tokio_stream::iter(messages))))
+    }
+
+    async fn get_restore_status(
+        &self,
+        _request: tonic::Request<pb::GetRestoreStatusRequest>,
+    ) -> Result<tonic::Response<pb::GetRestoreStatusResponse>, tonic::Status> {
+        let perm = self.perm.clone();
+        let status = tokio::task::spawn_blocking(move || restore::status(&perm))
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let Some(status) = status else {
+            return Ok(tonic::Response::new(pb::GetRestoreStatusResponse {
+                state: pb::RestoreState::None as i32,
+                ..Default::default()
+            }));
+        };
+        let state = match status.state.as_str() {
+            "on_trial" => pb::RestoreState::OnTrial,
+            "confirmed" => pb::RestoreState::Confirmed,
+            "rolled_back" => pb::RestoreState::RolledBack,
+            _ => pb::RestoreState::Unspecified,
+        };
+        Ok(tonic::Response::new(pb::GetRestoreStatusResponse {
+            state: state as i32,
+            reason: status.reason,
+            files: u32::try_from(status.files).unwrap_or(u32::MAX),
+            at: Some(super::timestamp_from_offset(status.at)),
+        }))
     }
 
     async fn restore_backup(
@@ -112,11 +148,24 @@ impl BackupService for BackupApi {
             )));
         }
         let perm = self.perm.clone();
-        // Under a keeper the files are swapped in at the next start, when no service can write over them.
+        // Under a keeper the files are swapped in at the next start, when no service can write over them, and
+        // held to the same rule as an update: no check may fail that passes now, or the previous tree is back.
         let restarting = crate::update::has_keeper();
+        let plan = if restarting {
+            let report = self.diagnostics.evaluate(|_| {}).await;
+            Some(restore::TrialPlan {
+                baseline_failed: report.failed().map(|n| n.id.clone()).collect(),
+                window_seconds: self.confirm_window.as_secs(),
+            })
+        } else {
+            None
+        };
         let restored = tokio::task::spawn_blocking(move || {
             let entries = archive::read(&bytes, Limits::default())?;
-            if restarting { restore::restore_at_next_start(&perm, &entries) } else { restore::restore(&perm, &entries) }
+            match plan {
+                Some(plan) => restore::restore_at_next_start(&perm, &entries, plan),
+                None => restore::restore(&perm, &entries),
+            }
         })
         .await
         .map_err(|e| tonic::Status::internal(e.to_string()))?

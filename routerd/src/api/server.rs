@@ -108,7 +108,12 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
         .add_service(PortForwardServiceServer::new(PortForwardApi::new(api.forwards.clone())))
         .add_service(DiagnosticsServiceServer::new(diagnostics::DiagnosticsApi::new(api.diagnostics.clone())))
         .add_service(CaptureServiceServer::new(capture::CaptureApi::new(api.capture.clone())))
-        .add_service(BackupServiceServer::new(backup::BackupApi::new(api.perm.clone(), api.restarter.clone())))
+        .add_service(BackupServiceServer::new(backup::BackupApi::new(
+            api.perm.clone(),
+            api.restarter.clone(),
+            api.diagnostics.clone(),
+            api.update_confirm_window,
+        )))
         .add_service(UpdateServiceServer::new(update::UpdateApi::new(
             api.perm.clone(),
             api.restarter.clone(),

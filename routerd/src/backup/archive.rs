@@ -41,7 +41,16 @@ pub enum BackupError {
     BadJson { path: String, message: String },
     #[error("the archive holds no files")]
     Empty,
+    #[error("a tar extension header (long name or PAX) of {size} bytes, more than the {limit} allowed")]
+    ExtensionTooLarge { size: u64, limit: u64 },
+    #[error("{path} and {other}: one is a file, the other a directory inside it")]
+    Clash { path: String, other: String },
+    #[error("{path}: routerd would not start with this: {reason}")]
+    WouldNotStart { path: String, reason: String },
 }
+
+/// The largest tar extension header (a GNU long name or link, a PAX header) an archive may carry.
+pub const MAX_EXTENSION_HEADER: u64 = 64 * 1024;
 
 /// Sanity limits for an archive to restore.
 #[derive(Clone, Copy, Debug)]
@@ -154,21 +163,87 @@ fn safe_path(raw: &[u8]) -> Result<PathBuf, BackupError> {
     if clean.as_os_str().is_empty() { Err(unsafe_path()) } else { Ok(clean) }
 }
 
+/// A reader that fails once more than `left` bytes came through: whatever the headers claim, decompressing
+/// an archive never yields more than the limits allow (a small gzip can unpack to gigabytes).
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // One byte more than allowed tells a stream that ends here from one that goes on.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other("the archive unpacks to more than the limits allow")),
+            };
+        }
+        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let got = self.inner.read(&mut buf[..want])?;
+        self.left -= got as u64;
+        Ok(got)
+    }
+}
+
+fn unpacked(bytes: &[u8], limits: Limits) -> Capped<GzDecoder<&[u8]>> {
+    // Every file may add a header and padding (and extension headers) to its data.
+    let overhead = (limits.max_files as u64 + 16) * (2 * 512 + 2 * MAX_EXTENSION_HEADER.min(4096));
+    Capped { inner: GzDecoder::new(bytes), left: limits.max_total + overhead + (1 << 20) }
+}
+
+/// Walks the tar headers before the tar crate reads the archive: the crate keeps long names and PAX records in
+/// memory whole, so their size is checked here first.
+fn check_headers(bytes: &[u8], limits: Limits) -> Result<(), BackupError> {
+    let corrupt = |e: std::io::Error| BackupError::Corrupt(e.to_string());
+    let mut stream = unpacked(bytes, limits);
+    let mut block = [0u8; 512];
+    loop {
+        match stream.read_exact(&mut block) {
+            Ok(()) => {}
+            // The end-of-archive blocks may be cut short by some writers; the second pass checks the rest.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(corrupt(e)),
+        }
+        if block.iter().all(|b| *b == 0) {
+            return Ok(());
+        }
+        let header = tar::Header::from_byte_slice(&block);
+        let size = header.size().map_err(corrupt)?;
+        let kind = header.entry_type();
+        let extension = kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions();
+        if extension && size > MAX_EXTENSION_HEADER {
+            return Err(BackupError::ExtensionTooLarge { size, limit: MAX_EXTENSION_HEADER });
+        }
+        let padded = size.div_ceil(512) * 512;
+        let skipped = std::io::copy(&mut (&mut stream).take(padded), &mut std::io::sink()).map_err(corrupt)?;
+        if skipped < padded {
+            return Ok(());
+        }
+    }
+}
+
 /// Unpacks `bytes` in memory and checks every entry; nothing touches the disk.
 pub fn read(bytes: &[u8], limits: Limits) -> Result<Vec<Entry>, BackupError> {
-    let mut archive = tar::Archive::new(GzDecoder::new(bytes));
+    check_headers(bytes, limits)?;
+    let mut archive = tar::Archive::new(unpacked(bytes, limits));
     let mut entries: Vec<Entry> = Vec::new();
     let mut total = 0u64;
     let corrupt = |e: std::io::Error| BackupError::Corrupt(e.to_string());
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
-        let raw_path = entry.path_bytes().into_owned();
-        let path = safe_path(&raw_path)?;
-        let shown = path.display().to_string();
         let kind = entry.header().entry_type();
+        // Directories are never created from an archive (files bring theirs), so `./` from `tar -C dir .` is fine.
         if kind.is_dir() {
             continue;
         }
+        let raw_path = entry.path_bytes().into_owned();
+        let path = safe_path(&raw_path)?;
+        let shown = path.display().to_string();
         if !(kind.is_file() || kind == tar::EntryType::Continuous) {
             let kind = match kind {
                 tar::EntryType::Symlink => "symbolic link".to_string(),
@@ -182,13 +257,9 @@ pub fn read(bytes: &[u8], limits: Limits) -> Result<Vec<Entry>, BackupError> {
         if excluded(&path) {
             return Err(BackupError::Excluded { path: shown });
         }
-        let size = entry.header().size().map_err(corrupt)?;
+        let size = entry.size();
         if size > limits.max_file {
             return Err(BackupError::FileTooLarge { path: shown, size, limit: limits.max_file });
-        }
-        total += size;
-        if total > limits.max_total {
-            return Err(BackupError::TooLarge { limit: limits.max_total });
         }
         if entries.len() >= limits.max_files {
             return Err(BackupError::TooManyFiles { limit: limits.max_files });
@@ -196,9 +267,20 @@ pub fn read(bytes: &[u8], limits: Limits) -> Result<Vec<Entry>, BackupError> {
         if entries.iter().any(|e| e.path == path) {
             return Err(BackupError::Duplicate { path: shown });
         }
-        let mut data = Vec::with_capacity(size as usize);
-        // The header's size was checked; take no more than it even if the stream has more.
+        if let Some(other) = entries.iter().find(|e| e.path.starts_with(&path) || path.starts_with(&e.path)) {
+            return Err(BackupError::Clash { path: shown, other: other.path.display().to_string() });
+        }
+        // What is actually read counts, not what the header claims.
+        let mut data = Vec::new();
         entry.by_ref().take(limits.max_file + 1).read_to_end(&mut data).map_err(corrupt)?;
+        let read = data.len() as u64;
+        if read > limits.max_file {
+            return Err(BackupError::FileTooLarge { path: shown, size: read, limit: limits.max_file });
+        }
+        total += read;
+        if total > limits.max_total {
+            return Err(BackupError::TooLarge { limit: limits.max_total });
+        }
         if path.extension().is_some_and(|e| e == "json")
             && let Err(error) = serde_json::from_slice::<serde_json::Value>(&data)
         {
@@ -301,6 +383,50 @@ mod tests {
         let many: Vec<(&str, tar::EntryType, &[u8])> = many.iter().map(|(p, k, d)| (p.as_str(), *k, *d)).collect();
         let limits = Limits { max_files: 4, ..Limits::default() };
         assert!(read(&build_raw(&many), limits).expect_err("too many").to_string().contains("more than 4 files"));
+    }
+
+    /// A tar header of `kind` claiming `size` bytes, followed by that many bytes, gzip'd as it streams.
+    fn claimed(kind: tar::EntryType, size: u64) -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..4].copy_from_slice(b"name");
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_entry_type(kind);
+        header.set_cksum();
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+        encoder.write_all(header.as_bytes()).expect("header");
+        let chunk = vec![b'a'; 1 << 16];
+        let mut left = size.div_ceil(512) * 512;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            encoder.write_all(&chunk[..n]).expect("data");
+            left -= n as u64;
+        }
+        encoder.write_all(&[0u8; 1024]).expect("end");
+        encoder.finish().expect("gzip")
+    }
+
+    #[test]
+    fn huge_extension_headers_and_gzip_bombs_are_refused_before_they_are_held() {
+        for kind in [tar::EntryType::GNULongName, tar::EntryType::XHeader, tar::EntryType::XGlobalHeader] {
+            let bomb = claimed(kind, 32 << 20);
+            assert!(bomb.len() < 256 << 10, "a small archive: {} bytes", bomb.len());
+            let error = read(&bomb, Limits::default()).expect_err("refused").to_string();
+            assert!(error.contains("extension header"), "{kind:?}: {error}");
+        }
+        // A file within the per-file limit, in an archive whose unpacked size is over the total: the bytes read
+        // are counted, and reading stops at the cap.
+        let limits = Limits { max_file: 8 << 20, max_total: 4 << 20, max_files: 10 };
+        let error = read(&claimed(tar::EntryType::Regular, 6 << 20), limits).expect_err("refused").to_string();
+        assert!(error.contains("more than"), "{error}");
+    }
+
+    #[test]
+    fn a_file_and_a_directory_of_the_same_name_are_refused() {
+        use tar::EntryType::Regular;
+        let clash = build_raw(&[("dhcp4d", Regular, b"x"), ("dhcp4d/leases.json", Regular, b"[]")]);
+        let error = read(&clash, Limits::default()).expect_err("refused").to_string();
+        assert!(error.contains("dhcp4d/leases.json and dhcp4d"), "{error}");
     }
 
     #[test]

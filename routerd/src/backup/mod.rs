@@ -2,6 +2,8 @@
 //! daemon state involved), swapped in crash-safely ([`restore`]).
 
 pub mod archive;
+pub mod check;
 pub mod restore;
+pub mod trial;
 
 pub use archive::{Archive, BackupError, Entry, Limits};

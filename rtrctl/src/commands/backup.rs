@@ -103,8 +103,60 @@ async fn restore(cli: &Cli, path: &Path) -> Result<RestoreDoc, CliError> {
     Ok(RestoreDoc { file: path.display().to_string(), files: response.files, restarting: response.restarting })
 }
 
+#[derive(Debug, Serialize)]
+pub struct RestoreStatusDoc {
+    pub state: &'static str,
+    pub reason: String,
+    pub files: u32,
+    pub at: Option<String>,
+}
+
+async fn restore_status(cli: &Cli) -> Result<RestoreStatusDoc, CliError> {
+    let mut client = pb::backup_service_client::BackupServiceClient::new(super::connect(cli).await?);
+    let response = client
+        .get_restore_status(pb::GetRestoreStatusRequest {})
+        .await
+        .map_err(|status| CliError::from_status("backup status", &status))?
+        .into_inner();
+    let state = match pb::RestoreState::try_from(response.state) {
+        Ok(pb::RestoreState::None) => "none",
+        Ok(pb::RestoreState::OnTrial) => "on_trial",
+        Ok(pb::RestoreState::Confirmed) => "confirmed",
+        Ok(pb::RestoreState::RolledBack) => "rolled_back",
+        _ => "unknown",
+    };
+    Ok(RestoreStatusDoc {
+        state,
+        reason: response.reason,
+        files: response.files,
+        at: response.at.as_ref().map(output::rfc3339),
+    })
+}
+
 pub async fn run(cli: &Cli, action: &BackupAction) -> Result<(), CliError> {
     match action {
+        BackupAction::Status => {
+            let doc = restore_status(cli).await?;
+            match cli.output {
+                Format::Json => output::print_json(&doc),
+                Format::Table => {
+                    let at = doc.at.as_deref().unwrap_or("");
+                    match doc.state {
+                        "none" => println!("no restore was made on this router"),
+                        "on_trial" => println!(
+                            "restore of {} files at {at}: on trial (waiting for healthy diagnostics)",
+                            doc.files
+                        ),
+                        "confirmed" => println!("restore of {} files at {at}: confirmed", doc.files),
+                        "rolled_back" => {
+                            println!("restore of {} files at {at}: rolled back: {}", doc.files, doc.reason)
+                        }
+                        other => println!("restore: {other}"),
+                    }
+                    Ok(())
+                }
+            }
+        }
         BackupAction::Create { file, force } => {
             let doc = download(cli, file, *force).await?;
             match cli.output {
