@@ -9,10 +9,8 @@ use crate::{
     daemon::Restarter,
     diag::Diagnostics,
     supervisor::{ServiceContext, ServiceError, ServiceState},
+    update::trial::next_verdict,
 };
-
-/// How often the trial looks at the diagnostics.
-const EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run(
     perm: PathBuf,
@@ -32,13 +30,8 @@ pub async fn run(
         format!("restore on trial: healthy within {} s or rolled back", window.as_secs()),
     );
     loop {
-        tokio::select! {
-            _ = context.shutdown.wait() => return Ok(()),
-            _ = tokio::time::sleep(EVERY) => {}
-        }
-        let report = diagnostics.evaluate(|_| {}).await;
-        let failed: Vec<String> = report.failed().map(|n| n.id.clone()).collect();
-        let new_failures: Vec<&String> = failed.iter().filter(|id| !trial.plan.baseline_failed.contains(id)).collect();
+        let verdict = next_verdict(&diagnostics, &trial.plan.baseline_failed, &mut context.shutdown).await;
+        let Some((report, new_failures)) = verdict else { return Ok(()) };
         if new_failures.is_empty() {
             let files = tokio::task::spawn_blocking({
                 let perm = perm.clone();
@@ -53,7 +46,7 @@ pub async fn run(
             let reason = format!(
                 "not healthy within {} s after the restore: {} failed",
                 window.as_secs(),
-                new_failures.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                new_failures.join(", ")
             );
             tokio::task::spawn_blocking({
                 let perm = perm.clone();

@@ -17,6 +17,22 @@ pub fn healthy_enough(failed: &[String], baseline: &[String]) -> bool {
     failed.iter().all(|id| baseline.contains(id))
 }
 
+/// Waits [`EVERY`] (or for shutdown: `None`), evaluates the diagnostics, and returns the report with the checks
+/// that fail now but did not before (`baseline`): the step of every trial, of an update or of a restore.
+pub async fn next_verdict(
+    diagnostics: &Diagnostics,
+    baseline: &[String],
+    shutdown: &mut crate::supervisor::Shutdown,
+) -> Option<(std::sync::Arc<crate::diag::Report>, Vec<String>)> {
+    tokio::select! {
+        _ = shutdown.wait() => return None,
+        _ = tokio::time::sleep(EVERY) => {}
+    }
+    let report = diagnostics.evaluate(|_| {}).await;
+    let new_failures = report.failed().map(|n| n.id.clone()).filter(|id| !baseline.contains(id)).collect();
+    Some((report, new_failures))
+}
+
 /// Records the trial's version as confirmed and removes binaries nothing refers to any more.
 pub fn confirm(perm: &std::path::Path) -> Result<String, String> {
     let mut state = UpdateState::load(perm).map_err(|e| e.to_string())?;
@@ -41,13 +57,10 @@ pub async fn run(perm: PathBuf, diagnostics: Diagnostics, mut context: ServiceCo
     };
     context.report(ServiceState::Running, "on trial: waiting for healthy diagnostics");
     loop {
-        tokio::select! {
-            _ = context.shutdown.wait() => return Ok(()),
-            _ = tokio::time::sleep(EVERY) => {}
-        }
-        let report = diagnostics.evaluate(|_| {}).await;
-        let failed: Vec<String> = report.failed().map(|n| n.id.clone()).collect();
-        if !healthy_enough(&failed, &baseline) {
+        let Some((report, new_failures)) = next_verdict(&diagnostics, &baseline, &mut context.shutdown).await else {
+            return Ok(());
+        };
+        if !new_failures.is_empty() {
             tracing::info!("on trial, not confirmed yet: {}", report.summary());
             continue;
         }
