@@ -133,6 +133,9 @@ fn human(duration: Duration) -> String {
 /// The whole tree for these facts, parents before children.
 pub fn plan(facts: &Facts) -> Vec<Planned<Check>> {
     let mut plan = Vec::new();
+    if let Some(uplink) = &facts.uplink {
+        plan_uplink(facts, uplink, &mut plan);
+    }
     if let Some((state, message)) = &facts.firewall {
         let loaded = if state == "running" {
             Ok(format!("loaded; {message}"))
@@ -140,9 +143,6 @@ pub fn plan(facts: &Facts) -> Vec<Planned<Check>> {
             Err(format!("the firewall is {state}: {message}; nothing new is forwarded"))
         };
         plan.push(node("firewall", None, "firewall and NAT", Check::Known(loaded)));
-    }
-    if let Some(uplink) = &facts.uplink {
-        plan_uplink(facts, uplink, &mut plan);
     }
     for lan in &facts.lans {
         plan_lan(facts, lan, &mut plan);
