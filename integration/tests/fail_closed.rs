@@ -58,7 +58,13 @@ fn the_lockdown_ruleset_is_in_the_kernel_before_forwarding_and_before_any_listen
     assert!(taken.contains("exit=0") && taken.contains("chain forward"), "no ruleset when forwarding went on: {taken}");
     assert!(taken.contains("policy drop"), "{taken}");
 
-    let log = lab.router().routerd_log();
+    let log = lab.check(
+        wait::until("the full ruleset", TIMEOUT, || {
+            let log = lab.router().routerd_log();
+            Ok(log.contains("firewall and NAT loaded").then_some(log))
+        }),
+        "the firewall service",
+    );
     let at = |text: &str| line_of(&log, text).unwrap_or_else(|| lab.fail(&format!("{text:?} is not in the log")));
     let order =
         ["firewall: lockdown ruleset loaded", "forwarding enabled", "management API bound to", "serving gRPC"].map(at);
