@@ -357,3 +357,44 @@ fn dns_fails_over_to_the_next_upstream_and_retries_truncated_answers_over_tcp() 
     assert_eq!(txt.matches('a').count(), 250, "{txt}");
     assert!(txt.contains(&"c".repeat(250)), "all {LARGE_TXT_STRINGS} strings arrived: {txt}");
 }
+
+#[test]
+fn a_discover_flood_from_made_up_macs_cannot_keep_a_new_device_off_the_lan() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    // A device that had its lease before the flood.
+    let resident =
+        lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("resident".into()) }), "udhcpc");
+    let before = lab.check(resident.wait_bound(LEASE_TIMEOUT), "a lease before the flood");
+    resident.stop();
+    // Three times the lab's range (192.0.2.100-199) in DISCOVERs: every free address is offered to the flood.
+    let script = lab.work_dir().join("discover_flood.py");
+    std::fs::write(&script, include_str!("discover_flood.py")).expect("script");
+    let sent = lab.check(
+        lab.lan(1).netns().run("/usr/bin/python3", &[&script.to_string_lossy(), "eth0", "300"]),
+        "scapy (Debian package python3-scapy)",
+    );
+    assert!(sent.contains("sent 300 DISCOVERs"), "{sent}");
+    let offered = lab.check(
+        integration::wait::until("the flood's offers", LEASE_TIMEOUT, || {
+            let text = integration::clients::curl(lab.router().netns(), "http://127.0.0.1:8066/metrics")?;
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix("routerd_dhcp4_server_offers_outstanding "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            Ok((value >= 90.0).then_some(value))
+        }),
+        "offers outstanding in the metrics",
+    );
+    println!("offers outstanding after the flood: {offered}");
+    // A new device gets an address at once, not after the flood's offers run out (60 s).
+    let newcomer =
+        lab.check(lab.lan(1).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("newcomer".into()) }), "udhcpc");
+    let lease = lab.check(newcomer.wait_bound(Duration::from_secs(15)), "a lease for a new device during the flood");
+    assert!(lease.get("ip").is_some_and(|ip| ip.starts_with("192.0.2.")), "{lease:?}");
+    // The resident device keeps its address.
+    let again =
+        lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("resident".into()) }), "udhcpc");
+    let after = lab.check(again.wait_bound(LEASE_TIMEOUT), "the resident's lease after the flood");
+    assert_eq!(after.get("ip"), before.get("ip"));
+}

@@ -106,6 +106,16 @@ impl Collector {
             "DHCPv4 packets ignored (malformed, not for us).",
         )
         .sample("routerd_dhcp4_server_ignored_total", &[], server.ignored.get() as f64);
+        out.family(
+            "routerd_dhcp4_server_offers_outstanding",
+            Kind::Gauge,
+            "Addresses offered and not yet requested (a DISCOVER flood shows here).",
+        )
+        .sample(
+            "routerd_dhcp4_server_offers_outstanding",
+            &[],
+            server.offers_outstanding.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
     }
 
     fn uplink_clients(&self, out: &mut Exposition, now: SystemTime) {

@@ -104,6 +104,8 @@ pub struct Dhcp4ServerMetrics {
     sent: [Counter; 8],
     /// Malformed or otherwise ignored requests.
     pub ignored: Counter,
+    /// Offers made and not yet requested, on all LANs (a gauge, set after every batch).
+    pub offers_outstanding: AtomicU64,
 }
 
 impl Dhcp4ServerMetrics {

@@ -2,6 +2,7 @@
 //! file ([`leases`]).
 
 pub mod leases;
+pub mod offers;
 pub mod server;
 pub mod service;
 

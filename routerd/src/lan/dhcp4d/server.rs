@@ -18,13 +18,19 @@ use dhcproto::{
     v4::{DhcpOption, Message, MessageType, Opcode, OptionCode},
 };
 
-use super::leases::{Lease, LeaseTable, Mac, format_mac};
+use super::{
+    leases::{Lease, LeaseTable, Mac, format_mac},
+    offers::Offers,
+};
 use crate::{dhcp4_wire, lan::hostname};
 
 /// How long an offered address stays reserved for the client that was offered it.
 const OFFER_HOLD: Duration = Duration::from_secs(60);
 /// How long a declined address (someone else uses it) is not handed out.
 const DECLINE_HOLD: Duration = Duration::from_secs(600);
+/// Declined addresses remembered at once, at most a quarter of the pool (so DECLINEs from made-up clients
+/// cannot take the LAN out of service); the ones that expire soonest give way.
+const MAX_DECLINED: usize = 256;
 
 /// Options the server reads from clients, with their lengths (see [`dhcp4_wire::sanitize`]).
 const KNOWN_OPTIONS: &[dhcp4_wire::KnownOption] = &[
@@ -123,12 +129,14 @@ pub enum Ignored {
     OtherServer,
     #[error("message type {0:?} is not handled")]
     Unsupported(MessageType),
+    #[error("DECLINE of {0}, which was not leased or offered to this client")]
+    ForeignDecline(Ipv4Addr),
 }
 
 pub struct Server {
     config: PoolConfig,
     table: LeaseTable,
-    offers: HashMap<Mac, (Ipv4Addr, SystemTime)>,
+    offers: Offers,
     declined: HashMap<Ipv4Addr, SystemTime>,
 }
 
@@ -138,7 +146,12 @@ impl Server {
         for lease in leases.into_iter().filter(|l| l.interface == config.interface) {
             table.insert(lease);
         }
-        Server { config, table, offers: HashMap::new(), declined: HashMap::new() }
+        Server { config, table, offers: Offers::default(), declined: HashMap::new() }
+    }
+
+    /// Offers made and not yet requested.
+    pub fn offers_outstanding(&self) -> usize {
+        self.offers.len()
     }
 
     pub fn config(&self) -> &PoolConfig {
@@ -186,7 +199,22 @@ impl Server {
             }
             MessageType::Decline => {
                 let Some(addr) = requested else { return Err(Ignored::Malformed("DECLINE without an address".into())) };
+                // Only the device the address was leased or offered to can say it is taken; anyone else could
+                // otherwise take the whole pool out of service.
+                let holds =
+                    self.table.by_mac(&mac).is_some_and(|l| l.addr == addr) || self.offers.of(&mac, now) == Some(addr);
+                if !self.config.contains(addr) || !holds {
+                    return Err(Ignored::ForeignDecline(addr));
+                }
+                self.declined.retain(|_, until| *until > now);
+                let cap = MAX_DECLINED.min(self.config.size() as usize / 4).max(1);
+                if self.declined.len() >= cap
+                    && let Some(soonest) = self.declined.iter().min_by_key(|(_, until)| **until).map(|(a, _)| *a)
+                {
+                    self.declined.remove(&soonest);
+                }
                 self.declined.insert(addr, now + DECLINE_HOLD);
+                self.offers.remove(&mac);
                 let changed = self.table.by_mac(&mac).is_some_and(|l| l.addr == addr && !l.is_static());
                 if changed {
                     self.table.remove(&mac);
@@ -216,20 +244,37 @@ impl Server {
     }
 
     fn discover(&mut self, now: SystemTime, request: &Message, mac: Mac, requested: Option<Ipv4Addr>) -> Handled {
-        self.offers.retain(|_, (_, until)| *until > now);
+        self.offers.expire(now);
         self.declined.retain(|_, until| *until > now);
-        let Some(addr) = self.choose(now, mac, requested) else {
-            return Handled {
-                note: Some(format!(
-                    "no free address for {} in {}: the pool is full",
-                    format_mac(&mac),
-                    self.config.interface
-                )),
-                ..Handled::default()
-            };
+        let mut note = None;
+        let addr = match self.choose(now, mac, requested) {
+            Some(addr) => addr,
+            // Nothing free but addresses offered to others: the oldest offer yields, so DISCOVERs that are
+            // never followed by a REQUEST cannot keep a new device off the LAN.
+            None => match self.offers.yield_oldest(&mac) {
+                Some((holder, addr)) => {
+                    note = Some(format!(
+                        "the pool of {} is full: {addr}, offered to {} and not requested, goes to {}",
+                        self.config.interface,
+                        format_mac(&holder),
+                        format_mac(&mac)
+                    ));
+                    addr
+                }
+                None => {
+                    return Handled {
+                        note: Some(format!(
+                            "no free address for {} in {}: the pool is full",
+                            format_mac(&mac),
+                            self.config.interface
+                        )),
+                        ..Handled::default()
+                    };
+                }
+            },
         };
-        self.offers.insert(mac, (addr, now + OFFER_HOLD));
-        Handled { reply: Some(self.reply(request, MessageType::Offer, addr, true)), changed: false, note: None }
+        self.offers.insert(mac, addr, now + OFFER_HOLD);
+        Handled { reply: Some(self.reply(request, MessageType::Offer, addr, true)), changed: false, note }
     }
 
     fn request(&mut self, now: SystemTime, request: &Message, mac: Mac, wanted: Option<Ipv4Addr>) -> Handled {
@@ -276,7 +321,7 @@ impl Server {
         if addr == self.config.server_addr || self.declined.get(&addr).is_some_and(|until| *until > now) {
             return false;
         }
-        if self.offers.iter().any(|(other, (offered, until))| *other != mac && *offered == addr && *until > now) {
+        if self.offers.held_by_other(addr, &mac, now) {
             return false;
         }
         match self.table.by_addr(addr) {
@@ -290,8 +335,8 @@ impl Server {
         if let Some(lease) = self.table.by_mac(&mac).filter(|l| l.is_static() || self.available(now, mac, l.addr)) {
             return Some(lease.addr);
         }
-        if let Some((addr, _)) = self.offers.get(&mac) {
-            return Some(*addr);
+        if let Some(addr) = self.offers.of(&mac, now) {
+            return Some(addr);
         }
         if let Some(addr) = requested.filter(|a| self.available(now, mac, *a)) {
             return Some(addr);
@@ -457,6 +502,71 @@ mod tests {
         let reclaimed = lease(&mut server, later, mac(6), None).expect("reclaimed");
         assert!(addrs.contains(&reclaimed));
         assert_eq!(server.leases().len(), 5);
+    }
+
+    /// A DISCOVER from a made-up MAC that never follows up, as a flooding device sends them.
+    fn flood_discover(server: &mut Server, now: SystemTime, n: u32) -> Handled {
+        let [a, b, c, d] = n.to_be_bytes();
+        server.handle(now, &client_message(MessageType::Discover, [0x0a, a, b, c, d, 0x01], vec![])).expect("handled")
+    }
+
+    #[test]
+    fn a_flood_of_discovers_cannot_keep_a_new_device_off_the_lan() {
+        let mut server = server(24);
+        let now = SystemTime::now();
+        let resident = lease(&mut server, now, mac(1), None).expect("leased before the flood");
+        for n in 0..3000 {
+            flood_discover(&mut server, now, n);
+        }
+        // Every free address is offered to the flood (253 of 253), and yet a new device gets one.
+        assert_eq!(server.offers_outstanding(), 252);
+        let newcomer = lease(&mut server, now, mac(2), Some("newcomer")).expect("a new device gets an address");
+        assert_ne!(newcomer, resident);
+        // The device that already had a lease renews it (REQUEST from its address, no server id).
+        let zero = Ipv4Addr::UNSPECIFIED;
+        let mut renew = Message::new_with_id(7, resident, zero, zero, zero, &mac(1));
+        renew.opts_mut().insert(DhcpOption::MessageType(MessageType::Request));
+        let renewed = server.handle(now, &renew.to_vec().expect("encodes")).expect("handled");
+        assert_eq!(
+            (reply_of(&renewed).opts().msg_type(), reply_of(&renewed).yiaddr()),
+            (Some(MessageType::Ack), resident)
+        );
+        assert!(server.offers_outstanding() <= 252, "offers stay bounded by the pool");
+    }
+
+    #[test]
+    fn only_the_holder_may_decline_and_the_declined_table_is_bounded() {
+        let mut server = server(24);
+        let now = SystemTime::now();
+        let addr = lease(&mut server, now, mac(1), None).expect("leased");
+        let decline = |mac: Mac, addr: Ipv4Addr| {
+            client_message(MessageType::Decline, mac, vec![DhcpOption::RequestedIpAddress(addr)])
+        };
+        // Another device cannot take the address out of service, nor one outside the LAN.
+        assert_eq!(server.handle(now, &decline(mac(2), addr)), Err(Ignored::ForeignDecline(addr)));
+        let outside = Ipv4Addr::new(198, 51, 100, 7);
+        assert_eq!(server.handle(now, &decline(mac(1), outside)), Err(Ignored::ForeignDecline(outside)));
+        assert_eq!(lease_again(&mut server, now, mac(1)), Some(addr), "still leased to its device");
+        // The holder can; so can a device for what it was offered. The table stays bounded under a flood.
+        for n in 0..1000u32 {
+            let offered = reply_of(&flood_discover(&mut server, now, n)).yiaddr();
+            let [a, b, c, d] = n.to_be_bytes();
+            assert!(server.handle(now, &decline([0x0a, a, b, c, d, 0x01], offered)).is_ok());
+        }
+        assert_eq!(server.declined.len(), 253 / 4, "at most a quarter of the pool is out of service");
+        assert!(lease(&mut server, now, mac(5), None).is_some(), "a new device still gets an address");
+        assert!(server.handle(now, &decline(mac(1), addr)).is_ok());
+    }
+
+    #[test]
+    fn a_hostname_that_is_not_utf8_still_gets_the_device_a_lease() {
+        let mut server = server(24);
+        let now = SystemTime::now();
+        let mut discover = client_message(MessageType::Discover, mac(3), vec![DhcpOption::Hostname("xx".into())]);
+        let at = (240..discover.len()).find(|&i| discover[i] == 12).expect("option 12");
+        discover[at + 2..at + 4].copy_from_slice(&[0xff, 0xfe]);
+        let offer = server.handle(now, &discover).expect("answered");
+        assert_eq!(reply_of(&offer).opts().msg_type(), Some(MessageType::Offer));
     }
 
     #[test]

@@ -137,6 +137,8 @@ pub async fn run(
                 if changed {
                     published.send_replace(save_leases(&perm, &servers));
                 }
+                let offers = servers.iter().map(Server::offers_outstanding).sum::<usize>();
+                metrics.offers_outstanding.store(offers as u64, std::sync::atomic::Ordering::Relaxed);
                 for (index, reply) in replies {
                     let target = match reply.to {
                         ReplyTo::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
