@@ -16,3 +16,16 @@ pub fn udp_v4(device: &str, port: u16) -> std::io::Result<UdpSocket> {
     socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
     UdpSocket::from_std(socket.into())
 }
+
+/// Why a socket's reader task ended, as the error of the service that owns it: a reader never ends while its
+/// service runs, so when one does, the service fails and the supervisor starts it again (instead of a deaf
+/// service that still says it is running).
+pub fn reader_ended(
+    name: &str,
+    ended: Result<std::io::Error, tokio::task::JoinError>,
+) -> crate::supervisor::ServiceError {
+    match ended {
+        Ok(error) => format!("{name}: receiving stopped: {error}").into(),
+        Err(panic) => format!("{name}: the socket reader failed: {panic}").into(),
+    }
+}

@@ -41,6 +41,7 @@ impl LeaseApi {
             LeaseCommandError::Invalid(m) => tonic::Status::invalid_argument(m),
             LeaseCommandError::Conflict(m) => tonic::Status::already_exists(m),
             LeaseCommandError::Unavailable => tonic::Status::unavailable("the DHCP server is not running; try again"),
+            LeaseCommandError::Failed(m) => tonic::Status::unavailable(m),
         })
     }
 }

@@ -33,6 +33,8 @@ pub enum LeaseCommandError {
     Conflict(String),
     #[error("the DHCP server is not running")]
     Unavailable,
+    #[error("{0}")]
+    Failed(String),
 }
 
 pub type LeaseRequest = command_channel::Request<LeaseCommand, Result<Option<Lease>, LeaseCommandError>>;

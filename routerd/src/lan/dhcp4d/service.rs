@@ -55,14 +55,18 @@ pub fn load_leases(perm: &Path, default_interface: &str) -> Vec<Lease> {
     }
 }
 
-fn save_leases(perm: &Path, servers: &[Server]) -> Vec<Lease> {
+fn save_leases(perm: &Path, servers: &[Server]) -> Result<Vec<Lease>, store::StoreError> {
     let mut leases: Vec<Lease> = servers.iter().flat_map(|s| s.leases().iter().cloned()).collect();
     leases.sort_by_key(|l| (l.interface.clone(), l.addr));
     let records: Vec<LeaseRecord> = leases.iter().map(LeaseRecord::from_lease).collect();
-    if let Err(error) = store::write_json(&leases_path(perm), &records, Mode::Public) {
-        tracing::error!("saving the leases: {error}");
-    }
-    leases
+    store::write_json(&leases_path(perm), &records, Mode::Public)?;
+    Ok(leases)
+}
+
+/// A lease file that cannot be written stops the server: no ACK goes out for a lease that is not on disk. The
+/// supervisor starts it again (with backoff) from the file, so it serves again by itself once there is room.
+fn unsaved(error: store::StoreError) -> ServiceError {
+    format!("cannot save the leases, so no lease is acknowledged until it can: {error}").into()
 }
 
 pub async fn run(
@@ -89,9 +93,14 @@ pub async fn run(
         let (socket, packets) = (socket.clone(), packets.clone());
         readers.spawn(async move {
             let mut buffer = vec![0u8; 1500];
-            while let Ok((len, _)) = socket.recv_from(&mut buffer).await {
-                if packets.send((index, buffer[..len].to_vec())).await.is_err() {
-                    break;
+            loop {
+                match socket.recv_from(&mut buffer).await {
+                    Ok((len, _)) => {
+                        if packets.send((index, buffer[..len].to_vec())).await.is_err() {
+                            return std::io::Error::other("the server stopped");
+                        }
+                    }
+                    Err(error) => return error,
                 }
             }
         });
@@ -103,6 +112,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
+            Some(ended) = readers.join_next() => return Err(crate::device_socket::reader_ended("DHCPv4 server", ended)),
             Some(first) = received.recv() => {
                 // Group commit: handle every request already waiting, write the lease file once, then answer.
                 // Under load one fsync covers many ACKs; every ACK still goes out only after its lease is on disk.
@@ -135,7 +145,7 @@ pub async fn run(
                     replies.extend(handled.reply.map(|reply| (index, reply)));
                 }
                 if changed {
-                    published.send_replace(save_leases(&perm, &servers));
+                    published.send_replace(save_leases(&perm, &servers).map_err(unsaved)?);
                 }
                 let offers = servers.iter().map(Server::offers_outstanding).sum::<usize>();
                 metrics.offers_outstanding.store(offers as u64, std::sync::atomic::Ordering::Relaxed);
@@ -155,7 +165,16 @@ pub async fn run(
                 let Some(LeaseRequest { command, reply }) = request else { continue };
                 let result = apply_command(&mut servers, command);
                 if result.is_ok() {
-                    published.send_replace(save_leases(&perm, &servers));
+                    match save_leases(&perm, &servers) {
+                        Ok(leases) => {
+                            published.send_replace(leases);
+                        }
+                        Err(error) => {
+                            let error = unsaved(error);
+                            let _ = reply.send(Err(LeaseCommandError::Failed(error.to_string())));
+                            return Err(error);
+                        }
+                    }
                 }
                 let _ = reply.send(result);
             }

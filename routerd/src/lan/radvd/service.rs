@@ -131,11 +131,15 @@ pub async fn run(
         let (socket, solicited, name) = (lan.socket.clone(), solicited.clone(), lan.name.clone());
         readers.spawn(async move {
             let mut buffer = vec![0u8; 1500];
-            while let Ok((len, from)) = socket.recv_from(&mut buffer).await {
+            loop {
+                let (len, from) = match socket.recv_from(&mut buffer).await {
+                    Ok(received) => received,
+                    Err(error) => return error,
+                };
                 match parse_solicitation(&buffer[..len]) {
                     Ok(_) => {
                         if solicited.send(position).await.is_err() {
-                            break;
+                            return std::io::Error::other("the service stopped");
                         }
                     }
                     Err(error) => tracing::debug!("{name}: ignored an ICMPv6 message from {from}: {error}"),
@@ -152,6 +156,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
+            Some(ended) = readers.join_next() => return Err(crate::device_socket::reader_ended("router advertisements", ended)),
             changed = uplink.changed() => {
                 if changed.is_err() {
                     return Ok(());
