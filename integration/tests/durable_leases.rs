@@ -72,6 +72,9 @@ fn no_lease_is_acknowledged_that_is_not_on_disk_and_service_resumes_when_space_r
     assert!(full.events().iter().all(|e| e.name != "bound"), "a lease was acknowledged that is not on disk");
     let leases = std::fs::read_to_string(perm.join("dhcp4d/leases.json")).unwrap_or_default();
     assert!(!leases.contains("\"full\""), "{leases}");
+    let metrics =
+        lab.check(integration::clients::curl(lab.router().netns(), "http://127.0.0.1:8066/metrics"), "metrics");
+    assert!(metrics.contains("routerd_service_up{service=\"dhcp4d\"} 0"), "{metrics}");
     let diag = lab.check(lab.router().rtrctl(&["diag"]), "rtrctl diag");
     assert!(diag.stdout.lines().any(|l| l.contains('✘') && l.contains("DHCPv4 server")), "{}", diag.stdout);
 

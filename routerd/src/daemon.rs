@@ -186,6 +186,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         diagnostics: diagnostics.last(),
         firewall: forward_control.is_some(),
         started_at: SystemTime::now(),
+        services: statuses.clone(),
     };
     start_metrics(&mut supervisor, &options, collector, firewall_at_start);
     if std::env::var_os(crate::update::TRIAL_ENV).is_some() {

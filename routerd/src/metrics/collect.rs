@@ -26,6 +26,8 @@ pub struct Collector {
     /// Whether routerd loads a firewall (its counters are read from the kernel at each scrape).
     pub firewall: bool,
     pub started_at: SystemTime,
+    /// Every service's state, as `rtrctl status` shows it.
+    pub services: watch::Receiver<crate::supervisor::Statuses>,
 }
 
 /// Current counters of the firewall's accounted rules: (tag, packets, bytes), tag as in
@@ -71,7 +73,21 @@ impl Collector {
         firewall_families(&mut out, firewall);
         self.capture(&mut out);
         self.diagnostics(&mut out);
+        self.services(&mut out);
         out.finish()
+    }
+
+    fn services(&self, out: &mut Exposition) {
+        let statuses = self.services.borrow().clone();
+        out.family("routerd_service_up", Kind::Gauge, "1 while the service runs (0: failed and restarting, stopped).");
+        for (name, status) in &statuses {
+            let up = status.state == crate::supervisor::ServiceState::Running;
+            out.sample("routerd_service_up", &[("service", name)], if up { 1.0 } else { 0.0 });
+        }
+        out.family("routerd_service_restarts_total", Kind::Counter, "How often the supervisor restarted the service.");
+        for (name, status) in &statuses {
+            out.sample("routerd_service_restarts_total", &[("service", name)], f64::from(status.restarts));
+        }
     }
 
     fn dhcp4_server(&self, out: &mut Exposition, now: SystemTime) {
@@ -328,6 +344,7 @@ mod tests {
             diagnostics,
             firewall: true,
             started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            services: watch::channel(crate::supervisor::Statuses::new()).1,
         }
     }
 
