@@ -367,12 +367,7 @@ fn a_discover_flood_from_made_up_macs_cannot_keep_a_new_device_off_the_lan() {
     let before = lab.check(resident.wait_bound(LEASE_TIMEOUT), "a lease before the flood");
     resident.stop();
     // Three times the lab's range (192.0.2.100-199) in DISCOVERs: every free address is offered to the flood.
-    let script = lab.work_dir().join("discover_flood.py");
-    std::fs::write(&script, include_str!("discover_flood.py")).expect("script");
-    let sent = lab.check(
-        lab.lan(1).netns().run("/usr/bin/python3", &[&script.to_string_lossy(), "eth0", "300"]),
-        "scapy (Debian package python3-scapy)",
-    );
+    let sent = dhcp_flood(&lab, &["discover", "300"]);
     assert!(sent.contains("sent 300 DISCOVERs"), "{sent}");
     let offered = lab.check(
         integration::wait::until("the flood's offers", LEASE_TIMEOUT, || {
@@ -397,4 +392,47 @@ fn a_discover_flood_from_made_up_macs_cannot_keep_a_new_device_off_the_lan() {
         lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("resident".into()) }), "udhcpc");
     let after = lab.check(again.wait_bound(LEASE_TIMEOUT), "the resident's lease after the flood");
     assert_eq!(after.get("ip"), before.get("ip"));
+}
+
+/// Runs `dhcp_flood.py` (scapy) on lan1 with `args`; returns what it printed.
+fn dhcp_flood(lab: &Lab, args: &[&str]) -> String {
+    let script = lab.work_dir().join("dhcp_flood.py");
+    std::fs::write(&script, include_str!("dhcp_flood.py")).expect("script");
+    let mut all = vec![script.to_string_lossy().into_owned(), "eth0".to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    lab.check(lab.lan(1).netns().run("/usr/bin/python3", &all), "scapy (Debian package python3-scapy)")
+}
+
+#[test]
+fn a_flood_that_leases_the_whole_pool_leaves_devices_their_leases_and_shows_in_diag_and_metrics() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    let resident =
+        lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("resident".into()) }), "udhcpc");
+    let before = lab.check(resident.wait_bound(LEASE_TIMEOUT), "a lease before the flood");
+    resident.stop();
+    // Every address of the lab's range leased to a made-up client.
+    let sent = dhcp_flood(&lab, &["request", "192.0.2.100", "192.0.2.199"]);
+    assert!(sent.contains("sent 100 REQUESTs"), "{sent}");
+    let metrics = lab.check(
+        integration::wait::until("an exhausted pool in the metrics", LEASE_TIMEOUT, || {
+            let text = integration::clients::curl(lab.router().netns(), "http://127.0.0.1:8066/metrics")?;
+            Ok(text.contains("routerd_dhcp4_server_pool_free_addresses{interface=\"lan0\"} 0").then_some(text))
+        }),
+        "metrics",
+    );
+    assert!(metrics.contains("routerd_dhcp4_server_leases"), "{metrics}");
+    let diag = lab.check(lab.router().rtrctl(&["diag"]), "rtrctl diag");
+    assert!(!diag.success, "{}", diag.stdout);
+    assert!(
+        diag.stdout.lines().any(|l| l.contains('✘') && l.contains("free addresses") && l.contains("all 100")),
+        "{}",
+        diag.stdout
+    );
+    // The device that had a lease keeps it and renews it.
+    let again =
+        lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("resident".into()) }), "udhcpc");
+    let after = lab.check(again.wait_bound(LEASE_TIMEOUT), "the resident's lease in a full pool");
+    assert_eq!(after.get("ip"), before.get("ip"));
+    again.stop();
 }

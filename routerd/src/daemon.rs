@@ -177,7 +177,14 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         FirewallAtStart::Locked => start_firewall(&mut supervisor, &options, &config, false),
         FirewallAtStart::Failed => start_firewall(&mut supervisor, &options, &config, true),
     };
-    let diagnostics = start_diagnostics(&mut supervisor, &config, &hostname, uplink_view.clone(), statuses.clone());
+    let diagnostics = start_diagnostics(
+        &mut supervisor,
+        &config,
+        &hostname,
+        uplink_view.clone(),
+        statuses.clone(),
+        lease_view.clone(),
+    );
     let collector = crate::metrics::collect::Collector {
         metrics,
         leases: lease_view.clone(),
@@ -187,6 +194,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         firewall: forward_control.is_some(),
         started_at: SystemTime::now(),
         services: statuses.clone(),
+        pools: lan_pools(&config),
     };
     start_metrics(&mut supervisor, &options, collector, firewall_at_start);
     if std::env::var_os(crate::update::TRIAL_ENV).is_some() {
@@ -331,6 +339,7 @@ fn start_diagnostics(
     hostname: &str,
     uplink: watch::Receiver<UplinkSnapshot>,
     statuses: watch::Receiver<Statuses>,
+    leases: watch::Receiver<Vec<crate::lan::dhcp4d::Lease>>,
 ) -> crate::diag::Diagnostics {
     let settings = &config.routerd.diagnostics;
     let targets = crate::diag::plan::Targets {
@@ -342,13 +351,16 @@ fn start_diagnostics(
             .unwrap_or_else(|| ".".to_string()),
         dns_upstreams: config.routerd.dns_upstreams.iter().filter_map(|u| u.parse().ok()).collect(),
     };
-    let lans = lan_pools(config).into_iter().map(|pool| pool.interface).collect();
+    let pools = lan_pools(config);
+    let lans = pools.iter().map(|pool| pool.interface.clone()).collect();
     let diagnostics = crate::diag::Diagnostics::new(
         system::interface_exists(UPLINK).then(|| (UPLINK.to_string(), uplink)),
         lans,
         statuses,
         targets,
         crate::lan::hostname::sanitize(hostname).unwrap_or_else(|| "router".to_string()),
+        pools,
+        leases,
     );
     let shared = diagnostics.clone();
     supervisor.spawn("diagnostics", move |context| crate::diag::service::run(shared.clone(), context));

@@ -45,7 +45,12 @@ pub fn uplink(name: &str, snapshot: crate::uplink::state::UplinkSnapshot) -> Upl
     }
 }
 
-pub fn lan(name: &str, dhcp_service: Option<ServiceState>, ra_service: Option<ServiceState>) -> LanFacts {
+pub fn lan(
+    name: &str,
+    dhcp_service: Option<ServiceState>,
+    ra_service: Option<ServiceState>,
+    pool: Option<(u32, u32)>,
+) -> LanFacts {
     let addresses = addresses_of(name);
     LanFacts {
         link: link(name),
@@ -65,6 +70,7 @@ pub fn lan(name: &str, dhcp_service: Option<ServiceState>, ra_service: Option<Se
             .iter()
             .any(|path| fs::read_to_string(path).is_ok_and(|t| udp_port_bound(&t, 67))),
         ra_service: ra_service.map(state_name),
+        pool,
     }
 }
 

@@ -94,6 +94,8 @@ pub struct LanFacts {
     pub dhcp_port_bound: bool,
     /// The router advertisement service's state (`None`: not running here).
     pub ra_service: Option<String>,
+    /// The DHCPv4 pool: (addresses free, addresses in all).
+    pub pool: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -301,6 +303,22 @@ fn plan_lan(facts: &Facts, lan: &LanFacts, plan: &mut Vec<Planned<Check>>) {
         &format!("{name}: DHCPv4 server"),
         Check::Known(dhcp),
     ));
+    if let Some((free, usable)) = lan.pool {
+        let pool = if free > 0 {
+            Ok(format!("{free} of {usable} addresses free"))
+        } else {
+            Err(format!(
+                "all {usable} addresses are leased: a new device gets none (many new clients at once?); \
+                 see rtrctl leases list"
+            ))
+        };
+        plan.push(node(
+            &format!("lan/{name}/pool"),
+            Some(&format!("lan/{name}/dhcp4")),
+            &format!("{name}: free addresses"),
+            Check::Known(pool),
+        ));
+    }
     plan.push(node(
         &format!("lan/{name}/dns"),
         Some(&link_id),
@@ -382,6 +400,7 @@ mod tests {
                 dhcp_service: Some("running".into()),
                 dhcp_port_bound: true,
                 ra_service: Some("running".into()),
+                pool: None,
             }],
             targets: Targets { dns_name: "example.com".into(), ..Default::default() },
             router_name: "router".into(),
@@ -520,6 +539,17 @@ mod tests {
         assert!(reason.contains("restarting: nftables refused the ruleset"), "{reason}");
         facts.firewall = None;
         assert!(!ids(&plan(&facts)).contains(&"firewall"));
+    }
+
+    #[test]
+    fn a_full_pool_fails_its_check() {
+        let mut facts = healthy();
+        facts.lans[0].pool = Some((12, 100));
+        assert_eq!(check(&plan(&facts), "lan/lan0/pool"), &Check::Known(Ok("12 of 100 addresses free".into())));
+        facts.lans[0].pool = Some((0, 100));
+        let planned = plan(&facts);
+        let Check::Known(Err(reason)) = check(&planned, "lan/lan0/pool") else { panic!("the check fails") };
+        assert!(reason.contains("all 100 addresses are leased"), "{reason}");
     }
 
     #[test]

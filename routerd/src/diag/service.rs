@@ -41,6 +41,9 @@ struct Inner {
     targets: Targets,
     router_name: String,
     last: watch::Sender<Option<Arc<Report>>>,
+    /// The LANs' DHCPv4 pools and the lease table, for the free-address checks.
+    pools: Vec<crate::lan::dhcp4d::PoolConfig>,
+    leases: watch::Receiver<Vec<crate::lan::dhcp4d::Lease>>,
 }
 
 impl Diagnostics {
@@ -50,9 +53,11 @@ impl Diagnostics {
         statuses: watch::Receiver<Statuses>,
         targets: Targets,
         router_name: String,
+        pools: Vec<crate::lan::dhcp4d::PoolConfig>,
+        leases: watch::Receiver<Vec<crate::lan::dhcp4d::Lease>>,
     ) -> Diagnostics {
         let (last, _) = watch::channel(None);
-        Diagnostics { inner: Arc::new(Inner { uplink, lans, statuses, targets, router_name, last }) }
+        Diagnostics { inner: Arc::new(Inner { uplink, lans, statuses, targets, router_name, last, pools, leases }) }
     }
 
     /// The latest report, from whichever evaluation ran last.
@@ -66,7 +71,17 @@ impl Diagnostics {
         Facts {
             now: Some(SystemTime::now()),
             uplink: self.inner.uplink.as_ref().map(|(name, view)| facts::uplink(name, view.borrow().clone())),
-            lans: self.inner.lans.iter().map(|lan| facts::lan(lan, state("dhcp4d"), state("radvd"))).collect(),
+            lans: self
+                .inner
+                .lans
+                .iter()
+                .map(|lan| {
+                    let leases = self.inner.leases.borrow();
+                    let pool = self.inner.pools.iter().find(|p| &p.interface == lan);
+                    let usage = pool.map(|p| p.usage(&leases, crate::clock::now()));
+                    facts::lan(lan, state("dhcp4d"), state("radvd"), usage)
+                })
+                .collect(),
             targets: self.inner.targets.clone(),
             router_name: self.inner.router_name.clone(),
             firewall: statuses.get("firewall").map(|s| (facts::state_name(s.state), s.message.clone())),

@@ -28,6 +28,8 @@ pub struct Collector {
     pub started_at: SystemTime,
     /// Every service's state, as `rtrctl status` shows it.
     pub services: watch::Receiver<crate::supervisor::Statuses>,
+    /// The LANs' DHCPv4 pools, for the free addresses.
+    pub pools: Vec<crate::lan::dhcp4d::PoolConfig>,
 }
 
 /// Current counters of the firewall's accounted rules: (tag, packets, bytes), tag as in
@@ -92,6 +94,15 @@ impl Collector {
 
     fn dhcp4_server(&self, out: &mut Exposition, now: SystemTime) {
         let leases = self.leases.borrow();
+        out.family(
+            "routerd_dhcp4_server_pool_free_addresses",
+            Kind::Gauge,
+            "Addresses of the LAN's DHCPv4 pool that a new device could get (0: the pool is exhausted).",
+        );
+        for pool in &self.pools {
+            let (free, _) = pool.usage(&leases, now);
+            out.sample("routerd_dhcp4_server_pool_free_addresses", &[("interface", &pool.interface)], f64::from(free));
+        }
         let mut counts: std::collections::BTreeMap<(String, &str), u64> = Default::default();
         for lease in leases.iter() {
             let state = if lease.is_static() {
@@ -345,6 +356,7 @@ mod tests {
             firewall: true,
             started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             services: watch::channel(crate::supervisor::Statuses::new()).1,
+            pools: Vec::new(),
         }
     }
 

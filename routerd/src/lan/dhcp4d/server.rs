@@ -81,6 +81,17 @@ impl PoolConfig {
         self.last.to_bits().saturating_sub(self.first.to_bits()) + 1
     }
 
+    /// (addresses free now, addresses the pool can hand out): an address is taken while a static or unexpired
+    /// lease holds it.
+    pub fn usage(&self, leases: &[Lease], now: SystemTime) -> (u32, u32) {
+        let usable = self.size() - u32::from((self.first..=self.last).contains(&self.server_addr));
+        let taken = leases
+            .iter()
+            .filter(|l| l.interface == self.interface && self.contains(l.addr) && (l.is_static() || !l.expired(now)))
+            .count();
+        (usable.saturating_sub(u32::try_from(taken).unwrap_or(u32::MAX)), usable)
+    }
+
     /// A host address of this LAN's subnet (static leases may lie outside the pool).
     pub fn contains_host(&self, addr: Ipv4Addr) -> bool {
         let mask = u32::MAX << (32 - u32::from(self.prefix_len));
