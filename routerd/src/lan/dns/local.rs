@@ -30,9 +30,14 @@ pub struct LocalData {
     domain: String,
 }
 
+/// Names no DHCP client may claim: they steer other devices (`wpad` and `isatap` make browsers and Windows send
+/// their traffic to whoever answers) or belong to the router and the host itself.
+const RESERVED_NAMES: &[&str] = &["localhost", "wpad", "isatap", "lan", "local", "localdomain", "broadcasthost"];
+
 impl LocalData {
-    /// From the active and static leases and the router's own name and LAN addresses. The router's name wins: a
-    /// client that sends it as its hostname does not get it.
+    /// From the active and static leases and the router's own name and LAN addresses. The router's name and
+    /// [`RESERVED_NAMES`] win: a client that sends one as its hostname does not get it (the owner still can, with
+    /// a static lease's name).
     pub fn build(leases: &[Lease], router_name: &str, router_addrs: &[IpAddr], now: SystemTime) -> LocalData {
         let domain = "lan".to_string();
         let mut data = LocalData { names: HashMap::new(), reverse: HashMap::new(), domain };
@@ -45,7 +50,8 @@ impl LocalData {
         }
         for lease in leases.iter().filter(|l| l.is_static() || !l.expired(now)) {
             let Some(name) = lease.name() else { continue };
-            if name == router {
+            let claimed_by_client = lease.hostname_override.is_none() && !lease.is_static();
+            if name == router || (claimed_by_client && RESERVED_NAMES.contains(&name)) {
                 continue;
             }
             data.names.entry(name.to_string()).or_default().push(IpAddr::V4(lease.addr));
@@ -191,7 +197,13 @@ mod tests {
     }
 
     fn local() -> LocalData {
-        let leases = [lease(100, "lan2", false), lease(101, "gone", true), lease(102, "router", false)];
+        let leases = [
+            lease(100, "lan2", false),
+            lease(101, "gone", true),
+            lease(102, "router", false),
+            lease(103, "wpad", false),
+            lease(104, "localhost", false),
+        ];
         LocalData::build(&leases, "router", &[IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))], SystemTime::now())
     }
 
@@ -219,6 +231,15 @@ mod tests {
         let private = answer(&query("1.1.168.192.in-addr.arpa.", RecordType::PTR));
         assert_eq!(private.metadata.response_code, ResponseCode::NXDomain, "RFC 6303: never forwarded");
         assert_eq!(answer(&query("localhost.", RecordType::AAAA)).answers.len(), 1);
+    }
+
+    #[test]
+    fn a_client_cannot_claim_wpad_or_localhost() {
+        assert_eq!(answer(&query("wpad.lan.", RecordType::A)).metadata.response_code, ResponseCode::NXDomain);
+        let localhost = answer(&query("localhost.", RecordType::A));
+        assert_eq!(localhost.answers[0].data, RData::A(A(Ipv4Addr::LOCALHOST)), "{localhost:?}");
+        let ptr = decide(&query("103.2.0.192.in-addr.arpa.", RecordType::PTR), &local());
+        assert!(matches!(ptr, Decision::Forward { .. }), "no local name for the claiming device either: {ptr:?}");
     }
 
     #[test]
