@@ -436,3 +436,48 @@ fn a_flood_that_leases_the_whole_pool_leaves_devices_their_leases_and_shows_in_d
     assert_eq!(after.get("ip"), before.get("ip"));
     again.stop();
 }
+
+#[test]
+fn one_device_holding_dns_tcp_connections_cannot_keep_another_from_resolving() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
+    let other = lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: None }), "udhcpc");
+    lab.check(other.wait_bound(LEASE_TIMEOUT), "lan2's lease");
+    // lan1 opens 40 idle DNS-over-TCP connections and holds them; it reports how many the router closed.
+    let report = lab.work_dir().join("held.txt");
+    let script = format!(
+        "import socket, time\n\
+         held = []\n\
+         for _ in range(40):\n    s = socket.create_connection(('192.0.2.1', 53), timeout=5); held.append(s)\n\
+         time.sleep(1)\n\
+         closed = 0\n\
+         for s in held:\n    s.setblocking(False)\n    try:\n        closed += s.recv(1) == b''\n    except BlockingIOError:\n        pass\n\
+         open({:?}, 'w').write(f'closed {{closed}} of {{len(held)}}\\n')\n\
+         time.sleep(20)\n",
+        report.display().to_string()
+    );
+    let holder = lab.check(
+        lab.tracker().spawn(
+            "dns-tcp-holder",
+            lab.lan(1).netns(),
+            std::path::Path::new("/usr/bin/python3"),
+            &["-c".to_string(), script],
+            &[],
+            &lab.work_dir().join("holder.log"),
+        ),
+        "python3",
+    );
+    let held = lab.check(
+        integration::wait::until("the holder's report", LEASE_TIMEOUT, || {
+            Ok(std::fs::read_to_string(&report).ok().filter(|t| t.contains("closed")))
+        }),
+        "report",
+    );
+    assert_eq!(held.trim(), "closed 32 of 40", "8 connections per device");
+    // Another device still resolves over TCP while lan1 holds its share.
+    let mut dig = lab.lan(2).netns().command("dig");
+    dig.args(["+tcp", "+short", "+time=3", "@192.0.2.1", "www.example.org", "A"]);
+    let answer = lab.check(integration::command::run_unchecked(&mut dig), "dig +tcp");
+    assert_eq!(answer.stdout.trim(), "203.0.113.80", "{}", answer.combined());
+    lab.tracker().stop(holder);
+}

@@ -12,6 +12,7 @@ pub mod dhcp4_wire;
 pub mod diag;
 pub mod firewall;
 pub mod lan;
+pub mod limits;
 pub mod metrics;
 pub mod netconfig;
 pub mod pki;

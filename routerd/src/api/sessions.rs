@@ -14,6 +14,8 @@ use std::{
 
 use futures_util::task::AtomicWaker;
 
+use crate::limits::{ConnectionLimit, Slot};
+
 /// Handshakes in progress at once, in all and from one address: a LAN host cannot hold more sockets than this
 /// (each for at most the handshake timeout).
 pub const MAX_HANDSHAKES: usize = 64;
@@ -31,11 +33,20 @@ struct Open {
     flag: Arc<Flag>,
 }
 
-#[derive(Default)]
 pub struct Sessions {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Open>>,
-    handshakes: Mutex<HashMap<IpAddr, usize>>,
+    handshakes: Arc<ConnectionLimit>,
+}
+
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions {
+            next: AtomicU64::new(0),
+            open: Mutex::default(),
+            handshakes: ConnectionLimit::new(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_SOURCE),
+        }
+    }
 }
 
 impl Sessions {
@@ -83,33 +94,8 @@ impl Sessions {
     }
 
     /// A slot for a handshake from `source`, or `None` when too many are in progress (in all or from it).
-    pub fn start_handshake(self: &Arc<Self>, source: IpAddr) -> Option<HandshakeSlot> {
-        let mut handshakes = self.handshakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let total: usize = handshakes.values().sum();
-        let from_source = handshakes.get(&source).copied().unwrap_or(0);
-        if total >= MAX_HANDSHAKES || from_source >= MAX_HANDSHAKES_PER_SOURCE {
-            return None;
-        }
-        handshakes.insert(source, from_source + 1);
-        Some(HandshakeSlot { sessions: self.clone(), source })
-    }
-}
-
-/// One handshake in progress; the slot is free again when this is dropped.
-pub struct HandshakeSlot {
-    sessions: Arc<Sessions>,
-    source: IpAddr,
-}
-
-impl Drop for HandshakeSlot {
-    fn drop(&mut self) {
-        let mut handshakes = self.sessions.handshakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = handshakes.get_mut(&self.source) {
-            *count -= 1;
-            if *count == 0 {
-                handshakes.remove(&self.source);
-            }
-        }
+    pub fn start_handshake(&self, source: IpAddr) -> Option<Slot> {
+        self.handshakes.try_acquire(source)
     }
 }
 
@@ -162,24 +148,5 @@ mod tests {
         assert_eq!(sessions.close_all(), 2);
         drop((laptop, phone, pairing));
         assert_eq!(sessions.count(), 0);
-    }
-
-    #[test]
-    fn handshakes_are_capped_per_source_and_in_all() {
-        let sessions = Arc::new(Sessions::default());
-        let one: IpAddr = "192.0.2.10".parse().expect("literal");
-        let slots: Vec<HandshakeSlot> =
-            (0..MAX_HANDSHAKES_PER_SOURCE).filter_map(|_| sessions.start_handshake(one)).collect();
-        assert_eq!(slots.len(), MAX_HANDSHAKES_PER_SOURCE);
-        assert!(sessions.start_handshake(one).is_none(), "one host cannot take more");
-        let mut others = Vec::new();
-        for host in 0..=255u8 {
-            if let Some(slot) = sessions.start_handshake(IpAddr::from([198, 51, 100, host])) {
-                others.push(slot);
-            }
-        }
-        assert_eq!(slots.len() + others.len(), MAX_HANDSHAKES);
-        drop(slots);
-        assert!(sessions.start_handshake(one).is_some(), "slots come back when handshakes end");
     }
 }

@@ -164,16 +164,7 @@ pub async fn accept_loop(
     let mut refused = 0u64;
     loop {
         let (tcp, remote_addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                // Per-connection errors (the peer reset before accept, too many open files) must not end the
-                // listener; back off a little so a persistent error does not spin.
-                Err(error) => {
-                    tracing::warn!("accept on {:?}: {error}", listener.local_addr().ok());
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = crate::limits::accept(&listener, "the API") => accepted,
             _ = shutdown.wait() => return Ok(()),
         };
         let Some(slot) = sessions.start_handshake(remote_addr.ip()) else {

@@ -57,16 +57,21 @@ pub async fn serve(
 ) -> Result<(), ServiceError> {
     let mut accepting = JoinSet::new();
     let mut addrs = Vec::new();
+    // Scrapes in progress at once, and from one address: a scrape flood cannot pile up work.
+    let limit = crate::limits::ConnectionLimit::new(16, 4);
     for listener in listeners.iter() {
         let listener = TcpListener::from_std(listener.try_clone()?)?;
         addrs.push(listener.local_addr()?.to_string());
         let collector = collector.clone();
+        let limit = limit.clone();
         accepting.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (stream, from) = crate::limits::accept(&listener, "metrics").await;
+                let Some(slot) = limit.try_acquire(from.ip()) else { continue };
                 let collector = collector.clone();
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, answer(stream, collector)).await;
+                    drop(slot);
                 });
             }
         });

@@ -326,12 +326,20 @@ fn truncated(response: &[u8]) -> Option<Vec<u8>> {
     message.truncate().to_vec().ok()
 }
 
+/// DNS over TCP connections at once, and from one LAN device (each is a task and a descriptor).
+const MAX_TCP_CONNECTIONS: usize = 64;
+const MAX_TCP_CONNECTIONS_PER_CLIENT: usize = 8;
+
 async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
+    let limit = crate::limits::ConnectionLimit::new(MAX_TCP_CONNECTIONS, MAX_TCP_CONNECTIONS_PER_CLIENT);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (stream, from) = crate::limits::accept(&listener, "DNS over TCP").await;
+        // Over the limit, the connection is closed at once: the client falls back or tries again.
+        let Some(slot) = limit.try_acquire(from.ip()) else { continue };
         let shared = shared.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(TCP_IDLE * 6, serve_connection(stream, shared)).await;
+            drop(slot);
         });
     }
 }

@@ -1,0 +1,117 @@
+//! Bounds on what connecting clients can make routerd hold: connections in all and from one address, and an
+//! accept loop that backs off when the process runs out of descriptors instead of spinning.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::net::{TcpListener, TcpStream};
+
+/// At most `total` at once, and `per_source` from one address.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    total: usize,
+    per_source: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl ConnectionLimit {
+    pub fn new(total: usize, per_source: usize) -> Arc<ConnectionLimit> {
+        Arc::new(ConnectionLimit { total, per_source, counts: Mutex::new(HashMap::new()) })
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot for one more from `source`, or `None` at either bound; the slot is free again when dropped.
+    pub fn try_acquire(self: &Arc<Self>, source: IpAddr) -> Option<Slot> {
+        let mut counts = self.counts();
+        let total: usize = counts.values().sum();
+        let from_source = counts.get(&source).copied().unwrap_or(0);
+        if total >= self.total || from_source >= self.per_source {
+            return None;
+        }
+        counts.insert(source, from_source + 1);
+        Some(Slot { limit: self.clone(), source })
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.counts().values().sum()
+    }
+}
+
+/// One connection's share of a [`ConnectionLimit`].
+#[derive(Debug)]
+pub struct Slot {
+    limit: Arc<ConnectionLimit>,
+    source: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.limit.counts();
+        if let Some(count) = counts.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// The next connection on `listener`. Errors (a peer that reset before accept, or EMFILE when the descriptors
+/// run out) never end the loop; repeated ones make it wait longer (up to a second), so it does not spin.
+pub async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, SocketAddr) {
+    let mut failures = 0u32;
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(error) => {
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!("{what}: accepting a connection: {error} ({failures} in a row)");
+                }
+                tokio::time::sleep(Duration::from_millis(10u64 << failures.min(7))).await;
+            }
+        }
+    }
+}
+
+/// Raises the open-file limit to the hard limit: every LAN client's connection is a descriptor, and the default
+/// soft limit (1024) is a denial of service waiting for a busy LAN.
+pub fn raise_open_files() {
+    // SAFETY: getrlimit and setrlimit read and write only the struct passed.
+    unsafe {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                tracing::info!("open files: raised the limit from {} to {}", limit.rlim_cur, limit.rlim_max);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_capped_per_source_and_in_all_and_come_back() {
+        let limit = ConnectionLimit::new(10, 4);
+        let one: IpAddr = "192.0.2.10".parse().expect("literal");
+        let slots: Vec<Slot> = (0..4).filter_map(|_| limit.try_acquire(one)).collect();
+        assert_eq!(slots.len(), 4);
+        assert!(limit.try_acquire(one).is_none(), "one host cannot take more");
+        let others: Vec<Slot> =
+            (0..=255u8).filter_map(|host| limit.try_acquire(IpAddr::from([198, 51, 100, host]))).collect();
+        assert_eq!(slots.len() + others.len(), 10);
+        assert_eq!(limit.in_use(), 10);
+        drop(slots);
+        assert!(limit.try_acquire(one).is_some(), "slots come back when connections end");
+    }
+}
