@@ -195,6 +195,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         started_at: SystemTime::now(),
         services: statuses.clone(),
         pools: lan_pools(&config),
+        firewall_cache: Arc::default(),
     };
     start_metrics(&mut supervisor, &options, collector, firewall_at_start);
     if std::env::var_os(crate::update::TRIAL_ENV).is_some() {

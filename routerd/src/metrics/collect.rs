@@ -30,6 +30,43 @@ pub struct Collector {
     pub services: watch::Receiver<crate::supervisor::Statuses>,
     /// The LANs' DHCPv4 pools, for the free addresses.
     pub pools: Vec<crate::lan::dhcp4d::PoolConfig>,
+    /// The firewall's counters as last read, shared by every scrape.
+    pub firewall_cache: Arc<FirewallCache>,
+}
+
+/// The firewall's counters are read from the kernel at most once per [`FIREWALL_READ_EVERY`], by one scrape at
+/// a time; the others wait for that read and share it, so a scrape flood costs no more kernel work than one
+/// scraper.
+#[derive(Debug, Default)]
+pub struct FirewallCache {
+    last: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<FirewallCounters>)>>,
+    reads: std::sync::atomic::AtomicU64,
+}
+
+pub const FIREWALL_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl FirewallCache {
+    /// The counters, read now if the last read is older than [`FIREWALL_READ_EVERY`].
+    pub async fn get<F>(&self, read: F) -> Arc<FirewallCounters>
+    where
+        F: FnOnce() -> FirewallCounters + Send + 'static,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, counters)) = last.as_ref()
+            && at.elapsed() < FIREWALL_READ_EVERY
+        {
+            return counters.clone();
+        }
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let counters = Arc::new(tokio::task::spawn_blocking(read).await.unwrap_or_default());
+        *last = Some((tokio::time::Instant::now(), counters.clone()));
+        counters
+    }
+
+    /// How often the kernel was asked.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Current counters of the firewall's accounted rules: (tag, packets, bytes), tag as in
@@ -43,18 +80,18 @@ fn unix_seconds(time: SystemTime) -> f64 {
 impl Collector {
     pub async fn render(&self) -> String {
         let firewall = if self.firewall {
-            tokio::task::spawn_blocking(|| {
-                crate::firewall::apply::current_counters()
-                    .into_iter()
-                    .filter_map(|(comment, (packets, bytes))| {
-                        comment.split_once(' ').map(|(_, tag)| (tag.to_string(), packets, bytes))
-                    })
-                    .collect()
-            })
-            .await
-            .unwrap_or_default()
+            self.firewall_cache
+                .get(|| {
+                    crate::firewall::apply::current_counters()
+                        .into_iter()
+                        .filter_map(|(comment, (packets, bytes))| {
+                            comment.split_once(' ').map(|(_, tag)| (tag.to_string(), packets, bytes))
+                        })
+                        .collect()
+                })
+                .await
         } else {
-            Vec::new()
+            Arc::new(Vec::new())
         };
         let memory = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         self.render_with(&firewall, &memory, crate::clock::now())
@@ -357,7 +394,26 @@ mod tests {
             started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             services: watch::channel(crate::supervisor::Statuses::new()).1,
             pools: Vec::new(),
+            firewall_cache: Arc::default(),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scrape_flood_reads_the_firewall_once_a_second() {
+        let cache = Arc::new(FirewallCache::default());
+        let scrapes: Vec<_> = (0..100)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get(|| vec![("nat/masquerade".into(), 1, 2)]).await })
+            })
+            .collect();
+        for scrape in scrapes {
+            assert_eq!(scrape.await.expect("scrape").len(), 1);
+        }
+        assert_eq!(cache.reads(), 1, "100 scrapes at once, one read");
+        tokio::time::advance(FIREWALL_READ_EVERY).await;
+        cache.get(Vec::new).await;
+        assert_eq!(cache.reads(), 2, "a second later, read again");
     }
 
     #[test]
