@@ -150,17 +150,36 @@ fn address_answer(request: &Message, query: &Query, addrs: &[IpAddr]) -> Message
 
 /// Drops A/AAAA answers that point into private space for names not on the allowlist (DNS rebinding
 /// protection); returns how many were dropped.
-pub fn drop_rebinding(response: &mut Message, name: &str, allowlist: &[String]) -> usize {
+pub fn drop_rebinding(response: &mut Message, name: &str, allowlist: &[String], inside: &[(IpAddr, u8)]) -> usize {
     if allowlist.iter().any(|allowed| policy::is_within(name, allowed)) {
         return 0;
     }
+    // Private space, and the house's own public addresses: the delegated prefix (every LAN's /64 is in it) and
+    // the uplink's addresses. A public name pointing there is a rebinding attack as much as one pointing at
+    // 192.168.0.1.
+    let blocked = |addr: IpAddr| policy::is_private(addr) || inside.iter().any(|(net, len)| within(addr, *net, *len));
     let before = response.answers.len();
     response.answers.retain(|record| match &record.data {
-        RData::A(a) => !policy::is_private(IpAddr::V4(a.0)),
-        RData::AAAA(aaaa) => !policy::is_private(IpAddr::V6(aaaa.0)),
+        RData::A(a) => !blocked(IpAddr::V4(a.0)),
+        RData::AAAA(aaaa) => !blocked(IpAddr::V6(aaaa.0)),
         _ => true,
     });
     before - response.answers.len()
+}
+
+/// Whether `addr` lies in `network/len` (of the same family).
+fn within(addr: IpAddr, network: IpAddr, len: u8) -> bool {
+    match (addr, network) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+            a.to_bits() & mask == n.to_bits() & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+            a.to_bits() & mask == n.to_bits() & mask
+        }
+        _ => false,
+    }
 }
 
 /// A SERVFAIL (or other code) answer to `request`.
@@ -262,8 +281,26 @@ mod tests {
         response.add_answer(Record::from_rdata(name.clone(), 60, RData::A(A(Ipv4Addr::new(192, 168, 1, 1)))));
         response.add_answer(Record::from_rdata(name, 60, RData::A(A(Ipv4Addr::new(203, 0, 113, 80)))));
         let mut allowed = response.clone();
-        assert_eq!(drop_rebinding(&mut response, "evil.example.net", &[]), 1);
+        assert_eq!(drop_rebinding(&mut response, "evil.example.net", &[], &[]), 1);
         assert_eq!(response.answers.len(), 1);
-        assert_eq!(drop_rebinding(&mut allowed, "evil.example.net", &["example.net".into()]), 0);
+        assert_eq!(drop_rebinding(&mut allowed, "evil.example.net", &["example.net".into()], &[]), 0);
+    }
+
+    #[test]
+    fn the_delegated_prefix_and_the_uplinks_addresses_are_protected_too() {
+        let name = Name::from_str("evil.example.net.").expect("name");
+        let mut response = Message::response(1, OpCode::Query);
+        for addr in ["2001:db8:100:1::23", "2001:db8:ffff::80"] {
+            let aaaa = RData::AAAA(AAAA(addr.parse().expect("literal")));
+            response.add_answer(Record::from_rdata(name.clone(), 60, aaaa));
+        }
+        for addr in [Ipv4Addr::new(198, 51, 100, 163), Ipv4Addr::new(203, 0, 113, 80)] {
+            response.add_answer(Record::from_rdata(name.clone(), 60, RData::A(A(addr))));
+        }
+        let inside =
+            [("2001:db8:100::".parse().expect("literal"), 56), (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 163)), 32)];
+        assert_eq!(drop_rebinding(&mut response, "evil.example.net", &[], &inside), 2);
+        let left: Vec<String> = response.answers.iter().map(|r| r.data.to_string()).collect();
+        assert_eq!(left, ["2001:db8:ffff::80", "203.0.113.80"]);
     }
 }

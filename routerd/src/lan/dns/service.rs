@@ -50,6 +50,8 @@ struct Shared {
     local: RwLock<LocalData>,
     cache: Mutex<Cache>,
     upstreams: RwLock<Vec<SocketAddr>>,
+    /// The house's own public networks (delegated prefixes, the uplink's addresses), for rebinding protection.
+    inside: RwLock<Vec<(IpAddr, u8)>>,
 }
 
 /// The cache key of a plain query (one IN question, a name that is not local), read straight from the bytes:
@@ -140,7 +142,8 @@ impl Shared {
         match upstream::resolve(&servers, query).await {
             Ok(mut response) => {
                 metrics.upstream_latency.observe(started.elapsed());
-                let dropped = local::drop_rebinding(&mut response, name, &self.options.rebind_allowlist);
+                let inside = self.inside.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let dropped = local::drop_rebinding(&mut response, name, &self.options.rebind_allowlist, &inside);
                 if dropped == 0 {
                     metrics.upstream.inc();
                 } else {
@@ -181,6 +184,15 @@ impl Shared {
     }
 
     fn refresh_upstreams(&self, snapshot: Option<&UplinkSnapshot>) {
+        let mut inside: Vec<(IpAddr, u8)> = Vec::new();
+        if let Some(dhcp4) = snapshot.and_then(|s| s.dhcp4.as_ref()) {
+            inside.push((IpAddr::V4(dhcp4.lease.address), 32));
+        }
+        if let Some(dhcp6) = snapshot.and_then(|s| s.dhcp6.as_ref()) {
+            inside.extend(dhcp6.lease.prefixes.iter().map(|p| (IpAddr::V6(p.prefix), p.length)));
+            inside.extend(dhcp6.lease.address.iter().map(|a| (IpAddr::V6(a.address), 128)));
+        }
+        *self.inside.write().unwrap_or_else(|p| p.into_inner()) = inside;
         let addrs: Vec<IpAddr> = if !self.options.upstreams.is_empty() {
             self.options.upstreams.clone()
         } else {
@@ -239,6 +251,7 @@ pub async fn run(
         local: RwLock::new(LocalData::default()),
         cache: Mutex::new(Cache::new(CACHE_ENTRIES)),
         upstreams: RwLock::new(Vec::new()),
+        inside: RwLock::new(Vec::new()),
     });
     shared.refresh_local(&leases.borrow_and_update());
     shared.refresh_upstreams(uplink.as_mut().map(|u| u.borrow_and_update().clone()).as_ref());
