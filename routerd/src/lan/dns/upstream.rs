@@ -41,11 +41,46 @@ pub async fn resolve(servers: &[SocketAddr], query: &Query) -> Result<Message, U
     Err(UpstreamError::AllFailed(problems.join("; ")))
 }
 
+/// `name` with the case of each letter chosen at random (DNS 0x20, draft-vixie-dnsext-dns0x20): an answer must
+/// carry the question back exactly, so a blind spoofer has to guess these bits on top of the ID and the port.
+fn randomize_case(name: &str, entropy: &mut dyn Entropy) -> String {
+    let mut bits = 0u32;
+    let mut left = 0;
+    name.chars()
+        .map(|c| {
+            if !c.is_ascii_alphabetic() {
+                return c;
+            }
+            if left == 0 {
+                bits = entropy.next_u32();
+                left = 32;
+            }
+            left -= 1;
+            let upper = bits & 1 == 1;
+            bits >>= 1;
+            if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }
+        })
+        .collect()
+}
+
+/// Whether `answered` is exactly the question asked: one question, the same type and class, and the name with
+/// every letter in the same case (hickory compares names without case; 0x20 needs the case).
+fn same_question(asked: &Query, answered: &[Query]) -> bool {
+    matches!(answered, [one] if one.query_type() == asked.query_type()
+        && one.query_class() == asked.query_class()
+        && one.name().to_ascii() == asked.name().to_ascii())
+}
+
 async fn ask(server: SocketAddr, query: &Query) -> Result<Message, String> {
+    let mut entropy = SystemEntropy::default();
     let mut request = Message::query();
-    request.metadata.id = SystemEntropy::default().next_u32() as u16;
+    request.metadata.id = entropy.next_u32() as u16;
     request.metadata.recursion_desired = true;
-    request.add_query(query.clone());
+    let mixed = hickory_proto::rr::Name::from_ascii(randomize_case(&query.name().to_ascii(), &mut entropy))
+        .map_err(|e| e.to_string())?;
+    let mut asked = query.clone();
+    asked.set_name(mixed);
+    request.add_query(asked.clone());
     let bytes = request.to_vec().map_err(|e| e.to_string())?;
     let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| "address")?;
     let socket = UdpSocket::bind(local).await.map_err(|e| e.to_string())?;
@@ -58,7 +93,7 @@ async fn ask(server: SocketAddr, query: &Query) -> Result<Message, String> {
             // Only the answer to this question from this server counts (a spoofed or stale one is skipped).
             if let Ok(response) = Message::from_vec(&buffer[..len])
                 && response.metadata.id == request.metadata.id
-                && response.queries == request.queries
+                && same_question(&asked, &response.queries)
             {
                 return Ok::<Message, String>(response);
             }
@@ -66,10 +101,14 @@ async fn ask(server: SocketAddr, query: &Query) -> Result<Message, String> {
     })
     .await
     .map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))??;
-    if response.metadata.truncation { ask_tcp(server, &request, &bytes).await } else { Ok(response) }
+    let mut response =
+        if response.metadata.truncation { ask_tcp(server, &request, &asked, &bytes).await? } else { response };
+    // The client gets its question back as it asked it.
+    response.queries = vec![query.clone()];
+    Ok(response)
 }
 
-async fn ask_tcp(server: SocketAddr, request: &Message, bytes: &[u8]) -> Result<Message, String> {
+async fn ask_tcp(server: SocketAddr, request: &Message, asked: &Query, bytes: &[u8]) -> Result<Message, String> {
     tokio::time::timeout(TIMEOUT, async {
         let mut stream = TcpStream::connect(server).await.map_err(|e| e.to_string())?;
         let len = u16::try_from(bytes.len()).map_err(|_| "query too long")?;
@@ -80,11 +119,40 @@ async fn ask_tcp(server: SocketAddr, request: &Message, bytes: &[u8]) -> Result<
         let mut buffer = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
         stream.read_exact(&mut buffer).await.map_err(|e| e.to_string())?;
         let response = Message::from_vec(&buffer).map_err(|e| e.to_string())?;
-        if response.metadata.id != request.metadata.id {
+        if response.metadata.id != request.metadata.id || !same_question(asked, &response.queries) {
             return Err("an answer to another query over TCP".to_string());
         }
         Ok(response)
     })
     .await
     .map_err(|_| "no answer over TCP in time".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+    use crate::uplink::entropy::Sequence;
+
+    /// As a name arrives on the wire: its case kept (`from_str` would lower-case it).
+    fn query(name: &str) -> Query {
+        Query::query(Name::from_ascii(name).expect("name"), RecordType::A)
+    }
+
+    #[test]
+    fn letters_get_random_case_and_only_the_exact_question_is_accepted() {
+        let mixed = randomize_case("www.example.org.", &mut Sequence::new(vec![0b1010_1010_1010_1010]));
+        assert_eq!(mixed.to_ascii_lowercase(), "www.example.org.");
+        assert_eq!(mixed, "wWw.ExAmPlE.oRg.", "one bit per letter");
+        let asked = query(&mixed);
+        assert!(same_question(&asked, &[query(&mixed)]));
+        assert!(!same_question(&asked, &[query("www.example.org.")]), "the case must come back as sent");
+        assert!(!same_question(&asked, &[query("www.example.net.")]));
+        assert!(!same_question(&asked, &[]));
+        assert!(!same_question(&asked, &[query(&mixed), query(&mixed)]));
+        let mut aaaa = query(&mixed);
+        aaaa.set_query_type(RecordType::AAAA);
+        assert!(!same_question(&asked, &[aaaa]));
+    }
 }
