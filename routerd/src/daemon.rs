@@ -265,6 +265,11 @@ fn start_lan(
         rebind_allowlist: config.routerd.dns_rebind_allowlist.clone(),
         upstreams: config.routerd.dns_upstreams.iter().filter_map(|u| u.parse().ok()).collect(),
         metrics: metrics.clone(),
+        cache_bytes: config
+            .routerd
+            .dns_cache_bytes
+            .filter(|b| crate::config::DNS_CACHE_BYTES.contains(b))
+            .unwrap_or(crate::lan::dns::cache::DEFAULT_BYTES),
     };
     let lease_view = lease_table.subscribe();
     supervisor.spawn("dns", move |context| {

@@ -166,7 +166,14 @@ pub struct RouterdFile {
     /// Where `rtrctl diag` checks that the internet is reachable.
     #[serde(default, skip_serializing_if = "DiagnosticsConfig::is_empty")]
     pub diagnostics: DiagnosticsConfig,
+    /// The DNS cache's size in bytes (answers counted by their wire size plus a small overhead each; answers
+    /// over 4 KiB are not cached). Default 8 MiB, 64 KiB–1 GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_cache_bytes: Option<usize>,
 }
+
+/// The range routerd.json's `dns_cache_bytes` may take.
+pub const DNS_CACHE_BYTES: std::ops::RangeInclusive<usize> = (64 << 10)..=(1 << 30);
 
 /// Largest capture ring routerd.json may ask for.
 pub const MAX_CAPTURE_RING_PACKETS: usize = 1_000_000;
@@ -242,6 +249,14 @@ impl RouterdFile {
             problems.push((
                 super::ROUTERD_JSON,
                 format!("capture_ring_packets: {packets} is outside 1–{MAX_CAPTURE_RING_PACKETS}"),
+            ));
+        }
+        if let Some(bytes) = self.dns_cache_bytes
+            && !DNS_CACHE_BYTES.contains(&bytes)
+        {
+            problems.push((
+                super::ROUTERD_JSON,
+                format!("dns_cache_bytes: {bytes} is outside {}–{}", DNS_CACHE_BYTES.start(), DNS_CACHE_BYTES.end()),
             ));
         }
         if let Some(seconds) = self.update_confirm_window_seconds

@@ -8,8 +8,8 @@ mod files;
 use std::path::Path;
 
 pub use files::{
-    Bridge, DiagnosticsConfig, ExtraRoute, InterfaceConfig, InterfacesFile, MAX_CAPTURE_RING_PACKETS, PortForwarding,
-    PortForwardingsFile, RouterdFile, parse_cidr, parse_mac, parse_range,
+    Bridge, DNS_CACHE_BYTES, DiagnosticsConfig, ExtraRoute, InterfaceConfig, InterfacesFile, MAX_CAPTURE_RING_PACKETS,
+    PortForwarding, PortForwardingsFile, RouterdFile, parse_cidr, parse_mac, parse_range,
 };
 
 use crate::store;

@@ -14,11 +14,20 @@ use hickory_proto::{
 /// Cached answers never outlive a day, and negative ones without an SOA a minute.
 const MAX_TTL: Duration = Duration::from_secs(86_400);
 const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60);
+/// Answers larger than this (on the wire) are passed on but not kept: a client asking for huge records cannot
+/// fill the cache with a few of them.
+pub const MAX_ENTRY_BYTES: usize = 4096;
+/// What an entry costs beyond its wire size (the key, the decoded message, bookkeeping), roughly.
+const ENTRY_OVERHEAD: usize = 256;
+/// The cache's size when routerd.json does not say (`dns_cache_bytes`).
+pub const DEFAULT_BYTES: usize = 8 << 20;
 
 struct Entry {
     response: Message,
     stored: Instant,
     ttl: Duration,
+    /// What the entry counts against the cache's size.
+    cost: usize,
     /// The response encoded for one age in whole seconds: most hits within a second reuse these bytes and
     /// only get their ID and question patched in.
     encoded: Option<(u64, Vec<u8>)>,
@@ -26,12 +35,19 @@ struct Entry {
 
 pub struct Cache {
     entries: HashMap<(String, RecordType), Entry>,
-    capacity: usize,
+    /// The most the entries may cost together, in bytes.
+    max_bytes: usize,
+    bytes: usize,
 }
 
 impl Cache {
-    pub fn new(capacity: usize) -> Cache {
-        Cache { entries: HashMap::new(), capacity }
+    pub fn new(max_bytes: usize) -> Cache {
+        Cache { entries: HashMap::new(), max_bytes, bytes: 0 }
+    }
+
+    /// What the entries cost now (their wire size plus a fixed overhead each).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {
@@ -109,19 +125,42 @@ impl Cache {
             _ => None,
         };
         let Some(ttl) = ttl.map(|t| t.min(MAX_TTL)).filter(|t| !t.is_zero()) else { return };
-        if self.entries.len() >= self.capacity {
-            self.entries.retain(|_, e| now.saturating_duration_since(e.stored) < e.ttl);
-            if self.entries.len() >= self.capacity {
-                // Still full of live entries: drop the oldest tenth rather than grow without bound.
+        let Some(wire) = response.to_vec().ok().map(|b| b.len()).filter(|len| *len <= MAX_ENTRY_BYTES) else {
+            return;
+        };
+        let cost = wire + name.len() + ENTRY_OVERHEAD;
+        let key = (name.to_string(), record_type);
+        if let Some(old) = self.entries.remove(&key) {
+            self.bytes -= old.cost;
+        }
+        if self.bytes + cost > self.max_bytes {
+            let mut freed = 0;
+            self.entries.retain(|_, e| {
+                let live = now.saturating_duration_since(e.stored) < e.ttl;
+                if !live {
+                    freed += e.cost;
+                }
+                live
+            });
+            self.bytes -= freed;
+            if self.bytes + cost > self.max_bytes {
+                // Still full of live entries: drop the oldest tenth (by cost) rather than grow without bound.
                 let mut ages: Vec<_> = self.entries.iter().map(|(k, e)| (e.stored, k.clone())).collect();
                 ages.sort();
-                for (_, key) in ages.into_iter().take(self.capacity / 10 + 1) {
-                    self.entries.remove(&key);
+                let target = self.max_bytes.saturating_sub(self.max_bytes / 10).saturating_sub(cost);
+                for (_, key) in ages {
+                    if self.bytes <= target {
+                        break;
+                    }
+                    if let Some(old) = self.entries.remove(&key) {
+                        self.bytes -= old.cost;
+                    }
                 }
             }
         }
-        let entry = Entry { response: response.clone(), stored: now, ttl, encoded: None };
-        self.entries.insert((name.to_string(), record_type), entry);
+        self.bytes += cost;
+        let entry = Entry { response: response.clone(), stored: now, ttl, cost, encoded: None };
+        self.entries.insert(key, entry);
     }
 }
 
@@ -160,7 +199,7 @@ mod tests {
 
     #[test]
     fn answers_live_for_their_ttl_counting_down() {
-        let mut cache = Cache::new(100);
+        let mut cache = Cache::new(DEFAULT_BYTES);
         let t0 = Instant::now();
         cache.put("example.com", RecordType::A, &answer(300), t0);
         let hit = cache.get("example.com", RecordType::A, 42, t0 + Duration::from_secs(100)).expect("cached");
@@ -172,7 +211,7 @@ mod tests {
 
     #[test]
     fn failures_are_not_cached_and_the_size_is_bounded() {
-        let mut cache = Cache::new(10);
+        let mut cache = Cache::new(10 * 400);
         let t0 = Instant::now();
         let mut failure = answer(300);
         failure.metadata.response_code = ResponseCode::ServFail;
@@ -181,10 +220,31 @@ mod tests {
         for n in 0..50 {
             cache.put(&format!("{n}.example.com"), RecordType::A, &answer(300), t0 + Duration::from_millis(n));
         }
-        assert!(cache.len() <= 10);
+        assert!(cache.bytes() <= 10 * 400, "{} entries, {} bytes", cache.len(), cache.bytes());
         let mut nxdomain = Message::response(1, OpCode::Query);
         nxdomain.metadata.response_code = ResponseCode::NXDomain;
         cache.put("nowhere.example", RecordType::A, &nxdomain, t0);
         assert!(cache.get("nowhere.example", RecordType::A, 1, t0 + Duration::from_secs(59)).is_some());
+    }
+
+    #[test]
+    fn large_answers_are_not_kept_and_bytes_are_what_is_bounded() {
+        let mut cache = Cache::new(64 << 10);
+        let t0 = Instant::now();
+        let mut large = answer(300);
+        let name = Name::from_str("large.example.com.").expect("name");
+        for _ in 0..60 {
+            let txt = RData::TXT(hickory_proto::rr::rdata::TXT::new(vec!["x".repeat(200)]));
+            large.add_answer(Record::from_rdata(name.clone(), 300, txt));
+        }
+        cache.put("large.example.com", RecordType::TXT, &large, t0);
+        assert!(cache.is_empty(), "an answer over {MAX_ENTRY_BYTES} bytes is not cached");
+        for n in 0..10_000u64 {
+            cache.put(&format!("{n}.example.com"), RecordType::A, &answer(300), t0 + Duration::from_millis(n));
+            assert!(cache.bytes() <= 64 << 10);
+        }
+        assert!(cache.len() > 100, "the cache is used: {}", cache.len());
+        let fresh = cache.get("9999.example.com", RecordType::A, 1, t0 + Duration::from_secs(20));
+        assert!(fresh.is_some(), "the newest entries stay");
     }
 }

@@ -31,7 +31,6 @@ use crate::{
 };
 
 const PORT: u16 = 53;
-const CACHE_ENTRIES: usize = 10_000;
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
@@ -43,6 +42,8 @@ pub struct DnsOptions {
     /// Upstream servers from routerd.json; empty means those the uplink learned.
     pub upstreams: Vec<IpAddr>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The cache's size in bytes (routerd.json `dns_cache_bytes`).
+    pub cache_bytes: usize,
 }
 
 struct Shared {
@@ -249,7 +250,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         options: options.clone(),
         local: RwLock::new(LocalData::default()),
-        cache: Mutex::new(Cache::new(CACHE_ENTRIES)),
+        cache: Mutex::new(Cache::new(options.cache_bytes)),
         upstreams: RwLock::new(Vec::new()),
         inside: RwLock::new(Vec::new()),
     });
@@ -407,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_cache_hit_carries_the_askers_id_and_letter_case() {
-        let mut cache = Cache::new(10);
+        let mut cache = Cache::new(crate::lan::dns::cache::DEFAULT_BYTES);
         let mut response = Message::response(1, OpCode::Query);
         response.add_query(Query::query(Name::from_str("www.example.org.").expect("name"), RecordType::A));
         response.add_answer(Record::from_rdata(
