@@ -225,6 +225,8 @@ impl Collector {
             ("upstream", &dns.upstream),
             ("blocked_rebinding", &dns.rebinding_blocked),
             ("failed", &dns.failed),
+            ("joined", &dns.joined),
+            ("dropped", &dns.dropped),
         ] {
             out.sample("routerd_dns_queries_total", &[("outcome", outcome)], counter.get() as f64);
         }

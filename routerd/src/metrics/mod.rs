@@ -77,6 +77,10 @@ pub struct DnsMetrics {
     pub rebinding_blocked: Counter,
     /// SERVFAIL: no upstream answered.
     pub failed: Counter,
+    /// Answered with another client's upstream answer to the same question, asked once.
+    pub joined: Counter,
+    /// Dropped: the client had too many queries waiting for an upstream already.
+    pub dropped: Counter,
     pub upstream_latency: Histogram,
 }
 
@@ -88,6 +92,8 @@ impl Default for DnsMetrics {
             upstream: Counter::default(),
             rebinding_blocked: Counter::default(),
             failed: Counter::default(),
+            joined: Counter::default(),
+            dropped: Counter::default(),
             upstream_latency: Histogram::new(LATENCY_BOUNDS),
         }
     }

@@ -2,6 +2,7 @@
 //! forwarding through the cache with rebinding protection.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6},
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
@@ -53,6 +54,28 @@ struct Shared {
     upstreams: RwLock<Vec<SocketAddr>>,
     /// The house's own public networks (delegated prefixes, the uplink's addresses), for rebinding protection.
     inside: RwLock<Vec<(IpAddr, u8)>>,
+    /// Questions being asked upstream now: the same question from other clients waits for that answer instead
+    /// of going upstream again.
+    pending: Mutex<HashMap<(String, RecordType), watch::Receiver<Option<Message>>>>,
+    /// Queries waiting for an upstream, in all and per client: one device cannot take every slot.
+    waiting: Arc<crate::limits::ConnectionLimit>,
+}
+
+/// Queries that may wait for an upstream at once, and from one client. Beyond that a client's queries are
+/// dropped (it asks again), so a flood from one device leaves room for the others.
+const MAX_WAITING: usize = 1024;
+const MAX_WAITING_PER_CLIENT: usize = 64;
+
+/// Removes a question from the pending ones when its asker is done, also when it is cancelled.
+struct PendingGuard<'a> {
+    pending: &'a Mutex<HashMap<(String, RecordType), watch::Receiver<Option<Message>>>>,
+    key: (String, RecordType),
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
 }
 
 /// The cache key of a plain query (one IN question, a name that is not local), read straight from the bytes:
@@ -135,7 +158,42 @@ impl Shared {
         response.to_vec().ok()
     }
 
+    /// The upstream's answer to `request`, asked once for every client asking the same question meanwhile.
     async fn forward(&self, request: &Message, name: &str) -> Message {
+        let key = (name.to_string(), request.queries[0].query_type());
+        let joined = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match pending.get(&key) {
+                Some(receiver) => Err(receiver.clone()),
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    pending.insert(key.clone(), receiver);
+                    Ok(sender)
+                }
+            }
+        };
+        match joined {
+            Ok(sender) => {
+                let _guard = PendingGuard { pending: &self.pending, key };
+                let response = self.ask_upstream(request, name).await;
+                let _ = sender.send(Some(response.clone()));
+                response
+            }
+            Err(mut receiver) => {
+                self.options.metrics.dns.joined.inc();
+                match receiver.wait_for(Option::is_some).await.map(|r| r.clone()) {
+                    Ok(Some(mut response)) => {
+                        response.metadata.id = request.metadata.id;
+                        response.queries = request.queries.clone();
+                        response
+                    }
+                    _ => local::error_response(request, ResponseCode::ServFail),
+                }
+            }
+        }
+    }
+
+    async fn ask_upstream(&self, request: &Message, name: &str) -> Message {
         let servers = self.upstreams.read().unwrap_or_else(|p| p.into_inner()).clone();
         let query = &request.queries[0];
         let metrics = &self.options.metrics.dns;
@@ -253,6 +311,8 @@ pub async fn run(
         cache: Mutex::new(Cache::new(options.cache_bytes)),
         upstreams: RwLock::new(Vec::new()),
         inside: RwLock::new(Vec::new()),
+        pending: Mutex::new(HashMap::new()),
+        waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, MAX_WAITING_PER_CLIENT),
     });
     shared.refresh_local(&leases.borrow_and_update());
     shared.refresh_upstreams(uplink.as_mut().map(|u| u.borrow_and_update().clone()).as_ref());
@@ -321,9 +381,14 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 continue;
             }
         }
+        let Some(slot) = shared.waiting.try_acquire(client.ip()) else {
+            shared.options.metrics.dns.dropped.inc();
+            continue;
+        };
         let request = request.to_vec();
         let (socket, shared) = (socket.clone(), shared.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             if let Some(mut response) = shared.handle(&request).await {
                 if response.len() > limit {
                     response = truncated(&response).unwrap_or(response);
@@ -431,5 +496,68 @@ mod tests {
         assert_eq!(decoded.answers.len(), 1);
         let later = cache.get_encoded(&name, kind, &request, end, now + Duration::from_secs(100)).expect("a hit");
         assert_eq!(Message::from_vec(&later).expect("decodes").answers[0].ttl, 200);
+    }
+
+    /// An upstream on loopback that answers every question after `delay`, counting what it was asked.
+    async fn slow_upstream(delay: Duration) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        tokio::spawn(async move {
+            let socket = Arc::new(socket);
+            let mut buffer = vec![0u8; 1500];
+            while let Ok((len, from)) = socket.recv_from(&mut buffer).await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(query) = Message::from_vec(&buffer[..len]) else { continue };
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let mut answer = Message::response(query.metadata.id, OpCode::Query);
+                    answer.add_queries(query.queries.clone());
+                    let name = query.queries[0].name().clone();
+                    answer.add_answer(Record::from_rdata(name, 300, RData::A(A(Ipv4Addr::new(203, 0, 113, 80)))));
+                    let _ = socket.send_to(&answer.to_vec().expect("encodes"), from).await;
+                });
+            }
+        });
+        (addr, asked)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn identical_questions_in_flight_go_upstream_once() {
+        let (upstream, asked) = slow_upstream(Duration::from_millis(300)).await;
+        let options = DnsOptions {
+            lans: Vec::new(),
+            router_name: "router".into(),
+            rebind_allowlist: Vec::new(),
+            upstreams: Vec::new(),
+            metrics: Arc::default(),
+            cache_bytes: crate::lan::dns::cache::DEFAULT_BYTES,
+        };
+        let shared = Arc::new(Shared {
+            options,
+            local: RwLock::new(LocalData::default()),
+            cache: Mutex::new(Cache::new(crate::lan::dns::cache::DEFAULT_BYTES)),
+            upstreams: RwLock::new(vec![upstream]),
+            inside: RwLock::new(Vec::new()),
+            pending: Mutex::new(HashMap::new()),
+            waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, MAX_WAITING_PER_CLIENT),
+        });
+        let askers: Vec<_> = (0..20u16)
+            .map(|id| {
+                let shared = shared.clone();
+                tokio::spawn(async move { shared.handle(&query_bytes("www.example.org.", 1000 + id)).await })
+            })
+            .collect();
+        for (id, asker) in askers.into_iter().enumerate() {
+            let bytes = asker.await.expect("task").expect("an answer");
+            let answer = Message::from_vec(&bytes).expect("decodes");
+            assert_eq!(answer.metadata.id, 1000 + id as u16, "each client gets its own ID back");
+            assert_eq!(answer.answers.len(), 1, "{answer:?}");
+        }
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "one upstream query for 20 clients");
+        assert!(shared.pending.lock().expect("lock").is_empty(), "nothing left pending");
+        assert_eq!(shared.options.metrics.dns.joined.get(), 19);
     }
 }
