@@ -1,0 +1,95 @@
+//! Durable leases under SIGKILL: while real DHCP exchanges run, routerd is killed (keeper and daemon at once)
+//! at random moments and started again, over and over. Every address a client got an ACK for is still leased to
+//! that client afterwards, and no address was ever acknowledged to two clients.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use integration::{Lab, LabOptions, wait};
+
+/// How often routerd is killed.
+const KILLS: usize = 100;
+const CLIENTS: usize = 40;
+
+/// A small pseudo-random sequence (no dependency, reproducible from the seed in the failure message).
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+#[test]
+fn every_acknowledged_lease_survives_sigkill_and_no_address_goes_to_two_clients() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    let acks = lab.work_dir().join("acks.txt");
+    let script = lab.work_dir().join("dora_loop.py");
+    std::fs::write(&script, include_str!("dora_loop.py")).expect("script");
+    let clients = lab.check(
+        lab.tracker().spawn(
+            "dora-loop",
+            lab.lan(1).netns(),
+            std::path::Path::new("/usr/bin/python3"),
+            &[script.display().to_string(), "eth0".into(), CLIENTS.to_string(), acks.display().to_string()],
+            &[],
+            &lab.work_dir().join("dora-loop.log"),
+        ),
+        "scapy (Debian package python3-scapy)",
+    );
+    let seed = std::process::id() as u64 | 1;
+    let mut random = Xorshift(seed);
+    let started = Instant::now();
+    for kill in 0..KILLS {
+        // Run a random while, so the kill lands anywhere in an exchange or a lease write.
+        std::thread::sleep(Duration::from_millis(50 + random.next(400)));
+        let pid = lab.router().routerd_pid().unwrap_or_else(|| lab.fail("routerd is not running"));
+        // SAFETY: kill on the process group routerd leads (the keeper and its daemon child), nothing else.
+        unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+        lab.check(
+            wait::until("routerd to die", Duration::from_secs(10), || Ok(lab.tracker().exit_status(pid).map(drop))),
+            &format!("kill {kill} (seed {seed})"),
+        );
+        lab.router().stop_routerd();
+        lab.check(lab.router().start_routerd(), &format!("start after kill {kill} (seed {seed})"));
+    }
+    // Let the last exchanges finish, then stop the clients and read what routerd kept.
+    std::thread::sleep(Duration::from_secs(2));
+    lab.tracker().stop(clients);
+    let text = std::fs::read_to_string(&acks).unwrap_or_default();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let mut holders: BTreeMap<String, String> = BTreeMap::new();
+    for line in text.lines() {
+        let Some((mac, ip)) = line.split_once(' ') else { continue };
+        if let Some(other) = holders.insert(ip.to_string(), mac.to_string())
+            && other != mac
+        {
+            lab.fail(&format!("{ip} was acknowledged to {other} and to {mac} (seed {seed})"));
+        }
+        last.insert(mac.to_string(), ip.to_string());
+    }
+    println!("{KILLS} kills in {:?}: {} ACKs to {} clients", started.elapsed(), text.lines().count(), last.len());
+    assert!(text.lines().count() >= KILLS, "too few exchanges to mean anything: {}", text.lines().count());
+    // What is on disk (router7's leases.json), as the next start reads it.
+    let file = std::fs::read_to_string(lab.router().perm().join("dhcp4d/leases.json")).expect("leases.json");
+    let leases: serde_json::Value = serde_json::from_str(&file).expect("JSON");
+    let leased: BTreeMap<String, String> = leases
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| Some((l["hardware_addr"].as_str()?.to_string(), l["addr"].as_str()?.to_string())))
+        .collect();
+    for (mac, ip) in &last {
+        assert_eq!(
+            leased.get(mac),
+            Some(ip),
+            "{mac} was acknowledged {ip}; routerd has {:?} (seed {seed})",
+            leased.get(mac)
+        );
+    }
+}
