@@ -481,3 +481,57 @@ fn one_device_holding_dns_tcp_connections_cannot_keep_another_from_resolving() {
     assert_eq!(answer.stdout.trim(), "203.0.113.80", "{}", answer.combined());
     lab.tracker().stop(holder);
 }
+
+#[test]
+fn a_device_flooding_dns_cannot_stop_another_from_resolving() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
+    let other = lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: None }), "udhcpc");
+    lab.check(other.wait_bound(LEASE_TIMEOUT), "lan2's lease");
+    // lan1 sends queries for names nobody asked before (each one goes upstream), as fast as it can, for 8 s.
+    let report = lab.work_dir().join("flood.txt");
+    let script = format!(
+        "import socket, struct, time, random\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setblocking(False)\n\
+         sent = 0; end = time.time() + 8\n\
+         while time.time() < end:\n    \
+             name = b''.join(bytes([len(l)]) + l for l in [b'r%d' % random.getrandbits(48), b'example', b'com'])\n    \
+             q = struct.pack('>HHHHHH', random.getrandbits(16), 0x0100, 1, 0, 0, 0) + name + b'\\0' + struct.pack('>HH', 1, 1)\n    \
+             try:\n        s.sendto(q, ('192.0.2.1', 53)); sent += 1\n    except BlockingIOError:\n        pass\n\
+         open({:?}, 'w').write(f'sent {{sent}}\\n')\n",
+        report.display().to_string()
+    );
+    let flooder = lab.check(
+        lab.tracker().spawn(
+            "dns-flood",
+            lab.lan(1).netns(),
+            std::path::Path::new("/usr/bin/python3"),
+            &["-c".to_string(), script],
+            &[],
+            &lab.work_dir().join("flood.log"),
+        ),
+        "python3",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // Meanwhile lan2 resolves names, new to the cache too, one after the other.
+    let mut answered = 0;
+    for name in ["www.example.org", "example.net", "www.example.com", "example.org", "example.com"] {
+        match lab.lan(2).dig("192.0.2.1", name, "A") {
+            Ok(answer) if answer == ["203.0.113.80"] => answered += 1,
+            other => println!("{name}: {other:?}"),
+        }
+    }
+    let text = lab.check(
+        integration::wait::until("the flood's end", Duration::from_secs(20), || {
+            Ok(std::fs::read_to_string(&report).ok().filter(|t| t.contains("sent")))
+        }),
+        "flood",
+    );
+    lab.tracker().stop(flooder);
+    let metrics =
+        lab.check(integration::clients::curl(lab.router().netns(), "http://127.0.0.1:8066/metrics"), "metrics");
+    let dropped = metrics.lines().find(|l| l.contains("outcome=\"dropped\"")).unwrap_or_default().to_string();
+    println!("lan1 {}; lan2 answered {answered} of 5; {dropped}", text.trim());
+    assert_eq!(answered, 5, "lan2's names stopped resolving during lan1's flood ({})", text.trim());
+    assert!(lab.router().routerd_running());
+}

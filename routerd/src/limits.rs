@@ -63,6 +63,46 @@ impl Drop for Slot {
     }
 }
 
+/// A token bucket per source address: `rate` a second, bursts of `burst`. Checked before any other work, so
+/// what a flooding device costs beyond its budget is one table lookup per packet. The table is bounded: when
+/// it is full, the addresses whose buckets are full again are forgotten.
+#[derive(Debug)]
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, std::time::Instant)>>,
+}
+
+/// Sources a [`RateLimit`] remembers at once.
+const MAX_RATE_SOURCES: usize = 4096;
+
+impl RateLimit {
+    pub fn new(rate: u32, burst: u32) -> RateLimit {
+        RateLimit { rate: f64::from(rate), burst: f64::from(burst), buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether `source` may have one more at `now` (and takes it).
+    pub fn allow(&self, source: IpAddr, now: std::time::Instant) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if buckets.len() >= MAX_RATE_SOURCES && !buckets.contains_key(&source) {
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, (tokens, at)| *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst);
+            if buckets.len() >= MAX_RATE_SOURCES {
+                return false;
+            }
+        }
+        let (tokens, at) = buckets.entry(source).or_insert((self.burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// The next connection on `listener`. Errors (a peer that reset before accept, or EMFILE when the descriptors
 /// run out) never end the loop; repeated ones make it wait longer (up to a second), so it does not spin.
 pub async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, SocketAddr) {
@@ -99,6 +139,17 @@ pub fn raise_open_files() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_gets_its_burst_then_its_rate_and_others_are_not_affected() {
+        let limit = RateLimit::new(100, 10);
+        let (flooder, other): (IpAddr, IpAddr) = ("192.0.2.66".parse().expect("ip"), "192.0.2.10".parse().expect("ip"));
+        let t0 = std::time::Instant::now();
+        assert_eq!((0..50).filter(|_| limit.allow(flooder, t0)).count(), 10, "the burst");
+        assert!(limit.allow(other, t0), "another source has its own bucket");
+        let later = t0 + Duration::from_millis(100);
+        assert_eq!((0..50).filter(|_| limit.allow(flooder, later)).count(), 10, "100 a second");
+    }
 
     #[test]
     fn slots_are_capped_per_source_and_in_all_and_come_back() {

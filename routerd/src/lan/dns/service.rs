@@ -59,7 +59,13 @@ struct Shared {
     pending: Mutex<HashMap<(String, RecordType), watch::Receiver<Option<Message>>>>,
     /// Queries waiting for an upstream, in all and per client: one device cannot take every slot.
     waiting: Arc<crate::limits::ConnectionLimit>,
+    /// Queries per second per client ([`CLIENT_QUERIES_PER_SECOND`]).
+    budget: crate::limits::RateLimit,
 }
+
+/// What one LAN device may ask per second (in bursts of twice that): far above what a household's devices, or a
+/// resolver of its own behind routerd, ask; a flooding device's excess costs a table lookup each.
+const CLIENT_QUERIES_PER_SECOND: u32 = 500;
 
 /// Queries that may wait for an upstream at once, and from one client. Beyond that a client's queries are
 /// dropped (it asks again), so a flood from one device leaves room for the others.
@@ -274,8 +280,9 @@ impl Shared {
     }
 }
 
-/// UDP sockets (one per CPU, sharing the port: the kernel spreads clients over them so queries are answered in
-/// parallel) and a TCP listener on port 53 of one interface, for IPv4 and IPv6 alike.
+/// UDP sockets (at least one per CPU, sharing the port: the kernel spreads clients over them by address and
+/// port, so queries are answered in parallel and one flooding client fills only its own socket's buffer) and a
+/// TCP listener on port 53 of one interface, for IPv4 and IPv6 alike.
 fn sockets(lan: &str) -> std::io::Result<(Vec<UdpSocket>, TcpListener)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let address = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, PORT, 0, 0));
@@ -289,10 +296,13 @@ fn sockets(lan: &str) -> std::io::Result<(Vec<UdpSocket>, TcpListener)> {
         socket.bind(&address.into())?;
         Ok(socket)
     };
-    let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(8, 16);
     let mut udp = Vec::new();
     for _ in 0..parallel {
-        udp.push(UdpSocket::from_std(prepare(Type::DGRAM, Protocol::UDP)?.into())?);
+        let socket = prepare(Type::DGRAM, Protocol::UDP)?;
+        // Room for a burst while the service catches up (the kernel caps it at net.core.rmem_max).
+        let _ = socket.set_recv_buffer_size(1 << 20);
+        udp.push(UdpSocket::from_std(socket.into())?);
     }
     let tcp = prepare(Type::STREAM, Protocol::TCP)?;
     tcp.listen(64)?;
@@ -313,6 +323,7 @@ pub async fn run(
         inside: RwLock::new(Vec::new()),
         pending: Mutex::new(HashMap::new()),
         waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, MAX_WAITING_PER_CLIENT),
+        budget: crate::limits::RateLimit::new(CLIENT_QUERIES_PER_SECOND, 2 * CLIENT_QUERIES_PER_SECOND),
     });
     shared.refresh_local(&leases.borrow_and_update());
     shared.refresh_upstreams(uplink.as_mut().map(|u| u.borrow_and_update().clone()).as_ref());
@@ -361,6 +372,10 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut buffer = vec![0u8; 4096];
     loop {
         let Ok((len, client)) = socket.recv_from(&mut buffer).await else { continue };
+        if !shared.budget.allow(client.ip(), Instant::now()) {
+            shared.options.metrics.dns.dropped.inc();
+            continue;
+        }
         let request = &buffer[..len];
         // Without EDNS a client takes 512 bytes over UDP (RFC 1035), with it what it says, capped here.
         let limit = if request.len() >= 12 && request[11] > 0 { 1232 } else { 512 };
@@ -543,6 +558,7 @@ mod tests {
             inside: RwLock::new(Vec::new()),
             pending: Mutex::new(HashMap::new()),
             waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, MAX_WAITING_PER_CLIENT),
+            budget: crate::limits::RateLimit::new(CLIENT_QUERIES_PER_SECOND, 2 * CLIENT_QUERIES_PER_SECOND),
         });
         let askers: Vec<_> = (0..20u16)
             .map(|id| {
