@@ -11,6 +11,8 @@ pub mod device_socket;
 pub mod dhcp4_wire;
 pub mod diag;
 pub mod firewall;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lan;
 pub mod limits;
 pub mod metrics;

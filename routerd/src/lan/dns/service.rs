@@ -14,7 +14,7 @@ use hickory_proto::{
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, UdpSocket},
+    net::{TcpListener, UdpSocket},
     sync::watch,
     task::JoinSet,
 };
@@ -438,7 +438,10 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+async fn serve_connection<S>(mut stream: S, shared: Arc<Shared>) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let mut prefix = [0u8; 2];
         if tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut prefix)).await.is_err() {
@@ -450,6 +453,61 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> std::io
         let len = u16::try_from(response.len()).unwrap_or(u16::MAX);
         stream.write_all(&len.to_be_bytes()).await?;
         stream.write_all(&response[..usize::from(len)]).await?;
+    }
+}
+
+/// For fuzzing and its corpus replay: a DNS service with local data and no upstream (nothing leaves the
+/// process), fed `data` as one UDP query and as a TCP stream (length-prefixed framing included).
+#[doc(hidden)]
+pub fn fuzz_input(data: &[u8]) {
+    let options = DnsOptions {
+        lans: Vec::new(),
+        router_name: "router".into(),
+        rebind_allowlist: vec!["nas.example.org".into()],
+        upstreams: Vec::new(),
+        metrics: Arc::default(),
+        cache_bytes: 64 << 10,
+    };
+    let leases = [Lease {
+        num: 0,
+        addr: std::net::Ipv4Addr::new(192, 0, 2, 100),
+        hardware_addr: [2, 0, 0, 0, 2, 1],
+        hostname: Some("lan2".into()),
+        hostname_override: None,
+        expiry: None,
+        last_ack: None,
+        interface: "lan0".into(),
+    }];
+    let local = LocalData::build(&leases, "router", &[IpAddr::from([192, 0, 2, 1])], crate::clock::now());
+    let shared = Arc::new(Shared {
+        options,
+        local: RwLock::new(local),
+        cache: Mutex::new(Cache::new(64 << 10)),
+        upstreams: RwLock::new(Vec::new()),
+        inside: RwLock::new(Vec::new()),
+        pending: Mutex::new(HashMap::new()),
+        waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, MAX_WAITING_PER_CLIENT),
+        budget: crate::limits::RateLimit::new(CLIENT_QUERIES_PER_SECOND, 2 * CLIENT_QUERIES_PER_SECOND),
+    });
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_time().build() else { return };
+    runtime.block_on(async {
+        let _ = shared.handle(data).await;
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let serving = tokio::spawn(serve_connection(server, shared.clone()));
+        let _ = client.write_all(data).await;
+        drop(client);
+        let _ = tokio::time::timeout(Duration::from_secs(1), serving).await;
+    });
+    // Answers from an upstream: the same bytes as a response, through rebinding protection and the cache.
+    if let Ok(mut response) = Message::from_vec(data) {
+        let name = response.queries.first().map(|q| q.name().to_ascii()).unwrap_or_default();
+        let _ = local::drop_rebinding(&mut response, &name, &[], &[(IpAddr::from([198, 51, 100, 7]), 32)]);
+        let mut cache = Cache::new(64 << 10);
+        cache.put(&name, RecordType::A, &response, Instant::now());
+        if let Some((name, kind, question_end)) = forwardable_key(data) {
+            cache.put(&name, kind, &response, Instant::now());
+            let _ = cache.get_encoded(&name, kind, data, question_end, Instant::now());
+        }
     }
 }
 
