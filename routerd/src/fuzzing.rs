@@ -16,8 +16,11 @@ use crate::{
     },
 };
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("dhcp4_server", dhcp4_server),
     ("dhcp4_client", dhcp4_client),
     ("dhcp6_client", dhcp6_client),

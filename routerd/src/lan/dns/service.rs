@@ -56,7 +56,7 @@ struct Shared {
     inside: RwLock<Vec<(IpAddr, u8)>>,
     /// Questions being asked upstream now: the same question from other clients waits for that answer instead
     /// of going upstream again.
-    pending: Mutex<HashMap<(String, RecordType), watch::Receiver<Option<Message>>>>,
+    pending: Mutex<Pending>,
     /// Queries waiting for an upstream, in all and per client: one device cannot take every slot.
     waiting: Arc<crate::limits::ConnectionLimit>,
     /// Queries per second per client ([`CLIENT_QUERIES_PER_SECOND`]).
@@ -67,6 +67,9 @@ struct Shared {
 /// resolver of its own behind routerd, ask; a flooding device's excess costs a table lookup each.
 const CLIENT_QUERIES_PER_SECOND: u32 = 500;
 
+/// Questions asked upstream now, by (name, type), each with the answer to come.
+type Pending = HashMap<(String, RecordType), watch::Receiver<Option<Message>>>;
+
 /// Queries that may wait for an upstream at once, and from one client. Beyond that a client's queries are
 /// dropped (it asks again), so a flood from one device leaves room for the others.
 const MAX_WAITING: usize = 1024;
@@ -74,7 +77,7 @@ const MAX_WAITING_PER_CLIENT: usize = 64;
 
 /// Removes a question from the pending ones when its asker is done, also when it is cancelled.
 struct PendingGuard<'a> {
-    pending: &'a Mutex<HashMap<(String, RecordType), watch::Receiver<Option<Message>>>>,
+    pending: &'a Mutex<Pending>,
     key: (String, RecordType),
 }
 
