@@ -107,8 +107,10 @@ fn capture_streams_the_backfill_then_live_packets_as_pcapng() {
         .args(["-c", FLOOD, "192.0.2.1", "60000"])
         .output()
         .expect("python3");
+    // One device gets its DNS budget (bursts of 1000, then 500 a second); the rest is dropped before any work,
+    // but the capture still sees every packet.
     let answered: u32 = String::from_utf8_lossy(&flood.stdout).trim().parse().unwrap_or(0);
-    assert!(answered > 30000, "answers to the burst: {answered} ({})", String::from_utf8_lossy(&flood.stderr));
+    assert!(answered >= 1000, "answers to the burst: {answered} ({})", String::from_utf8_lossy(&flood.stderr));
     let metrics = lab.check(integration::metrics::scrape(lab.router().netns(), "127.0.0.1"), "metrics");
     let dropped = integration::metrics::sample(&metrics, "routerd_capture_reader_dropped_total").unwrap_or(0.0);
     eprintln!("answered {answered}, the stalled reader lost {dropped}");

@@ -219,7 +219,10 @@ fn check_headers(bytes: &[u8], limits: Limits) -> Result<(), BackupError> {
         if extension && size > MAX_EXTENSION_HEADER {
             return Err(BackupError::ExtensionTooLarge { size, limit: MAX_EXTENSION_HEADER });
         }
-        let padded = size.div_ceil(512) * 512;
+        // A size near u64::MAX must not wrap around into a small skip.
+        let Some(padded) = size.div_ceil(512).checked_mul(512) else {
+            return Err(BackupError::TooLarge { limit: limits.max_total });
+        };
         let skipped = std::io::copy(&mut (&mut stream).take(padded), &mut std::io::sink()).map_err(corrupt)?;
         if skipped < padded {
             return Ok(());
