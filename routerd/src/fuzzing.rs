@@ -104,63 +104,75 @@ pub fn backup_archive(data: &[u8]) {
     let _ = crate::backup::archive::read(data, limits);
 }
 
-/// The input as each JSON file under `--perm`, read by the code that reads it at start.
+/// The input (after its first byte, which picks the file) as one of the JSON files under `--perm`, read by the
+/// code that reads it at start. One scratch directory per process, the file removed after each input, so every
+/// input runs alone.
 pub fn perm_json(data: &[u8]) {
-    let Ok(dir) = tempfile_dir() else { return };
-    let perm = dir.path();
-    let files = [
+    const FILES: [&str; 8] = [
         "interfaces.json",
         "portforwardings.json",
         "routerd.json",
         "dhcp4d/leases.json",
-        "dhcp4/wire/lease.json",
+        "dhcp4/wire/ack",
         "dhcp6/wire/lease.json",
         "update/state.json",
         "tls/revoked.json",
     ];
-    for file in files {
-        let path = perm.join(file);
-        if let Some(parent) = path.parent()
-            && std::fs::create_dir_all(parent).is_err()
-        {
-            return;
+    static SCRATCH: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let Some((first, content)) = data.split_first() else { return };
+    let Some(perm) = SCRATCH.get_or_init(scratch_perm).as_deref() else { return };
+    let file = FILES[usize::from(*first) % FILES.len()];
+    let path = perm.join(file);
+    if std::fs::write(&path, content).is_err() {
+        return;
+    }
+    match file {
+        "interfaces.json" | "portforwardings.json" | "routerd.json" => {
+            let config = crate::config::Config::load(perm);
+            let _ = crate::firewall::forwards::parse_all(&config.port_forwardings.forwardings);
         }
-        if std::fs::write(&path, data).is_err() {
-            return;
+        "dhcp4d/leases.json" => {
+            let _ = crate::lan::dhcp4d::service::load_leases(perm, "lan0");
+        }
+        "dhcp4/wire/ack" => {
+            let _ = dhcp4::store::load(perm);
+        }
+        "dhcp6/wire/lease.json" => {
+            let _ = dhcp6::store::load(perm);
+        }
+        "update/state.json" => {
+            let _ = crate::update::state::UpdateState::load(perm);
+        }
+        _ => {
+            if let Ok(authority) = scratch_authority(perm) {
+                let _ = authority.revoked_serials();
+                let _ = authority.current_crl();
+            }
         }
     }
-    let config = crate::config::Config::load(perm);
-    let _ = crate::firewall::forwards::parse_all(&config.port_forwardings.forwardings);
-    let _ = crate::lan::dhcp4d::service::load_leases(perm, "lan0");
-    let _ = dhcp4::store::load(perm);
-    let _ = dhcp6::store::load(perm);
-    let _ = crate::update::state::UpdateState::load(perm);
-    let _ = crate::store::read_json_optional::<Vec<crate::lan::dhcp4d::LeaseRecord>>(&perm.join(files[3]));
+    let _ = std::fs::remove_file(&path);
+    // A file that was not JSON is moved aside by the lease loader; it goes too.
+    let _ = std::fs::remove_file(perm.join("dhcp4d/leases.json.unreadable"));
 }
 
-/// A scratch directory under the system's temporary directory, removed when dropped.
-fn tempfile_dir() -> std::io::Result<ScratchDir> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "routerd-fuzz-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&path)?;
-    Ok(ScratchDir(path))
-}
-
-struct ScratchDir(std::path::PathBuf);
-
-impl ScratchDir {
-    fn path(&self) -> &std::path::Path {
-        &self.0
+/// A `--perm` under the system's temporary directory with the directories the files need (and a CA, made once).
+fn scratch_perm() -> Option<std::path::PathBuf> {
+    let perm = std::env::temp_dir().join(format!("routerd-fuzz-{}", std::process::id()));
+    for dir in ["dhcp4d", "dhcp4/wire", "dhcp6/wire", "update", "tls"] {
+        std::fs::create_dir_all(perm.join(dir)).ok()?;
     }
+    Some(perm)
 }
 
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn scratch_authority(perm: &std::path::Path) -> Result<&'static crate::pki::Authority, ()> {
+    static AUTHORITY: std::sync::OnceLock<Option<crate::pki::Authority>> = std::sync::OnceLock::new();
+    AUTHORITY
+        .get_or_init(|| crate::pki::Authority::load_or_create(crate::pki::PkiPaths::new(perm), "fuzz").ok())
+        .as_ref()
+        .ok_or(())
+}
+
+/// Removes this process's scratch `--perm` (the corpus replay calls it when done).
+pub fn cleanup() {
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("routerd-fuzz-{}", std::process::id())));
 }

@@ -24,5 +24,6 @@ fn every_corpus_input_of_every_target_runs_without_a_panic() {
         }
         summary.push(format!("{target}: {}", inputs.len()));
     }
+    routerd::fuzzing::cleanup();
     println!("replayed {}", summary.join(", "));
 }
