@@ -456,17 +456,7 @@ fn one_device_holding_dns_tcp_connections_cannot_keep_another_from_resolving() {
          time.sleep(20)\n",
         report.display().to_string()
     );
-    let holder = lab.check(
-        lab.tracker().spawn(
-            "dns-tcp-holder",
-            lab.lan(1).netns(),
-            std::path::Path::new("/usr/bin/python3"),
-            &["-c".to_string(), script],
-            &[],
-            &lab.work_dir().join("holder.log"),
-        ),
-        "python3",
-    );
+    let holder = python_in_background(&lab, 1, "dns-tcp-holder", script);
     let held = lab.check(
         integration::wait::until("the holder's report", LEASE_TIMEOUT, || {
             Ok(std::fs::read_to_string(&report).ok().filter(|t| t.contains("closed")))
@@ -501,17 +491,7 @@ fn a_device_flooding_dns_cannot_stop_another_from_resolving() {
          open({:?}, 'w').write(f'sent {{sent}}\\n')\n",
         report.display().to_string()
     );
-    let flooder = lab.check(
-        lab.tracker().spawn(
-            "dns-flood",
-            lab.lan(1).netns(),
-            std::path::Path::new("/usr/bin/python3"),
-            &["-c".to_string(), script],
-            &[],
-            &lab.work_dir().join("flood.log"),
-        ),
-        "python3",
-    );
+    let flooder = python_in_background(&lab, 1, "dns-flood", script);
     std::thread::sleep(Duration::from_secs(1));
     // Meanwhile lan2 resolves names, new to the cache too, one after the other.
     let mut answered = 0;
@@ -534,4 +514,11 @@ fn a_device_flooding_dns_cannot_stop_another_from_resolving() {
     println!("lan1 {}; lan2 answered {answered} of 5; {dropped}", text.trim());
     assert_eq!(answered, 5, "lan2's names stopped resolving during lan1's flood ({})", text.trim());
     assert!(lab.router().routerd_running());
+}
+
+/// Runs a Python `script` on LAN device `n` in the background (stopped by the lab); returns its PID.
+fn python_in_background(lab: &Lab, n: usize, name: &str, script: String) -> u32 {
+    let log = lab.work_dir().join(format!("{name}.log"));
+    let python = std::path::Path::new("/usr/bin/python3");
+    lab.check(lab.tracker().spawn(name, lab.lan(n).netns(), python, &["-c".to_string(), script], &[], &log), name)
 }
