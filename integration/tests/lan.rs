@@ -439,10 +439,7 @@ fn a_flood_that_leases_the_whole_pool_leaves_devices_their_leases_and_shows_in_d
 
 #[test]
 fn one_device_holding_dns_tcp_connections_cannot_keep_another_from_resolving() {
-    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
-    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
-    let other = lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: None }), "udhcpc");
-    lab.check(other.wait_bound(LEASE_TIMEOUT), "lan2's lease");
+    let lab = lab_with_two_devices();
     // lan1 opens 40 idle DNS-over-TCP connections and holds them; it reports how many the router closed.
     let report = lab.work_dir().join("held.txt");
     let script = format!(
@@ -474,10 +471,7 @@ fn one_device_holding_dns_tcp_connections_cannot_keep_another_from_resolving() {
 
 #[test]
 fn a_device_flooding_dns_cannot_stop_another_from_resolving() {
-    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
-    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
-    let other = lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: None }), "udhcpc");
-    lab.check(other.wait_bound(LEASE_TIMEOUT), "lan2's lease");
+    let lab = lab_with_two_devices();
     // lan1 sends queries for names nobody asked before (each one goes upstream), as fast as it can, for 8 s.
     let report = lab.work_dir().join("flood.txt");
     let script = format!(
@@ -521,4 +515,13 @@ fn python_in_background(lab: &Lab, n: usize, name: &str, script: String) -> u32 
     let log = lab.work_dir().join(format!("{name}.log"));
     let python = std::path::Path::new("/usr/bin/python3");
     lab.check(lab.tracker().spawn(name, lab.lan(n).netns(), python, &["-c".to_string(), script], &[], &log), name)
+}
+
+/// A lab where lan1 has a fixed address (for traffic it crafts) and lan2 a lease from routerd.
+fn lab_with_two_devices() -> Lab {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    lab.check(lab.lan(1).set_static_ipv4(), "lan1 address");
+    let other = lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: None }), "udhcpc");
+    lab.check(other.wait_bound(LEASE_TIMEOUT), "lan2's lease");
+    lab
 }

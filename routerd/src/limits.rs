@@ -15,32 +15,42 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct ConnectionLimit {
     total: usize,
     per_source: usize,
-    counts: Mutex<HashMap<IpAddr, usize>>,
+    counts: Mutex<Counts>,
+}
+
+/// Slots in use per source, and their sum (kept, so taking a slot costs O(1), not a walk over every source).
+#[derive(Debug, Default)]
+struct Counts {
+    by_source: HashMap<IpAddr, usize>,
+    in_use: usize,
 }
 
 impl ConnectionLimit {
     pub fn new(total: usize, per_source: usize) -> Arc<ConnectionLimit> {
-        Arc::new(ConnectionLimit { total, per_source, counts: Mutex::new(HashMap::new()) })
+        Arc::new(ConnectionLimit { total, per_source, counts: Mutex::default() })
     }
 
-    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A slot for one more from `source`, or `None` at either bound; the slot is free again when dropped.
     pub fn try_acquire(self: &Arc<Self>, source: IpAddr) -> Option<Slot> {
         let mut counts = self.counts();
-        let total: usize = counts.values().sum();
-        let from_source = counts.get(&source).copied().unwrap_or(0);
-        if total >= self.total || from_source >= self.per_source {
+        if counts.in_use >= self.total {
             return None;
         }
-        counts.insert(source, from_source + 1);
+        let from_source = counts.by_source.entry(source).or_insert(0);
+        if *from_source >= self.per_source {
+            return None;
+        }
+        *from_source += 1;
+        counts.in_use += 1;
         Some(Slot { limit: self.clone(), source })
     }
 
     pub fn in_use(&self) -> usize {
-        self.counts().values().sum()
+        self.counts().in_use
     }
 }
 
@@ -54,10 +64,12 @@ pub struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.limit.counts();
-        if let Some(count) = counts.get_mut(&self.source) {
+        let Counts { by_source, in_use } = &mut *counts;
+        if let Some(count) = by_source.get_mut(&self.source) {
             *count -= 1;
+            *in_use -= 1;
             if *count == 0 {
-                counts.remove(&self.source);
+                by_source.remove(&self.source);
             }
         }
     }
@@ -87,8 +99,13 @@ impl RateLimit {
         if buckets.len() >= MAX_RATE_SOURCES && !buckets.contains_key(&source) {
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, (tokens, at)| *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst);
+            // Still full (many sources at once, perhaps spoofed): an eighth goes, whichever, so a new device is
+            // never refused for lack of room and the walk above is paid once per eighth, not once per packet.
             if buckets.len() >= MAX_RATE_SOURCES {
-                return false;
+                let evicted: Vec<IpAddr> = buckets.keys().take(MAX_RATE_SOURCES / 8).copied().collect();
+                for key in evicted {
+                    buckets.remove(&key);
+                }
             }
         }
         let (tokens, at) = buckets.entry(source).or_insert((self.burst, now));
@@ -149,6 +166,17 @@ mod tests {
         assert!(limit.allow(other, t0), "another source has its own bucket");
         let later = t0 + Duration::from_millis(100);
         assert_eq!((0..50).filter(|_| limit.allow(flooder, later)).count(), 10, "100 a second");
+    }
+
+    #[test]
+    fn a_full_table_of_sources_never_refuses_a_new_one() {
+        let limit = RateLimit::new(1, 1000);
+        let t0 = std::time::Instant::now();
+        for n in 0..(MAX_RATE_SOURCES as u32 * 4) {
+            assert!(limit.allow(IpAddr::from(n.to_be_bytes()), t0), "source {n}");
+        }
+        let table = limit.buckets.lock().expect("lock").len();
+        assert!(table <= MAX_RATE_SOURCES, "{table}");
     }
 
     #[test]
