@@ -173,6 +173,7 @@ impl BackupService for BackupApi {
             crate::backup::BackupError::Write { .. } | crate::backup::BackupError::Read { .. } => {
                 tonic::Status::internal(e.to_string())
             }
+            crate::backup::BackupError::TrialRunning => tonic::Status::failed_precondition(e.to_string()),
             refused => tonic::Status::invalid_argument(format!("{refused}; nothing changed")),
         })?;
         tracing::warn!(

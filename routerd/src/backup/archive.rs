@@ -47,6 +47,12 @@ pub enum BackupError {
     Clash { path: String, other: String },
     #[error("{path}: routerd would not start with this: {reason}")]
     WouldNotStart { path: String, reason: String },
+    #[error(
+        "the last restore is still on trial; wait until `rtrctl backup status` says it is confirmed or rolled back"
+    )]
+    TrialRunning,
+    #[error("no restore is on trial")]
+    NoTrial,
 }
 
 /// The largest tar extension header (a GNU long name or link, a PAX header) an archive may carry.

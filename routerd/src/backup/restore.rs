@@ -87,9 +87,7 @@ pub fn restore(perm: &Path, entries: &[Entry]) -> Result<usize, BackupError> {
 /// service writes under `--perm`) swaps them in, on trial by `plan`. Returns the number of files staged.
 pub fn restore_at_next_start(perm: &Path, entries: &[Entry], plan: TrialPlan) -> Result<usize, BackupError> {
     if perm.join(TRIAL).exists() {
-        return Err(BackupError::Corrupt(
-            "the last restore is still on trial; wait until it is confirmed or rolled back".into(),
-        ));
+        return Err(BackupError::TrialRunning);
     }
     prepare(perm, entries, Some(plan)).map(|_| entries.len())
 }
@@ -236,7 +234,7 @@ pub fn trial(perm: &Path) -> Option<RestoreTrial> {
 
 /// The restored tree proved itself: what it replaced is deleted.
 pub fn confirm(perm: &Path) -> Result<usize, BackupError> {
-    let trial = trial(perm).ok_or_else(|| BackupError::Corrupt("no restore is on trial".into()))?;
+    let trial = trial(perm).ok_or(BackupError::NoTrial)?;
     let previous = perm.join(PREVIOUS);
     if previous.exists() {
         fs::remove_dir_all(&previous).map_err(write_error(&previous))?;
@@ -250,7 +248,7 @@ pub fn confirm(perm: &Path) -> Result<usize, BackupError> {
 /// Puts the tree from before the restore back (the restored files go), and records why. Safe to run again
 /// after a crash part-way: the trial file goes last.
 pub fn roll_back(perm: &Path, reason: &str) -> Result<(), BackupError> {
-    let trial = trial(perm).ok_or_else(|| BackupError::Corrupt("no restore is on trial".into()))?;
+    let trial = trial(perm).ok_or(BackupError::NoTrial)?;
     for relative in &trial.installed {
         let path = perm.join(relative);
         match fs::remove_file(&path) {
