@@ -382,6 +382,20 @@ fn a_discover_flood_from_made_up_macs_cannot_keep_a_new_device_off_the_lan() {
         "offers outstanding in the metrics",
     );
     println!("offers outstanding after the flood: {offered}");
+    // The owner sees them too: each an address of the range held for one of the flood's MACs.
+    let listed = lab.check(lab.router().rtrctl(&["-o", "json", "leases", "list", "--state", "offered"]), "rtrctl");
+    assert!(listed.success, "{}", listed.combined());
+    let offers = serde_json::from_str::<Vec<Value>>(&listed.stdout).expect("a JSON array");
+    let addrs: std::collections::BTreeSet<&str> = offers.iter().filter_map(|o| o["addr"].as_str()).collect();
+    assert!(offers.len() >= 90 && addrs.len() == offers.len(), "{} offers listed: {}", offers.len(), listed.stdout);
+    assert!(
+        offers
+            .iter()
+            .all(|o| o["state"] == "offered" && o["hardware_addr"].as_str().is_some_and(|m| m.starts_with("0a:")))
+    );
+    assert!(addrs.iter().all(|a| in_range(a)) && before.get("ip").is_some_and(|ip| !addrs.contains(ip)), "{addrs:?}");
+    // An offer is not a lease: the lease list (and so DNS) does not show them.
+    assert!(leases(&lab).iter().all(|l| l["state"] != "offered"));
     // A new device gets an address at once, not after the flood's offers run out (60 s).
     let newcomer =
         lab.check(lab.lan(1).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("newcomer".into()) }), "udhcpc");

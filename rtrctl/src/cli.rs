@@ -250,7 +250,8 @@ pub enum ForwardsAction {
 pub enum LeasesAction {
     /// List leases: address, MAC, name, LAN, state and expiry.
     List {
-        /// Only leases in this state (repeatable): active, expired, static.
+        /// Only leases in this state (repeatable): active, expired, static; `offered` lists the addresses offered
+        /// to devices that have not requested them yet.
         #[arg(long = "state", value_enum)]
         states: Vec<LeaseStateArg>,
     },
@@ -271,6 +272,8 @@ pub enum LeaseStateArg {
     Active,
     Expired,
     Static,
+    /// Addresses offered to devices that have not requested them yet (not leases; listed only when asked for).
+    Offered,
 }
 
 #[derive(Debug, Subcommand)]

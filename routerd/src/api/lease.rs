@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::{
     config::parse_mac,
     lan::{
-        commands::{LeaseCommand, LeaseCommandError, LeaseControl},
+        commands::{LeaseCommand, LeaseCommandError, LeaseControl, Offered},
         dhcp4d::{Lease, format_mac},
     },
 };
@@ -30,6 +30,17 @@ pub struct LeaseApi {
 impl LeaseApi {
     pub fn new(view: LeaseView) -> Self {
         LeaseApi { view }
+    }
+
+    async fn offers(&self) -> Result<Vec<Offered>, tonic::Status> {
+        match &self.view.control {
+            // No DHCP server, so nothing is offered.
+            None => Ok(Vec::new()),
+            Some(control) => control
+                .offers()
+                .await
+                .map_err(|_| tonic::Status::unavailable("the DHCP server is not running; try again")),
+        }
     }
 
     async fn command(&self, command: LeaseCommand) -> Result<Option<Lease>, tonic::Status> {
@@ -77,6 +88,17 @@ pub fn lease_to_proto(lease: &Lease, now: SystemTime) -> pb::Lease {
     }
 }
 
+fn offer_to_proto(offer: &Offered) -> pb::Lease {
+    pb::Lease {
+        hardware_addr: format_mac(&offer.mac),
+        addr: offer.addr.to_string(),
+        interface: offer.interface.clone(),
+        state: pb::LeaseState::Offered as i32,
+        expires_at: Some(super::timestamp(offer.until)),
+        ..Default::default()
+    }
+}
+
 /// What the generated trait expects of a server stream (with default stubs, tonic boxes every stream).
 type WatchStream = tonic::codegen::BoxStream<pb::WatchLeasesResponse>;
 
@@ -100,7 +122,7 @@ impl LeaseService for LeaseApi {
             })?
         };
         let now = crate::clock::now();
-        let all: Vec<pb::Lease> = self
+        let mut all: Vec<pb::Lease> = self
             .view
             .leases
             .borrow()
@@ -108,6 +130,9 @@ impl LeaseService for LeaseApi {
             .map(|l| lease_to_proto(l, now))
             .filter(|l| request.states.is_empty() || request.states.contains(&l.state))
             .collect();
+        if request.states.contains(&(pb::LeaseState::Offered as i32)) {
+            all.extend(self.offers().await?.iter().map(offer_to_proto));
+        }
         let page: Vec<pb::Lease> = all.iter().skip(offset).take(page_size).cloned().collect();
         let next = offset + page.len();
         let next_page_token = if next < all.len() { next.to_string() } else { String::new() };

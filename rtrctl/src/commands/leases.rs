@@ -30,6 +30,7 @@ impl From<pb::Lease> for LeaseDoc {
                 Ok(pb::LeaseState::Active) => "active",
                 Ok(pb::LeaseState::Expired) => "expired",
                 Ok(pb::LeaseState::Static) => "static",
+                Ok(pb::LeaseState::Offered) => "offered",
                 _ => "unknown",
             },
             expires_at: lease.expires_at.as_ref().map(rfc3339),
@@ -54,6 +55,7 @@ pub async fn run(cli: &Cli, action: &LeasesAction) -> Result<(), CliError> {
                     LeaseStateArg::Active => pb::LeaseState::Active as i32,
                     LeaseStateArg::Expired => pb::LeaseState::Expired as i32,
                     LeaseStateArg::Static => pb::LeaseState::Static as i32,
+                    LeaseStateArg::Offered => pb::LeaseState::Offered as i32,
                 })
                 .collect();
             let mut leases = Vec::new();

@@ -77,6 +77,13 @@ impl Offers {
         self.remove(&holder).map(|addr| (holder, addr))
     }
 
+    /// The offers that still stand at `now`, by address: (client, address, until when).
+    pub fn standing(&self, now: SystemTime) -> impl Iterator<Item = (Mac, Ipv4Addr, SystemTime)> + '_ {
+        self.by_addr.iter().filter_map(move |(addr, mac)| {
+            self.by_mac.get(mac).filter(|o| o.until > now).map(|o| (*mac, *addr, o.until))
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.by_mac.len()
     }
@@ -106,6 +113,9 @@ mod tests {
         offers.insert(mac(2), b, later);
         assert!(offers.held_by_other(a, &mac(2), now) && !offers.held_by_other(a, &mac(1), now));
         assert_eq!(offers.of(&mac(2), now), Some(b));
+        let standing: Vec<_> = offers.standing(now).map(|(mac, addr, _)| (mac, addr)).collect();
+        assert_eq!(standing, [(mac(1), a), (mac(2), b)]);
+        assert_eq!(offers.standing(later).count(), 0, "an offer lapses at its time");
         // A new offer to the same client replaces its old one.
         offers.insert(mac(2), c, later + Duration::from_secs(1));
         assert!(!offers.held_by_other(b, &mac(1), now) && offers.len() == 2);

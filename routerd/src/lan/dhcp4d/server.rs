@@ -22,7 +22,10 @@ use super::{
     leases::{Lease, LeaseTable, Mac, format_mac},
     offers::Offers,
 };
-use crate::{dhcp4_wire, lan::hostname};
+use crate::{
+    dhcp4_wire,
+    lan::{commands::Offered, hostname},
+};
 
 /// How long an offered address stays reserved for the client that was offered it.
 const OFFER_HOLD: Duration = Duration::from_secs(60);
@@ -163,6 +166,16 @@ impl Server {
     /// Offers made and not yet requested.
     pub fn offers_outstanding(&self) -> usize {
         self.offers.len()
+    }
+
+    /// The offers that still stand at `now`.
+    pub fn offers(&self, now: SystemTime) -> impl Iterator<Item = Offered> + '_ {
+        self.offers.standing(now).map(|(mac, addr, until)| Offered {
+            mac,
+            addr,
+            interface: self.config.interface.clone(),
+            until,
+        })
     }
 
     pub fn config(&self) -> &PoolConfig {

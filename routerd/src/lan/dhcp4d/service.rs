@@ -13,7 +13,7 @@ use tokio::{sync::mpsc, sync::watch, task::JoinSet};
 use super::{Lease, LeaseRecord, PoolConfig, ReplyTo, Server, format_mac};
 use crate::{
     lan::{
-        commands::{LeaseCommand, LeaseCommandError, LeaseInbox, LeaseRequest},
+        commands::{LeaseCommand, LeaseCommandError, LeaseInbox, LeaseRequest, OfferRequest},
         hostname,
     },
     store::{self, Mode},
@@ -161,7 +161,12 @@ pub async fn run(
                     }
                 }
             }
-            request = crate::command_channel::next(&inbox) => {
+            request = crate::command_channel::next(&inbox.offers) => {
+                let Some(OfferRequest { reply, .. }) = request else { continue };
+                let now = crate::clock::now();
+                let _ = reply.send(servers.iter().flat_map(|s| s.offers(now)).collect());
+            }
+            request = crate::command_channel::next(&inbox.commands) => {
                 let Some(LeaseRequest { command, reply }) = request else { continue };
                 let result = apply_command(&mut servers, command);
                 if result.is_ok() {
