@@ -123,12 +123,22 @@ impl RateLimit {
 /// The next connection on `listener`. Errors (a peer that reset before accept, or EMFILE when the descriptors
 /// run out) never end the loop; repeated ones make it wait longer (up to a second), so it does not spin.
 pub async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, SocketAddr) {
+    with_backoff(what, || listener.accept()).await
+}
+
+/// Calls `attempt` until it succeeds, waiting after each failure: 20 ms after the first, twice as long after
+/// each next one, at most 1.28 s. A warning is logged at the 1st, 2nd, 4th, 8th… failure in a row.
+pub async fn with_backoff<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<T>>,
+{
     let mut failures = 0u32;
     loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
+        match attempt().await {
+            Ok(value) => return value,
             Err(error) => {
-                failures += 1;
+                failures = failures.saturating_add(1);
                 if failures.is_power_of_two() {
                     tracing::warn!("{what}: accepting a connection: {error} ({failures} in a row)");
                 }
