@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use tokio::{sync::mpsc, sync::watch, task::JoinSet};
+use tokio::{sync::mpsc, sync::watch};
 
 use super::{Lease, LeaseRecord, PoolConfig, ReplyTo, Server, format_mac};
 use crate::{
@@ -88,23 +88,8 @@ pub async fn run(
         sockets.push(Arc::new(crate::device_socket::udp_v4(&server.config().interface, SERVER_PORT)?));
     }
     let (packets, mut received) = mpsc::channel::<(usize, Vec<u8>)>(256);
-    let mut readers = JoinSet::new();
-    for (index, socket) in sockets.iter().enumerate() {
-        let (socket, packets) = (socket.clone(), packets.clone());
-        readers.spawn(async move {
-            let mut buffer = vec![0u8; 1500];
-            loop {
-                match socket.recv_from(&mut buffer).await {
-                    Ok((len, _)) => {
-                        if packets.send((index, buffer[..len].to_vec())).await.is_err() {
-                            return std::io::Error::other("the server stopped");
-                        }
-                    }
-                    Err(error) => return error,
-                }
-            }
-        });
-    }
+    let mut readers =
+        crate::device_socket::Readers::spawn("DHCPv4 server", &sockets, packets, |payload, _| Some(payload.to_vec()));
     let names: Vec<String> = servers.iter().map(|s| s.config().interface.clone()).collect();
     context.report(ServiceState::Running, format!("serving {}", names.join(", ")));
     tracing::info!("DHCPv4 server on {} with {} saved leases", names.join(", "), saved.len());
@@ -112,7 +97,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
-            Some(ended) = readers.join_next() => return Err(crate::device_socket::reader_ended("DHCPv4 server", ended)),
+            error = readers.ended() => return Err(error),
             Some(first) = received.recv() => {
                 // Group commit: handle every request already waiting, write the lease file once, then answer.
                 // Under load one fsync covers many ACKs; every ACK still goes out only after its lease is on disk.

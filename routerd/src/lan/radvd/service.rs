@@ -13,7 +13,6 @@ use std::{
 use tokio::{
     net::UdpSocket,
     sync::{mpsc, watch},
-    task::JoinSet,
     time::Instant,
 };
 
@@ -125,28 +124,18 @@ pub async fn run(
         });
     }
     let mut lans = sockets;
-    let (solicited, mut solicitations) = mpsc::channel::<usize>(64);
-    let mut readers = JoinSet::new();
-    for (position, lan) in lans.iter().enumerate() {
-        let (socket, solicited, name) = (lan.socket.clone(), solicited.clone(), lan.name.clone());
-        readers.spawn(async move {
-            let mut buffer = vec![0u8; 1500];
-            loop {
-                let (len, from) = match socket.recv_from(&mut buffer).await {
-                    Ok(received) => received,
-                    Err(error) => return error,
-                };
-                match parse_solicitation(&buffer[..len]) {
-                    Ok(_) => {
-                        if solicited.send(position).await.is_err() {
-                            return std::io::Error::other("the service stopped");
-                        }
-                    }
-                    Err(error) => tracing::debug!("{name}: ignored an ICMPv6 message from {from}: {error}"),
+    let (solicited, mut solicitations) = mpsc::channel::<(usize, ())>(64);
+    let sockets: Vec<Arc<UdpSocket>> = lans.iter().map(|lan| lan.socket.clone()).collect();
+    let mut readers =
+        crate::device_socket::Readers::spawn("router advertisements", &sockets, solicited, |payload, from| {
+            match parse_solicitation(payload) {
+                Ok(_) => Some(()),
+                Err(error) => {
+                    tracing::debug!("ignored an ICMPv6 message from {from}: {error}");
+                    None
                 }
             }
         });
-    }
     let names: Vec<&str> = lans.iter().map(|l| l.name.as_str()).collect();
     context.report(ServiceState::Running, format!("on {}", names.join(", ")));
 
@@ -156,7 +145,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
-            Some(ended) = readers.join_next() => return Err(crate::device_socket::reader_ended("router advertisements", ended)),
+            error = readers.ended() => return Err(error),
             changed = uplink.changed() => {
                 if changed.is_err() {
                     return Ok(());
@@ -167,7 +156,7 @@ pub async fn run(
                     next = Instant::now();
                 }
             }
-            Some(position) = solicitations.recv() => {
+            Some((position, ())) = solicitations.recv() => {
                 let now = Instant::now();
                 if let Some(lan) = lans.get_mut(position) {
                     match lan.last_sent {
