@@ -16,6 +16,7 @@ pub mod clients;
 pub mod command;
 pub mod demo;
 pub mod error;
+pub mod flood;
 pub mod isp;
 pub mod lab;
 pub mod lan;
