@@ -44,6 +44,9 @@ pub struct LabOptions {
     pub bridge_netfilter: bool,
     /// Start routerd once the network is up.
     pub start_routerd: bool,
+    /// The router is the appliance (a disk image in qemu, see [`Lab::boot_appliance`]), not routerd in the
+    /// router namespace: that namespace only bridges the VM's NICs to the ISP and the LAN devices.
+    pub appliance: bool,
 }
 
 impl Default for LabOptions {
@@ -54,6 +57,7 @@ impl Default for LabOptions {
             dad: false,
             bridge_netfilter: false,
             start_routerd: true,
+            appliance: false,
         }
     }
 }
@@ -140,6 +144,9 @@ impl Lab {
 
         build_links(&isp_ns, &router_ns, &lan_namespaces)?;
         configure_router_namespace(&router_ns, options)?;
+        if options.appliance {
+            crate::appliance::wire(&router_ns)?;
+        }
         // The kernel adds link-local addresses a moment after a link comes up (and with DAD, keeps them tentative
         // for about a second): DHCPv6 servers and clients started before then fail ("no link-local address").
         // The router's own interfaces are waited for only without DAD: with it, coping is routerd's job.
@@ -147,7 +154,7 @@ impl Lab {
         for netns in &lan_namespaces {
             wait_for_link_local(netns, lan::INTERFACE)?;
         }
-        if !options.dad {
+        if !options.dad && !options.appliance {
             wait_for_link_local(&router_ns, router::UPLINK)?;
         }
 
@@ -161,7 +168,7 @@ impl Lab {
                 LanDevice::new(i + 1, netns, &work.join(format!("lan{}", i + 1)), tracker, router.rtrctl_binary())
             })
             .collect();
-        if options.start_routerd {
+        if options.start_routerd && !options.appliance {
             router.start_routerd()?;
         }
         save()?;
@@ -194,6 +201,19 @@ impl Lab {
 
     pub fn lans(&self) -> &[LanDevice] {
         &self.lans
+    }
+
+    /// Builds the appliance's disk image from the router's `--perm` (its interfaces, configuration and the lab's
+    /// identity) and boots it in qemu. Only for a lab started with `appliance`.
+    pub fn boot_appliance(&self) -> Result<crate::appliance::Vm, LabError> {
+        if !self.options.appliance {
+            return Err(LabError::unexpected("booting the appliance", "the lab was not started with `appliance`"));
+        }
+        let dir = self.work.join("appliance");
+        std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        let image = dir.join("router.img");
+        crate::appliance::build_image(&self.router.perm(), &image, &dir.join("build.log"))?;
+        crate::appliance::Vm::boot(&self.tracker, self.router.netns(), &image, &dir)
     }
 
     pub fn work_dir(&self) -> &Path {
@@ -408,22 +428,7 @@ fn build_links(isp: &Netns, router: &Netns, lans: &[Netns]) -> Result<(), LabErr
         "netns",
         isp.name(),
     ])?;
-    // A switch, not a router of its own: no STP delay, and no multicast snooping that could hide ND/RA.
-    router.ip(&[
-        "link",
-        "add",
-        router::LAN,
-        "address",
-        LAN_BRIDGE_MAC,
-        "type",
-        "bridge",
-        "stp_state",
-        "0",
-        "forward_delay",
-        "0",
-        "mcast_snooping",
-        "0",
-    ])?;
+    add_switch(router, router::LAN, LAN_BRIDGE_MAC)?;
     for (i, lan) in lans.iter().enumerate() {
         let port = format!("{}p{}", router::LAN, i + 1);
         let mac = lan_device_mac(i + 1);
@@ -448,6 +453,15 @@ fn build_links(isp: &Netns, router: &Netns, lans: &[Netns]) -> Result<(), LabErr
     router.ip(&["link", "set", router::UPLINK, "up"])?;
     // lan0 stays down and without an address: routerd configures it from the generated interfaces.json (the
     // uplink is up like a plugged-in cable, so the lab's own clients can use it when routerd is not started).
+    Ok(())
+}
+
+/// A bridge `name` with `mac` that acts as a switch, not a router of its own: no STP delay, and no multicast
+/// snooping that could hide ND/RA.
+pub(crate) fn add_switch(netns: &Netns, name: &str, mac: &str) -> Result<(), LabError> {
+    let args = ["link", "add", name, "address", mac, "type", "bridge"];
+    let switch = ["stp_state", "0", "forward_delay", "0", "mcast_snooping", "0"];
+    netns.ip(&[&args[..], &switch[..]].concat())?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod addresses;
+pub mod appliance;
 pub mod clients;
 pub mod command;
 pub mod demo;

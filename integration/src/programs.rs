@@ -79,6 +79,8 @@ pub struct OwnBinary {
 
 pub const ROUTERD: OwnBinary = OwnBinary { name: "routerd", package: "routerd" };
 pub const RTRCTL: OwnBinary = OwnBinary { name: "rtrctl", package: "rtrctl" };
+pub const ROUTERD_IMAGE: OwnBinary = OwnBinary { name: "routerd-image", package: "routerd-image" };
+pub const QEMU: Program = Program { name: "qemu-system-x86_64", package: "qemu-system-x86" };
 
 impl OwnBinary {
     /// Finds the binary in `$ROUTERD_LAB_BIN_DIR`, else next to the running executable: `lab` lives in

@@ -392,3 +392,19 @@ async fn leases_on_a_router_without_lans_are_empty_and_changes_say_why() {
     assert_eq!(bad_mask.code(), tonic::Code::InvalidArgument);
     router.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_outside_the_appliance_is_refused_and_nothing_is_signalled() {
+    let router = TestRouter::start().await;
+    let identity = router.identity("laptop");
+    let channel = router.channel(&identity).await.expect("connects");
+    let mut system = pb::system_service_client::SystemServiceClient::new(channel);
+    for power_off in [false, true] {
+        let refused = system.reboot(pb::RebootRequest { power_off }).await.expect_err("not the appliance");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(refused.message().contains("routerd-init"), "{}", refused.message());
+    }
+    // Still serving: no signal went anywhere.
+    status_with(&router, &identity).await.expect("status after the refusals");
+    router.shutdown().await;
+}

@@ -121,6 +121,20 @@ pub enum Command {
         #[command(subcommand)]
         action: PkiAction,
     },
+    /// Restart the router (the appliance): routerd stops, /perm is unmounted, the machine boots again. Asks first
+    /// on a terminal.
+    Reboot {
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Power the router (the appliance) off; it stays off until someone presses its power button. Asks first on a
+    /// terminal.
+    Poweroff {
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -374,6 +388,8 @@ pub async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Traceroute { host, max_hops, wait, family } => {
             commands::ping::traceroute(cli, host, *max_hops, *wait, *family).await
         }
+        Command::Reboot { yes } => commands::reboot::run(cli, false, *yes).await,
+        Command::Poweroff { yes } => commands::reboot::run(cli, true, *yes).await,
         Command::Completions { .. } => Ok(()),
     }
 }

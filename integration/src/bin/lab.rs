@@ -77,6 +77,11 @@ struct Variant {
     /// Do not start routerd (start it yourself in the router namespace).
     #[arg(long)]
     no_routerd: bool,
+    /// The router is the appliance: build its disk image (routerd-image) from the lab's configuration and boot it
+    /// in qemu, with its NICs bridged to the ISP and the LAN devices (`lab up` only; the image needs
+    /// `cargo build --workspace --bins` and the packages the README names).
+    #[arg(long)]
+    appliance: bool,
 }
 
 impl Variant {
@@ -94,6 +99,7 @@ impl Variant {
             dad: self.dad,
             bridge_netfilter: self.bridge_netfilter,
             start_routerd: !self.no_routerd,
+            appliance: self.appliance,
         }
     }
 }
@@ -138,6 +144,9 @@ fn run_demo(variant: &Variant, signals: libc::sigset_t) -> Result<ExitCode, LabE
     let tracker = Tracker::default();
     watch_signals(signals, tracker.clone());
     let start = Instant::now();
+    if variant.appliance {
+        return Err(LabError::unexpected("lab demo --appliance", "not a demo yet: use `lab up --appliance`"));
+    }
     println!("Building the virtual home network: ISP ⟷ router (routerd) ⟷ LAN devices…");
     let lab = Lab::start_tracked(variant.options(), tracker)?;
     println!("  up in {:.1} s: namespaces {}", lab.uptime().as_secs_f64(), lab.namespaces().join(", "));
@@ -196,6 +205,12 @@ fn run_up(name: &str, foreground: bool, variant: &Variant, signals: libc::sigset
     let tracker = Tracker::default();
     watch_signals(signals, tracker.clone());
     let lab = Lab::start_persistent(name, variant.options(), tracker)?;
+    if variant.appliance {
+        println!("Building the appliance's disk image and booting it in qemu (software emulation: about a minute)…");
+        let vm = lab.boot_appliance()?;
+        vm.wait_for_console("serving gRPC with mutual TLS on 192.0.2.1", 0, std::time::Duration::from_secs(240))?;
+        println!("  the appliance serves; its serial console: {}", vm.console.display());
+    }
     // No DHCP server on the LAN yet: the devices get fixed addresses so they can reach the router.
     let mut addresses = Vec::new();
     for device in lab.lans() {

@@ -40,8 +40,34 @@ impl SystemApi {
     }
 }
 
+/// Set by routerd-init (the appliance's PID 1) for the routerd it starts; the appliance's init takes SIGTERM as
+/// "restart the machine" and SIGUSR2 as "power off".
+const INIT_ENV: &str = "ROUTERD_INIT";
+
 #[tonic::async_trait]
 impl SystemService for SystemApi {
+    async fn reboot(
+        &self,
+        request: tonic::Request<pb::RebootRequest>,
+    ) -> Result<tonic::Response<pb::RebootResponse>, tonic::Status> {
+        if std::env::var_os(INIT_ENV).is_none() {
+            return Err(tonic::Status::failed_precondition(
+                "this routerd was not started by the appliance's init (routerd-init), so it cannot restart the \
+                 machine; restart it the way it was started",
+            ));
+        }
+        let power_off = request.into_inner().power_off;
+        let (signal, what) = if power_off { (libc::SIGUSR2, "power-off") } else { (libc::SIGTERM, "restart") };
+        tracing::warn!("{what} of the machine asked for through the API");
+        // After the answer has gone out: init stops routerd first.
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            // SAFETY: kill takes no pointers; PID 1 is routerd-init, which asked for exactly these signals.
+            unsafe { libc::kill(1, signal) };
+        });
+        Ok(tonic::Response::new(pb::RebootResponse {}))
+    }
+
     async fn get_status(
         &self,
         _request: tonic::Request<pb::GetStatusRequest>,

@@ -8,6 +8,7 @@ pub mod leases;
 pub mod pair;
 pub mod ping;
 pub mod pki;
+pub mod reboot;
 pub mod status;
 pub mod update;
 pub mod uplink;

@@ -1,0 +1,108 @@
+//! Kernel modules by name, with their dependencies from `modules.dep` (as `depmod` writes it), in the order
+//! they load: what the image builder copies into a root file system and what init loads at boot.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("no module {0:?} in modules.dep (is it built in, or named differently?)")]
+    Unknown(String),
+}
+
+/// `modules.dep` of one kernel: each module's file (relative to the modules directory) and what it needs.
+#[derive(Clone, Debug, Default)]
+pub struct ModuleIndex {
+    files: BTreeMap<String, String>,
+    needs: BTreeMap<String, Vec<String>>,
+}
+
+/// `nf_tables` for `kernel/net/netfilter/nf_tables.ko` (dashes and underscores are the same to the kernel).
+pub fn module_name(file: &str) -> String {
+    let base = file.rsplit('/').next().unwrap_or(file);
+    let base = base.split(".ko").next().unwrap_or(base);
+    base.replace('-', "_")
+}
+
+impl ModuleIndex {
+    pub fn parse(text: &str) -> ModuleIndex {
+        let mut index = ModuleIndex::default();
+        for line in text.lines() {
+            let Some((file, deps)) = line.split_once(':') else { continue };
+            let name = module_name(file.trim());
+            index.files.insert(name.clone(), file.trim().to_string());
+            index.needs.insert(name, deps.split_whitespace().map(module_name).collect());
+        }
+        index
+    }
+
+    /// Reads `DIR/modules.dep`.
+    pub fn load(dir: &Path) -> Result<ModuleIndex, ModuleError> {
+        let path = dir.join("modules.dep");
+        let text = std::fs::read_to_string(&path).map_err(|source| ModuleError::Read { path, source })?;
+        Ok(ModuleIndex::parse(&text))
+    }
+
+    /// The files to load for `names`, each after what it needs, each once.
+    pub fn load_order(&self, names: &[&str]) -> Result<Vec<String>, ModuleError> {
+        let mut order = Vec::new();
+        let mut seen = BTreeSet::new();
+        for name in names {
+            self.visit(&name.replace('-', "_"), &mut seen, &mut order)?;
+        }
+        Ok(order)
+    }
+
+    fn visit(&self, name: &str, seen: &mut BTreeSet<String>, order: &mut Vec<String>) -> Result<(), ModuleError> {
+        if !seen.insert(name.to_string()) {
+            return Ok(());
+        }
+        let file = self.files.get(name).ok_or_else(|| ModuleError::Unknown(name.to_string()))?;
+        for need in self.needs.get(name).into_iter().flatten() {
+            self.visit(need, seen, order)?;
+        }
+        order.push(file.clone());
+        Ok(())
+    }
+}
+
+/// Loads the module in `path` into the running kernel. Already loaded counts as loaded.
+pub fn insert(path: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    let params = c"";
+    // SAFETY: finit_module reads the open descriptor and a NUL-terminated parameter string.
+    let result =
+        unsafe { libc::syscall(libc::SYS_finit_module, std::os::fd::AsRawFd::as_raw_fd(&file), params.as_ptr(), 0) };
+    if result == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EEXIST) { Ok(()) } else { Err(error) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEP: &str = "kernel/net/netfilter/nft_masq.ko: kernel/net/netfilter/nf_nat.ko kernel/net/netfilter/nf_conntrack.ko kernel/net/netfilter/nf_tables.ko kernel/lib/libcrc32c.ko
+kernel/net/netfilter/nf_nat.ko: kernel/net/netfilter/nf_conntrack.ko kernel/lib/libcrc32c.ko
+kernel/net/netfilter/nf_conntrack.ko: kernel/lib/libcrc32c.ko
+kernel/net/netfilter/nf_tables.ko: kernel/net/netfilter/nfnetlink.ko
+kernel/net/netfilter/nfnetlink.ko:
+kernel/lib/libcrc32c.ko:
+kernel/drivers/net/ethernet/intel/e1000/e1000.ko:
+";
+
+    #[test]
+    fn dependencies_load_first_and_once() {
+        let index = ModuleIndex::parse(DEP);
+        let order = index.load_order(&["nft-masq", "e1000", "nf_nat"]).expect("known modules");
+        let names: Vec<String> = order.iter().map(|f| module_name(f)).collect();
+        assert_eq!(names, ["libcrc32c", "nf_conntrack", "nf_nat", "nfnetlink", "nf_tables", "nft_masq", "e1000"]);
+        assert!(matches!(index.load_order(&["nonsense"]), Err(ModuleError::Unknown(name)) if name == "nonsense"));
+    }
+}
