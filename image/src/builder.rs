@@ -233,6 +233,13 @@ fn stage_perm(perm: &Path, staging: &Path, work: &Path) -> Result<(), ImageError
     if let Some(problem) = config.problems.first() {
         return Err(refuse(&problem.file, problem.message.clone()));
     }
+    // The clock's floor: a router without a clock battery starts no earlier than this build (so identities
+    // issued before it are valid at once, before NTP answers).
+    let now = std::time::SystemTime::now();
+    if routerd::timesync::floor::load(staging).ok().flatten().is_none_or(|saved| saved < now) {
+        routerd::timesync::floor::save(staging, now)
+            .map_err(|e| ImageError::Invalid(format!("writing the clock's floor into /perm: {e}")))?;
+    }
     // The CA and identities, leases and saved uplink state: checked on a copy (the check may write to it).
     if perm.join("tls").exists() {
         let trial = work.join("perm-check");

@@ -99,6 +99,9 @@ impl Vm {
             &format!("e1000,netdev=lan,mac={LAN_BRIDGE_MAC}"),
             "-device",
             "i6300esb",
+            // A clock battery gone flat long ago: the router must not believe it (see the clock checks).
+            "-rtc",
+            "base=2020-01-01T00:00:00",
         ]
         .map(String::from)
         .to_vec();

@@ -26,6 +26,7 @@ pub const INTERFACE: &str = "isp0";
 /// dnsmasq refuses shorter leases, for DHCPv4 and DHCPv6.
 const DNSMASQ_MIN_LEASE: u32 = 120;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const NTP_PORT: u16 = 123;
 
 /// Which server answers DHCPv6 on the uplink.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,6 +120,7 @@ impl Isp {
         }
         isp.start_radvd(tracker)?;
         isp.start_unbound(tracker)?;
+        isp.start_ntp(tracker)?;
         isp.start_http_host(tracker)?;
         Ok(isp)
     }
@@ -257,6 +259,23 @@ impl Isp {
         wait_ready(tracker, "isp unbound", pid, || sockets::is_bound(pid, Protocol::Udp, 53))
     }
 
+    /// chronyd as the ISP's NTP server: it serves the host's time (as stratum 8) and never sets any clock.
+    fn start_ntp(&self, tracker: &Tracker) -> Result<(), LabError> {
+        let dir = &self.dir;
+        let config = dir.join("chrony.conf");
+        let text = format!(
+            "local stratum 8\nallow all\ncmdport 0\npidfile {pid}\ndriftfile {drift}\n",
+            pid = dir.join("chronyd.pid").display(),
+            drift = dir.join("chrony.drift").display()
+        );
+        fs::write(&config, text).context(|| format!("writing {}", config.display()))?;
+        // -x: never touch the clock (the host's); -d: foreground, logging to stderr; -u root: no user switch.
+        let args = ["-x", "-d", "-u", "root", "-f", &config.to_string_lossy()].map(String::from).to_vec();
+        let program = programs::CHRONYD.locate().unwrap_or_else(|| "chronyd".into());
+        let pid = tracker.spawn("isp chronyd (NTP)", &self.netns, &program, &args, &[], &dir.join("chronyd.log"))?;
+        wait_ready(tracker, "isp chronyd", pid, || sockets::is_bound(pid, Protocol::Udp, NTP_PORT))
+    }
+
     fn start_http_host(&self, tracker: &Tracker) -> Result<(), LabError> {
         let script = self.dir.join("http_host.py");
         fs::write(&script, include_str!("assets/http_host.py")).context(|| format!("writing {}", script.display()))?;
@@ -317,6 +336,7 @@ fn dnsmasq_args(options: IspOptions, dir: &Path) -> Vec<String> {
         format!("--dhcp-range={first},{last},255.255.255.0,{}", v4.lease),
         format!("--dhcp-option=option:router,{ISP_V4}"),
         format!("--dhcp-option=option:dns-server,{ISP_V4}"),
+        format!("--dhcp-option=option:ntp-server,{ISP_V4}"),
         format!("--dhcp-option=option:T1,{}", v4.t1),
         format!("--dhcp-option=option:T2,{}", v4.t2),
     ]);
@@ -352,7 +372,10 @@ fn kea_config(timers: Timers, dir: &Path, hook: &Path, pd_pool: &str) -> serde_j
             "rebind-timer": v6.rebind,
             "preferred-lifetime": v6.preferred,
             "valid-lifetime": v6.valid,
-            "option-data": [{ "name": "dns-servers", "data": ISP_V6.to_string() }],
+            "option-data": [
+                { "name": "dns-servers", "data": ISP_V6.to_string() },
+                { "name": "sntp-servers", "data": ISP_V6.to_string() }
+            ],
             "hooks-libraries": [{
                 "library": programs::KEA_RUN_SCRIPT_HOOK,
                 "parameters": { "name": hook, "sync": false }

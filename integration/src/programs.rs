@@ -19,6 +19,7 @@ pub const DNSMASQ: Program = Program { name: "dnsmasq", package: "dnsmasq-base" 
 pub const KEA_DHCP6: Program = Program { name: "kea-dhcp6", package: "kea-dhcp6-server" };
 pub const RADVD: Program = Program { name: "radvd", package: "radvd" };
 pub const UNBOUND: Program = Program { name: "unbound", package: "unbound" };
+pub const CHRONYD: Program = Program { name: "chronyd", package: "chrony" };
 pub const BUSYBOX: Program = Program { name: "busybox", package: "busybox" };
 pub const DHCLIENT: Program = Program { name: "dhclient", package: "isc-dhcp-client" };
 pub const RDISC6: Program = Program { name: "rdisc6", package: "ndisc6" };
@@ -34,7 +35,8 @@ pub const KEA_RUN_SCRIPT_HOOK: &str = "/usr/lib/x86_64-linux-gnu/kea/hooks/libdh
 const KEA_HOOK_PACKAGE: &str = "kea-common";
 
 /// Everything a full lab (ISP, router, LAN devices) needs.
-pub const ALL: &[Program] = &[IP, DNSMASQ, KEA_DHCP6, RADVD, UNBOUND, BUSYBOX, DHCLIENT, RDISC6, DIG, CURL, PYTHON3];
+pub const ALL: &[Program] =
+    &[IP, DNSMASQ, KEA_DHCP6, RADVD, UNBOUND, CHRONYD, BUSYBOX, DHCLIENT, RDISC6, DIG, CURL, PYTHON3];
 
 /// Directories searched besides `PATH`: daemons live in sbin, which a non-login root shell may not have in `PATH`.
 const SBIN_DIRS: &[&str] = &["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"];

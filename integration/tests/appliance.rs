@@ -84,6 +84,23 @@ fn the_appliance_boots_from_its_disk_serves_the_lan_and_comes_back_after_a_reboo
     );
     assert_eq!(seen6.trim(), format!("client={slaac}"));
 
+    // The clock: the RTC said 2020; the floor the image carries (its build time) moved it forward at once (so
+    // the identity issued before the build was valid), then the ISP's NTP server set it.
+    assert!(booted.contains("the clock was behind the last time it was known good: set forward"), "{booted}");
+    let clock = lab.check(
+        wait::until("the clock set from the ISP's NTP server", STEP, || {
+            let status = status(&lab);
+            Ok((status["clock"]["state"] == "synchronized").then(|| status["clock"].clone()))
+        }),
+        "clock",
+    );
+    assert_eq!(clock["sets_system_clock"], true, "{clock}");
+    let router_now = clock["now"].as_str().unwrap_or_default().to_string();
+    let host_now = time::OffsetDateTime::now_utc();
+    let router_now = time::OffsetDateTime::parse(&router_now, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| fail(&format!("the router's time {router_now:?}: {e}")));
+    assert!((host_now - router_now).whole_seconds().abs() < 120, "router {router_now}, host {host_now}: {clock}");
+
     // Diagnostics and a backup over the same identity.
     let diag = rtrctl(&lab, &["diag"]);
     assert!(diag.stdout.contains("✔"), "{}", diag.stdout);
@@ -100,6 +117,11 @@ fn the_appliance_boots_from_its_disk_serves_the_lan_and_comes_back_after_a_reboo
     let text = vm.console_text();
     let rebooted = &text[before_reboot..second_boot];
     assert!(rebooted.contains("init: e2fsck: /dev/sda4 is clean"), "/perm was not unmounted cleanly:\n{rebooted}");
+    // The hardware clock was written: the kernel reads today's date from it at boot, not 2020's.
+    let rtc =
+        rebooted.lines().find(|l| l.contains("rtc_cmos") && l.contains("setting system clock")).unwrap_or_default();
+    let seconds: i64 = rtc.rsplit('(').next().and_then(|s| s.trim_end_matches(')').trim().parse().ok()).unwrap_or(0);
+    assert!((time::OffsetDateTime::now_utc().unix_timestamp() - seconds).abs() < 600, "{rtc:?}");
     // The device renews and keeps its address.
     lab.check(
         wait::until("the appliance's API after the reboot", BOOT, || {

@@ -393,3 +393,30 @@ fn a_new_prefix_replaces_the_old_one_cleanly() {
         "{routes}"
     );
 }
+
+#[test]
+fn the_clock_is_checked_against_the_ntp_servers_the_isp_gives_over_dhcpv4_and_dhcpv6() {
+    let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    // dnsmasq gives option 42 and kea option 31, both naming the ISP, where chronyd answers.
+    let status = lab.check(
+        lab.router().wait_for_status("the clock checked", LEASE_TIMEOUT, |s| {
+            s["clock"]["state"] == "synchronized"
+                && s["clock"]["servers"].as_array().is_some_and(|servers| servers.len() == 2)
+        }),
+        "clock",
+    );
+    let clock = &status["clock"];
+    let servers: Vec<&str> = clock["servers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    assert_eq!(servers, [ISP_V4.to_string(), ISP_V6.to_string()], "{clock}");
+    assert!(servers.contains(&clock["server"].as_str().unwrap_or_default()), "{clock}");
+    // Not the appliance: routerd measures, the host keeps its clock (chronyd serves the host's own time).
+    assert_eq!(clock["sets_system_clock"], false);
+    assert!(clock["offset_seconds"].as_f64().is_some_and(|offset| offset.abs() < 5.0), "{clock}");
+    let diag = lab.check(lab.router().rtrctl(&["diag"]), "rtrctl diag");
+    let line = diag.stdout.lines().find(|l| l.contains("clock (NTP)")).unwrap_or_default().to_string();
+    assert!(line.contains('✔') && line.contains("agrees with"), "{}", diag.stdout);
+    // The DHCPv6 lease keeps its NTP server on disk (routerd's addition to router7's file).
+    let saved = std::fs::read_to_string(lab.router().perm().join("dhcp6/wire/lease.json")).expect("lease.json");
+    let saved: Value = serde_json::from_str(&saved).expect("JSON");
+    assert_eq!(saved["ntp"], serde_json::json!([ISP_V6.to_string()]), "{saved}");
+}

@@ -110,6 +110,8 @@ impl Running {
 pub async fn start(options: Options) -> Result<Running, DaemonError> {
     std::fs::create_dir_all(&options.perm)
         .map_err(|source| DaemonError::PermDir { path: options.perm.clone(), source })?;
+    // First, before anything reads the clock (lease timers anchor on it, certificates are checked against it).
+    crate::timesync::floor::apply_at_start(&options.perm, crate::timesync::owns_the_clock());
     if let Some(what) = crate::backup::restore::resume(&options.perm) {
         tracing::warn!("{what}");
     }
@@ -168,6 +170,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         }
         _ => None,
     };
+    let clock_view = start_timesync(&mut supervisor, &options, &config, uplink_state.subscribe());
     let uplink_control = match netconfig {
         Some(netconfig) => start_uplink(&mut supervisor, netconfig, &options, &config, &hostname, uplink_state),
         None => UplinkControl::default(),
@@ -184,6 +187,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         uplink_view.clone(),
         statuses.clone(),
         lease_view.clone(),
+        clock_view.clone(),
     );
     let collector = crate::metrics::collect::Collector {
         metrics,
@@ -222,6 +226,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
             config_problems: Arc::new(config.problems.clone()),
             uplink: uplink_view,
             uplink_control,
+            clock: clock_view,
         },
         leases: LeaseView { leases: lease_view, control: lease_control },
         forwards: forward_control,
@@ -338,6 +343,28 @@ fn start_capture(
     hub
 }
 
+/// The clock service; its status for the API and diagnostics.
+fn start_timesync(
+    supervisor: &mut Supervisor,
+    options: &Options,
+    config: &Config,
+    uplink: watch::Receiver<UplinkSnapshot>,
+) -> watch::Receiver<crate::timesync::ClockStatus> {
+    let sets_system_clock = crate::timesync::owns_the_clock();
+    let (status, view) = watch::channel(crate::timesync::ClockStatus::initial(sets_system_clock));
+    let configured: Vec<std::net::IpAddr> = config.routerd.ntp_servers.iter().filter_map(|s| s.parse().ok()).collect();
+    let perm = options.perm.clone();
+    supervisor.spawn("clock", move |context| {
+        let config = crate::timesync::service::TimesyncConfig {
+            perm: perm.clone(),
+            configured: configured.clone(),
+            sets_system_clock,
+        };
+        crate::timesync::service::run(config, uplink.clone(), status.clone(), context)
+    });
+    view
+}
+
 /// The diagnostics tree's handle, and its periodic run for the health metric.
 fn start_diagnostics(
     supervisor: &mut Supervisor,
@@ -346,6 +373,7 @@ fn start_diagnostics(
     uplink: watch::Receiver<UplinkSnapshot>,
     statuses: watch::Receiver<Statuses>,
     leases: watch::Receiver<Vec<crate::lan::dhcp4d::Lease>>,
+    clock: watch::Receiver<crate::timesync::ClockStatus>,
 ) -> crate::diag::Diagnostics {
     let settings = &config.routerd.diagnostics;
     let targets = crate::diag::plan::Targets {
@@ -359,14 +387,18 @@ fn start_diagnostics(
     };
     let pools = lan_pools(config);
     let lans = pools.iter().map(|pool| pool.interface.clone()).collect();
-    let diagnostics = crate::diag::Diagnostics::new(
-        system::interface_exists(UPLINK).then(|| (UPLINK.to_string(), uplink)),
-        lans,
+    let views = crate::diag::service::Views {
+        uplink: system::interface_exists(UPLINK).then(|| (UPLINK.to_string(), uplink)),
         statuses,
+        leases,
+        clock,
+    };
+    let diagnostics = crate::diag::Diagnostics::new(
+        views,
+        lans,
         targets,
         crate::lan::hostname::sanitize(hostname).unwrap_or_else(|| "router".to_string()),
         pools,
-        leases,
     );
     let shared = diagnostics.clone();
     supervisor.spawn("diagnostics", move |context| crate::diag::service::run(shared.clone(), context));

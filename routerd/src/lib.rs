@@ -21,6 +21,7 @@ pub mod pki;
 pub mod store;
 pub mod supervisor;
 pub mod system;
+pub mod timesync;
 pub mod update;
 pub mod uplink;
 

@@ -28,6 +28,7 @@ pub struct SystemView {
     pub config_problems: Arc<Vec<ConfigProblem>>,
     pub uplink: watch::Receiver<UplinkSnapshot>,
     pub uplink_control: UplinkControl,
+    pub clock: watch::Receiver<crate::timesync::ClockStatus>,
 }
 
 pub struct SystemApi {
@@ -101,6 +102,7 @@ impl SystemService for SystemApi {
             started_at: Some(super::timestamp(self.view.started_at)),
             interfaces,
             uplink: Some(uplink_to_proto(&self.view.uplink.borrow())),
+            clock: Some(clock_to_proto(&self.view.clock.borrow())),
             services,
             config_problems: self
                 .view
@@ -151,6 +153,24 @@ impl SystemApi {
             results.push(client.send(command).await);
         }
         Ok(results)
+    }
+}
+
+fn clock_to_proto(status: &crate::timesync::ClockStatus) -> pb::ClockStatus {
+    use crate::timesync::ClockState;
+    pb::ClockStatus {
+        state: match status.state {
+            ClockState::NoServers => pb::ClockState::NoServers,
+            ClockState::Unsynchronized => pb::ClockState::Unsynchronized,
+            ClockState::Synchronized => pb::ClockState::Synchronized,
+        } as i32,
+        now: Some(super::timestamp(SystemTime::now())),
+        sets_system_clock: status.sets_system_clock,
+        servers: status.servers.iter().map(ToString::to_string).collect(),
+        server: status.server.map(|s| s.to_string()).unwrap_or_default(),
+        offset_seconds: status.offset_seconds,
+        synchronized_at: status.synchronized_at.map(super::timestamp),
+        last_error: status.last_error.clone().unwrap_or_default(),
     }
 }
 

@@ -170,6 +170,11 @@ pub struct RouterdFile {
     /// over 4 KiB are not cached). Default 8 MiB, 64 KiB–1 GiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_cache_bytes: Option<usize>,
+    /// NTP servers to set the clock from, in addition to those the ISP gives (DHCPv4 option 42, DHCPv6 options
+    /// 56 and 31), e.g. `["198.51.100.123"]`: IP addresses (a name would need DNS, which needs no clock but
+    /// may need the uplink first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ntp_servers: Vec<String>,
 }
 
 /// The range routerd.json's `dns_cache_bytes` may take.
@@ -242,6 +247,9 @@ impl RouterdFile {
         }
         for upstream in self.dns_upstreams.iter().filter(|u| u.parse::<std::net::IpAddr>().is_err()) {
             problems.push((super::ROUTERD_JSON, format!("dns_upstreams: {upstream:?} is not an IP address")));
+        }
+        for server in self.ntp_servers.iter().filter(|u| u.parse::<std::net::IpAddr>().is_err()) {
+            problems.push((super::ROUTERD_JSON, format!("ntp_servers: {server:?} is not an IP address")));
         }
         if let Some(packets) = self.capture_ring_packets
             && !(1..=MAX_CAPTURE_RING_PACKETS).contains(&packets)

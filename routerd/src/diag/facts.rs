@@ -74,6 +74,36 @@ pub fn lan(
     }
 }
 
+/// The clock check: passed once an NTP server answered (or while the first is still being asked), failed when
+/// none answers; no check without servers.
+pub fn clock(status: &crate::timesync::ClockStatus, now: std::time::SystemTime) -> Option<Result<String, String>> {
+    use crate::timesync::ClockState;
+    let servers = status.servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let verdict = match status.state {
+        ClockState::NoServers => return None,
+        ClockState::Synchronized => {
+            let server = status.server.map(|s| s.to_string()).unwrap_or_default();
+            let when = status
+                .synchronized_at
+                .and_then(|at| now.duration_since(at).ok())
+                .map(|ago| format!(", {} s ago", ago.as_secs()))
+                .unwrap_or_default();
+            let what = if status.sets_system_clock { "set from" } else { "agrees with" };
+            match &status.last_error {
+                Some(problem) if status.sets_system_clock => {
+                    Err(format!("{server} answered, but the clock could not be set: {problem}"))
+                }
+                _ => Ok(format!("{what} {server} (it was off by {:+.3} s{when})", status.offset_seconds)),
+            }
+        }
+        ClockState::Unsynchronized => match &status.last_error {
+            None => Ok(format!("asking {servers}")),
+            Some(error) => Err(format!("no NTP server answered ({error}); the clock may be wrong")),
+        },
+    };
+    Some(verdict)
+}
+
 pub fn state_name(state: ServiceState) -> String {
     match state {
         ServiceState::Starting => "starting",

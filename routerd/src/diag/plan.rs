@@ -108,6 +108,8 @@ pub struct Facts {
     pub router_name: String,
     /// The firewall service's state and message (`None`: no firewall on this machine, e.g. no uplink).
     pub firewall: Option<(String, String)>,
+    /// The clock check's verdict (`None`: no NTP server known, nothing to check).
+    pub clock: Option<Result<String, String>>,
 }
 
 const DNS_PORT: u16 = 53;
@@ -145,6 +147,9 @@ pub fn plan(facts: &Facts) -> Vec<Planned<Check>> {
             Err(format!("the firewall is {state}: {message}; nothing new is forwarded"))
         };
         plan.push(node("firewall", None, "firewall and NAT", Check::Known(loaded)));
+    }
+    if let Some(verdict) = &facts.clock {
+        plan.push(node("clock", None, "clock (NTP)", Check::Known(verdict.clone())));
     }
     for lan in &facts.lans {
         plan_lan(facts, lan, &mut plan);
@@ -346,6 +351,7 @@ mod tests {
             prefix_len: 24,
             gateway: Some(Ipv4Addr::new(198, 51, 100, 1)),
             dns: vec![Ipv4Addr::new(198, 51, 100, 1)],
+            ntp: Vec::new(),
             domain: None,
             server_id: None,
             lease_time: Duration::from_secs(120),
@@ -362,6 +368,7 @@ mod tests {
                 valid: Duration::from_secs(40),
             }],
             dns: vec!["2001:db8:0:1::1".parse().expect("literal")],
+            ntp: Vec::new(),
             server_id: vec![1],
             t1: Duration::from_secs(10),
             t2: Duration::from_secs(20),
@@ -405,6 +412,7 @@ mod tests {
             targets: Targets { dns_name: "example.com".into(), ..Default::default() },
             router_name: "router".into(),
             firewall: None,
+            clock: None,
         }
     }
 

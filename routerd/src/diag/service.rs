@@ -33,31 +33,36 @@ pub struct Diagnostics {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// The state the checks look at, as the services publish it.
+pub struct Views {
     /// `None` on a machine without an uplink.
-    uplink: Option<(String, watch::Receiver<UplinkSnapshot>)>,
+    pub uplink: Option<(String, watch::Receiver<UplinkSnapshot>)>,
+    pub statuses: watch::Receiver<Statuses>,
+    /// The lease table, for the free-address checks.
+    pub leases: watch::Receiver<Vec<crate::lan::dhcp4d::Lease>>,
+    pub clock: watch::Receiver<crate::timesync::ClockStatus>,
+}
+
+struct Inner {
+    views: Views,
     lans: Vec<String>,
-    statuses: watch::Receiver<Statuses>,
     targets: Targets,
     router_name: String,
     last: watch::Sender<Option<Arc<Report>>>,
-    /// The LANs' DHCPv4 pools and the lease table, for the free-address checks.
+    /// The LANs' DHCPv4 pools.
     pools: Vec<crate::lan::dhcp4d::PoolConfig>,
-    leases: watch::Receiver<Vec<crate::lan::dhcp4d::Lease>>,
 }
 
 impl Diagnostics {
     pub fn new(
-        uplink: Option<(String, watch::Receiver<UplinkSnapshot>)>,
+        views: Views,
         lans: Vec<String>,
-        statuses: watch::Receiver<Statuses>,
         targets: Targets,
         router_name: String,
         pools: Vec<crate::lan::dhcp4d::PoolConfig>,
-        leases: watch::Receiver<Vec<crate::lan::dhcp4d::Lease>>,
     ) -> Diagnostics {
         let (last, _) = watch::channel(None);
-        Diagnostics { inner: Arc::new(Inner { uplink, lans, statuses, targets, router_name, last, pools, leases }) }
+        Diagnostics { inner: Arc::new(Inner { views, lans, targets, router_name, last, pools }) }
     }
 
     /// The latest report, from whichever evaluation ran last.
@@ -66,17 +71,17 @@ impl Diagnostics {
     }
 
     fn facts(&self) -> Facts {
-        let statuses = self.inner.statuses.borrow().clone();
+        let statuses = self.inner.views.statuses.borrow().clone();
         let state = |name: &str| statuses.get(name).map(|s| s.state);
         Facts {
             now: Some(SystemTime::now()),
-            uplink: self.inner.uplink.as_ref().map(|(name, view)| facts::uplink(name, view.borrow().clone())),
+            uplink: self.inner.views.uplink.as_ref().map(|(name, view)| facts::uplink(name, view.borrow().clone())),
             lans: self
                 .inner
                 .lans
                 .iter()
                 .map(|lan| {
-                    let leases = self.inner.leases.borrow();
+                    let leases = self.inner.views.leases.borrow();
                     let pool = self.inner.pools.iter().find(|p| &p.interface == lan);
                     let usage = pool.map(|p| p.usage(&leases, crate::clock::now()));
                     facts::lan(lan, state("dhcp4d"), state("radvd"), usage)
@@ -85,6 +90,7 @@ impl Diagnostics {
             targets: self.inner.targets.clone(),
             router_name: self.inner.router_name.clone(),
             firewall: statuses.get("firewall").map(|s| (facts::state_name(s.state), s.message.clone())),
+            clock: facts::clock(&self.inner.views.clock.borrow(), SystemTime::now()),
         }
     }
 
@@ -129,7 +135,7 @@ impl Diagnostics {
         if !self.inner.targets.dns_upstreams.is_empty() {
             return self.inner.targets.dns_upstreams.clone();
         }
-        let Some((_, view)) = &self.inner.uplink else { return Vec::new() };
+        let Some((_, view)) = &self.inner.views.uplink else { return Vec::new() };
         let snapshot = view.borrow();
         let v4 = snapshot.dhcp4.iter().flat_map(|s| s.lease.dns.iter().map(|a| IpAddr::V4(*a)));
         let v6 = snapshot.dhcp6.iter().flat_map(|s| s.lease.dns.iter().map(|a| IpAddr::V6(*a)));

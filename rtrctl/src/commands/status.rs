@@ -20,6 +20,40 @@ pub struct StatusDoc {
     pub uplink: UplinkDoc,
     pub services: Vec<ServiceDoc>,
     pub config_problems: Vec<ConfigProblemDoc>,
+    pub clock: ClockDoc,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClockDoc {
+    /// "synchronized", "unsynchronized", "no_servers"
+    pub state: &'static str,
+    pub now: Option<String>,
+    pub sets_system_clock: bool,
+    pub servers: Vec<String>,
+    pub server: String,
+    pub offset_seconds: f64,
+    pub synchronized_at: Option<String>,
+    pub last_error: String,
+}
+
+impl From<pb::ClockStatus> for ClockDoc {
+    fn from(clock: pb::ClockStatus) -> Self {
+        ClockDoc {
+            state: match pb::ClockState::try_from(clock.state) {
+                Ok(pb::ClockState::Synchronized) => "synchronized",
+                Ok(pb::ClockState::Unsynchronized) => "unsynchronized",
+                Ok(pb::ClockState::NoServers) => "no_servers",
+                _ => "unknown",
+            },
+            now: opt_time(&clock.now),
+            synchronized_at: opt_time(&clock.synchronized_at),
+            sets_system_clock: clock.sets_system_clock,
+            servers: clock.servers,
+            server: clock.server,
+            offset_seconds: clock.offset_seconds,
+            last_error: clock.last_error,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -167,6 +201,7 @@ impl From<pb::GetStatusResponse> for StatusDoc {
                 .into_iter()
                 .map(|p| ConfigProblemDoc { file: p.file, message: p.message })
                 .collect(),
+            clock: ClockDoc::from(status.clock.unwrap_or_default()),
         }
     }
 }
@@ -206,6 +241,22 @@ pub fn render(doc: &StatusDoc) -> String {
     if doc.uplink.ipv6_unavailable && doc.uplink.dhcp6.is_some() {
         out.push_str(&format!("  IPv6    unavailable on the LANs: {}\n", doc.uplink.ipv6_unavailable_reason));
     }
+    let clock = &doc.clock;
+    let now = clock.now.as_deref().unwrap_or("-");
+    out.push_str(&match clock.state {
+        "synchronized" => format!(
+            "\nClock   {now}, {} {} (off by {:+.3} s at {})\n",
+            if clock.sets_system_clock { "set from" } else { "agrees with" },
+            clock.server,
+            clock.offset_seconds,
+            clock.synchronized_at.as_deref().unwrap_or("-")
+        ),
+        "unsynchronized" if !clock.last_error.is_empty() => {
+            format!("\nClock   {now}, not synchronized: {}\n", clock.last_error)
+        }
+        "unsynchronized" => format!("\nClock   {now}, asking {}\n", clock.servers.join(" ")),
+        _ => format!("\nClock   {now}, no NTP server known (set ntp_servers in routerd.json)\n"),
+    });
     let mut interfaces = Table::new(&["INTERFACE", "ROLE", "STATE", "MAC", "MTU", "ADDRESSES"]);
     for i in &doc.interfaces {
         interfaces.row(vec![

@@ -375,6 +375,7 @@ impl Client {
             OptionCode::Router,
             OptionCode::DomainNameServer,
             OptionCode::DomainName,
+            OptionCode::NtpServers,
             OptionCode::AddressLeaseTime,
             OptionCode::Renewal,
             OptionCode::Rebinding,
@@ -436,6 +437,7 @@ const KNOWN_OPTIONS: &[(u8, usize, usize)] = &[
     (3, 0, 4),  // routers
     (6, 0, 4),  // DNS servers
     (15, 0, 1), // domain name
+    (42, 0, 4), // NTP servers
     (51, 4, 1), // lease time
     (53, 1, 1), // message type
     (54, 4, 1), // server identifier

@@ -12,6 +12,8 @@ pub struct Lease {
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
+    /// NTP servers (option 42).
+    pub ntp: Vec<Ipv4Addr>,
     pub domain: Option<String>,
     /// The server that acknowledged the lease (renewals go there).
     pub server_id: Option<Ipv4Addr>,
@@ -80,6 +82,10 @@ impl Lease {
             }
             _ => Vec::new(),
         };
+        let ntp = match message.opts().get(OptionCode::NtpServers) {
+            Some(DhcpOption::NtpServers(servers)) => servers.iter().copied().filter(|s| is_usable_host(*s)).collect(),
+            _ => Vec::new(),
+        };
         let domain = match message.opts().get(OptionCode::DomainName) {
             Some(DhcpOption::DomainName(name)) if !name.is_empty() && name.is_ascii() => Some(name.clone()),
             _ => None,
@@ -88,7 +94,7 @@ impl Lease {
             Some(DhcpOption::ServerIdentifier(id)) if is_usable_host(*id) => Some(*id),
             _ => None,
         };
-        Ok(Lease { address, prefix_len, gateway, dns, domain, server_id, lease_time, t1, t2 })
+        Ok(Lease { address, prefix_len, gateway, dns, ntp, domain, server_id, lease_time, t1, t2 })
     }
 
     /// Whether applying `other` would configure the system differently (timers do not count).
@@ -164,6 +170,7 @@ mod tests {
             DhcpOption::Router(vec![Ipv4Addr::new(198, 51, 100, 1)]),
             DhcpOption::DomainNameServer(vec![Ipv4Addr::new(198, 51, 100, 1), Ipv4Addr::UNSPECIFIED]),
             DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 51, 100, 1)),
+            DhcpOption::NtpServers(vec![Ipv4Addr::new(198, 51, 100, 123), Ipv4Addr::BROADCAST]),
         ]
     }
 
@@ -174,6 +181,7 @@ mod tests {
         assert_eq!(lease.subnet_mask(), Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(lease.gateway, Some(Ipv4Addr::new(198, 51, 100, 1)));
         assert_eq!(lease.dns, vec![Ipv4Addr::new(198, 51, 100, 1)], "0.0.0.0 is dropped");
+        assert_eq!(lease.ntp, vec![Ipv4Addr::new(198, 51, 100, 123)], "the broadcast address is dropped");
         assert_eq!((lease.t1, lease.t2), (Duration::from_secs(300), Duration::from_secs(525)));
     }
 

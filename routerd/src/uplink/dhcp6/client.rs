@@ -318,7 +318,14 @@ impl Client {
         // Hundredths of a second since the transaction started, saturating (RFC 8415 §21.9).
         let elapsed = now.saturating_duration_since(self.transaction_start).as_millis() / 10;
         opts.insert(DhcpOption::ElapsedTime(u16::try_from(elapsed).unwrap_or(u16::MAX)));
-        opts.insert(DhcpOption::ORO(ORO { opts: vec![OptionCode::DomainNameServers, OptionCode::DomainSearchList] }));
+        opts.insert(DhcpOption::ORO(ORO {
+            opts: vec![
+                OptionCode::DomainNameServers,
+                OptionCode::DomainSearchList,
+                OptionCode::NtpServer,
+                OptionCode::SntpServers,
+            ],
+        }));
         message
     }
 

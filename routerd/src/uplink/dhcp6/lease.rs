@@ -30,6 +30,8 @@ pub struct Lease {
     pub address: Option<LeasedAddress>,
     pub prefixes: Vec<DelegatedPrefix>,
     pub dns: Vec<Ipv6Addr>,
+    /// NTP servers (options 56 and 31).
+    pub ntp: Vec<Ipv6Addr>,
     pub server_id: Vec<u8>,
     pub t1: Duration,
     pub t2: Duration,
@@ -139,7 +141,8 @@ impl Lease {
         let t1 = t1.unwrap_or_default().max(MIN_T1);
         let t2 = t2.unwrap_or_default().max(t1);
         let valid = lifetimes.into_iter().max().unwrap_or_default().max(t2);
-        Ok(Lease { address, prefixes, dns: message.dns_servers.clone(), server_id, t1, t2, valid })
+        let ntp = message.ntp_servers.iter().copied().filter(|a| is_global_unicast(*a)).collect();
+        Ok(Lease { address, prefixes, dns: message.dns_servers.clone(), ntp, server_id, t1, t2, valid })
     }
 
     /// Whether applying `other` would configure the system differently (lifetimes and timers do not count).

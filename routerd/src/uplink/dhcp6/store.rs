@@ -19,6 +19,9 @@ pub struct LeaseFile {
     pub prefixes: Vec<GoIpNet>,
     #[serde(default)]
     pub dns: Vec<String>,
+    /// routerd's addition: NTP servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ntp: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub address: String,
     #[serde(flatten)]
@@ -80,6 +83,7 @@ pub fn save(perm: &Path, lease: &Lease, times: LeaseTimes) -> Result<(), StoreEr
         valid_until: rfc3339(wall_clock(times.renew_at)),
         prefixes: lease.prefixes.iter().map(GoIpNet::from_prefix).collect(),
         dns: lease.dns.iter().map(ToString::to_string).collect(),
+        ntp: lease.ntp.iter().map(ToString::to_string).collect(),
         address: lease.address.as_ref().map(|a| a.address.to_string()).unwrap_or_default(),
         times: FileTimes::new(routerd_proto::hex(&lease.server_id), times),
         t1_seconds: lease.t1.as_secs(),
@@ -106,6 +110,7 @@ pub fn load(perm: &Path) -> Result<Option<Lease>, String> {
         .filter(|a| super::lease::is_global_unicast(*a))
         .map(|address| LeasedAddress { address, preferred: valid, valid });
     let dns = file.dns.iter().filter_map(|d| d.parse().ok()).collect();
+    let ntp = file.ntp.iter().filter_map(|d| d.parse().ok()).collect();
     let server_id = (0..file.times.server_id.len() / 2)
         .filter_map(|i| u8::from_str_radix(file.times.server_id.get(2 * i..2 * i + 2)?, 16).ok())
         .collect();
@@ -116,6 +121,7 @@ pub fn load(perm: &Path) -> Result<Option<Lease>, String> {
         address,
         prefixes,
         dns,
+        ntp,
         server_id,
         t1: Duration::from_secs(file.t1_seconds),
         t2: Duration::from_secs(file.t2_seconds),

@@ -75,6 +75,8 @@ pub struct ServerMessage {
     pub ia_na: Vec<Ia>,
     pub ia_pd: Vec<Ia>,
     pub dns_servers: Vec<Ipv6Addr>,
+    /// NTP servers: option 56's server addresses (names and multicast addresses left out) and option 31's.
+    pub ntp_servers: Vec<Ipv6Addr>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -193,6 +195,22 @@ pub fn parse(bytes: &[u8]) -> Result<ServerMessage, WireError> {
                 }
                 message.dns_servers.extend(value.chunks_exact(16).map(|c| address_at(c, 0)));
             }
+            31 => {
+                if value.len() % 16 != 0 {
+                    return Err(WireError::BadLength { code, len: value.len() });
+                }
+                message.ntp_servers.extend(value.chunks_exact(16).map(|c| address_at(c, 0)));
+            }
+            // RFC 5908: suboption 1 is a server's unicast address; 2 (multicast) and 3 (a name) are not used.
+            56 => options(value, |sub, server| {
+                if sub == 1 {
+                    if server.len() != 16 {
+                        return Err(WireError::BadLength { code: 56, len: server.len() });
+                    }
+                    message.ntp_servers.push(address_at(server, 0));
+                }
+                Ok(())
+            })?,
             // Server Unicast (12) is ignored: the client always uses the All_DHCP_Relay_Agents_and_Servers
             // multicast address, which RFC 8415 permits and which works before any global address exists.
             _ => {}
@@ -200,4 +218,32 @@ pub fn parse(bytes: &[u8]) -> Result<ServerMessage, WireError> {
         Ok(())
     })?;
     Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn option(code: u16, value: &[u8]) -> Vec<u8> {
+        let mut bytes = code.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(value);
+        bytes
+    }
+
+    #[test]
+    fn ntp_servers_come_from_option_56_addresses_and_option_31() {
+        let server: Ipv6Addr = "2001:db8:0:1::123".parse().expect("literal");
+        let sntp: Ipv6Addr = "2001:db8:0:1::124".parse().expect("literal");
+        let mut ntp = option(1, &server.octets());
+        ntp.extend(option(3, b"\x03ntp\x07example\x00"));
+        let mut reply = vec![7, 0, 0, 1];
+        reply.extend(option(56, &ntp));
+        reply.extend(option(31, &sntp.octets()));
+        assert_eq!(parse(&reply).expect("parses").ntp_servers, [server, sntp]);
+
+        let mut bad = vec![7, 0, 0, 1];
+        bad.extend(option(56, &option(1, &[0; 4])));
+        assert_eq!(parse(&bad), Err(WireError::BadLength { code: 56, len: 4 }));
+    }
 }
