@@ -62,10 +62,19 @@ pub fn build_image(perm: &Path, out: &Path, log: &Path) -> Result<(), LabError> 
     Ok(())
 }
 
+/// `IMAGE?offset=N` for the /perm partition of `image`, as e2fsprogs' tools (debugfs, e2fsck) take it.
+pub fn perm_partition(image: &Path) -> String {
+    // The layout routerd-image writes for a 1 GiB image: 1 MiB, boot 64 MiB, two slots of 256 MiB.
+    format!("{}?offset={}", image.display(), (1 + 64 + 2 * 256) << 20)
+}
+
 /// The appliance running in qemu.
+#[derive(Clone, Debug)]
 pub struct Vm {
     pub pid: u32,
     pub console: PathBuf,
+    /// When qemu started (power-on).
+    pub powered_on: std::time::Instant,
 }
 
 impl Vm {
@@ -106,7 +115,13 @@ impl Vm {
         .map(String::from)
         .to_vec();
         let pid = tracker.spawn("qemu (the appliance)", router, &qemu, &args, &[], &dir.join("qemu.log"))?;
-        Ok(Vm { pid, console })
+        Ok(Vm { pid, console, powered_on: std::time::Instant::now() })
+    }
+
+    /// Boots `image` in the lab's router namespace.
+    pub fn boot_image(lab: &crate::Lab, image: &Path) -> Result<Vm, LabError> {
+        let dir = image.parent().unwrap_or(Path::new("/tmp"));
+        Vm::boot(&lab.tracker(), lab.router().netns(), image, dir)
     }
 
     /// The serial console so far, without the terminal escapes of the BIOS and syslinux.

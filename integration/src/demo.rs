@@ -53,6 +53,19 @@ const STEPS: &[Step] = &[
     ("safe update", update_performed),
 ];
 
+/// The tour of the appliance (`lab demo --appliance`): the disk image in qemu instead of routerd in a namespace.
+const APPLIANCE_STEPS: &[Step] = &[
+    ("disk image", appliance::image_built_and_booted),
+    ("boot", appliance::routerd_serves),
+    ("LAN lease", appliance::lan_lease),
+    ("status over mTLS", appliance::status),
+    ("clock", appliance::clock),
+    ("names (DNS)", appliance::names),
+    ("internet via NAT", appliance::internet),
+    ("diagnostics", appliance::diagnostics),
+    ("reboot", appliance::reboot),
+];
+
 /// Runs every step in order, reporting each to `progress` as it finishes.
 pub fn tour(lab: &Lab, mut progress: impl FnMut(&StepResult)) -> Vec<StepResult> {
     tour_until(lab, &mut progress, || false)
@@ -61,7 +74,8 @@ pub fn tour(lab: &Lab, mut progress: impl FnMut(&StepResult)) -> Vec<StepResult>
 /// Like [`tour`], stopping before the next step once `interrupted` says so.
 pub fn tour_until(lab: &Lab, mut progress: impl FnMut(&StepResult), interrupted: impl Fn() -> bool) -> Vec<StepResult> {
     let mut results = Vec::new();
-    for (name, step) in STEPS {
+    let steps = if lab.options().appliance { APPLIANCE_STEPS } else { STEPS };
+    for (name, step) in steps {
         if interrupted() {
             break;
         }
@@ -533,4 +547,124 @@ fn revoked_identity_is_refused(lab: &Lab) -> Result<String, String> {
         return Err(format!("the lab's identity {LAB_IDENTITY_NAME:?} stopped working too: {}", output_text(&still)));
     }
     Ok("lan1-laptop revoked with `routerd pki revoke`: refused; other identities unaffected".to_string())
+}
+
+/// The appliance's steps: everything from a LAN device (the VM has no namespace of its own to run rtrctl in).
+mod appliance {
+    use std::time::Duration;
+
+    use super::{lab_error, output_text};
+    use crate::{addresses::*, lab::Lab};
+
+    const BOOT: Duration = Duration::from_secs(300);
+    const STEP: Duration = Duration::from_secs(60);
+    const SERVING: &str = "serving gRPC with mutual TLS on 192.0.2.1";
+
+    fn vm(lab: &Lab) -> Result<crate::appliance::Vm, String> {
+        lab.appliance().ok_or_else(|| "the appliance did not boot".to_string())
+    }
+
+    fn rtrctl(lab: &Lab, args: &[&str]) -> Result<String, String> {
+        let output = lab.lan(1).rtrctl_with_identity(&lab.router().identity(), args).map_err(lab_error)?;
+        if output.success {
+            Ok(output.stdout)
+        } else {
+            Err(format!("rtrctl {}: {}", args.join(" "), output_text(&output)))
+        }
+    }
+
+    fn status_json(lab: &Lab) -> Result<serde_json::Value, String> {
+        serde_json::from_str(&rtrctl(lab, &["-o", "json", "status"])?).map_err(|e| format!("status JSON: {e}"))
+    }
+
+    pub fn image_built_and_booted(lab: &Lab) -> Result<String, String> {
+        lab.boot_appliance().map_err(lab_error)?;
+        let image = lab.work_dir().join("appliance/router.img");
+        let blocks = std::fs::metadata(&image).map(|m| std::os::unix::fs::MetadataExt::blocks(&m)).unwrap_or(0);
+        Ok(format!("routerd-image built {} ({} MiB on disk) and qemu booted it", image.display(), blocks * 512 >> 20))
+    }
+
+    pub fn routerd_serves(lab: &Lab) -> Result<String, String> {
+        let vm = vm(lab)?;
+        vm.wait_for_console(SERVING, 0, BOOT).map_err(lab_error)?;
+        Ok(format!("routerd serves its API on the LAN {:.1} s after power-on", vm.powered_on.elapsed().as_secs_f64()))
+    }
+
+    pub fn lan_lease(lab: &Lab) -> Result<String, String> {
+        let client = lab
+            .lan(1)
+            .start_dhcp_client(crate::DhcpClientKind::Udhcpc { hostname: Some("lan1".into()) })
+            .map_err(lab_error)?;
+        let lease = client.wait_bound(STEP).map_err(lab_error)?;
+        Ok(format!("lan1 (udhcpc) got {} from the appliance", lease.get("ip").unwrap_or_default()))
+    }
+
+    pub fn status(lab: &Lab) -> Result<String, String> {
+        let status = crate::wait::until("the uplink's lease and prefix", STEP, || {
+            let status = status_json(lab).map_err(|e| crate::LabError::unexpected("status", e))?;
+            let ready = status["uplink"]["dhcp4"]["state"] == "bound"
+                && status["uplink"]["dhcp6"]["prefixes"].as_array().is_some_and(|p| !p.is_empty());
+            Ok(ready.then_some(status))
+        })
+        .map_err(lab_error)?;
+        Ok(format!(
+            "rtrctl status with the identity issued before the build: uplink {}, prefix {}",
+            status["uplink"]["dhcp4"]["addr"].as_str().unwrap_or_default(),
+            status["uplink"]["dhcp6"]["prefixes"][0].as_str().unwrap_or_default()
+        ))
+    }
+
+    pub fn clock(lab: &Lab) -> Result<String, String> {
+        let status = crate::wait::until("the clock set", STEP, || {
+            let status = status_json(lab).map_err(|e| crate::LabError::unexpected("status", e))?;
+            Ok((status["clock"]["state"] == "synchronized").then_some(status))
+        })
+        .map_err(lab_error)?;
+        let clock = &status["clock"];
+        Ok(format!(
+            "the VM's clock started in 2020; set from {} (it was {:+.0} s off), now {}",
+            clock["server"].as_str().unwrap_or_default(),
+            clock["offset_seconds"].as_f64().unwrap_or_default(),
+            clock["now"].as_str().unwrap_or_default()
+        ))
+    }
+
+    pub fn names(lab: &Lab) -> Result<String, String> {
+        let answer = lab.lan(1).dig(&ROUTER_LAN_V4.to_string(), "www.example.org", "A").map_err(lab_error)?;
+        if answer != [INTERNET_HOST_V4.to_string()] {
+            return Err(format!("www.example.org resolved to {answer:?}"));
+        }
+        Ok(format!("from lan1: www.example.org = {INTERNET_HOST_V4}, through the appliance's DNS"))
+    }
+
+    pub fn internet(lab: &Lab) -> Result<String, String> {
+        let seen =
+            crate::clients::curl(lab.lan(1).netns(), &format!("http://{INTERNET_HOST_V4}/")).map_err(lab_error)?;
+        Ok(format!("lan1 → {INTERNET_HOST_V4}: the internet host sees {}", seen.trim().trim_start_matches("client=")))
+    }
+
+    pub fn diagnostics(lab: &Lab) -> Result<String, String> {
+        let mut last = String::new();
+        let tree = crate::wait::until("a healthy diagnostics tree", STEP, || {
+            let output = lab.lan(1).rtrctl_with_identity(&lab.router().identity(), &["diag"])?;
+            last = output_text(&output);
+            Ok(output.success.then_some(output.stdout))
+        })
+        .map_err(|e| format!("{e}; the last tree:\n{last}"))?;
+        Ok(format!("rtrctl diag: {}", tree.lines().last().unwrap_or_default()))
+    }
+
+    pub fn reboot(lab: &Lab) -> Result<String, String> {
+        let vm = vm(lab)?;
+        let before = vm.console_text().len();
+        rtrctl(lab, &["reboot", "--yes"])?;
+        let started = std::time::Instant::now();
+        vm.wait_for_console(SERVING, before, BOOT).map_err(lab_error)?;
+        crate::wait::until("the API after the reboot", STEP, || {
+            let output = lab.lan(1).rtrctl_with_identity(&lab.router().identity(), &["status"])?;
+            Ok(output.success.then_some(()))
+        })
+        .map_err(lab_error)?;
+        Ok(format!("rtrctl reboot: back and serving after {:.1} s", started.elapsed().as_secs_f64()))
+    }
 }

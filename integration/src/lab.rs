@@ -72,6 +72,8 @@ pub struct Lab {
     options: LabOptions,
     detached: bool,
     started: Instant,
+    /// The appliance, once booted.
+    vm: std::sync::Mutex<Option<crate::appliance::Vm>>,
 }
 
 impl Lab {
@@ -115,9 +117,18 @@ impl Lab {
     fn build(name: String, work: PathBuf, options: LabOptions, tracker: Tracker) -> Result<Lab, LabError> {
         let started = Instant::now();
         match Lab::assemble(&name, &tracker, &work, &options) {
-            Ok((isp, router, lans)) => {
-                Ok(Lab { name, tracker, work, isp, router, lans, options, detached: false, started })
-            }
+            Ok((isp, router, lans)) => Ok(Lab {
+                name,
+                tracker,
+                work,
+                isp,
+                router,
+                lans,
+                options,
+                detached: false,
+                started,
+                vm: std::sync::Mutex::default(),
+            }),
             Err(error) => {
                 // Leave nothing half-built behind.
                 tracker.teardown();
@@ -206,14 +217,28 @@ impl Lab {
     /// Builds the appliance's disk image from the router's `--perm` (its interfaces, configuration and the lab's
     /// identity) and boots it in qemu. Only for a lab started with `appliance`.
     pub fn boot_appliance(&self) -> Result<crate::appliance::Vm, LabError> {
+        let image = self.build_appliance_image()?;
+        let vm = crate::appliance::Vm::boot_image(self, &image)?;
+        *self.vm.lock().unwrap_or_else(|p| p.into_inner()) = Some(vm.clone());
+        Ok(vm)
+    }
+
+    /// The appliance booted by [`Lab::boot_appliance`].
+    pub fn appliance(&self) -> Option<crate::appliance::Vm> {
+        self.vm.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Builds the appliance's disk image (`appliance/router.img` in the lab's directory) from the router's
+    /// `--perm`.
+    pub fn build_appliance_image(&self) -> Result<PathBuf, LabError> {
         if !self.options.appliance {
-            return Err(LabError::unexpected("booting the appliance", "the lab was not started with `appliance`"));
+            return Err(LabError::unexpected("building the appliance", "the lab was not started with `appliance`"));
         }
         let dir = self.work.join("appliance");
         std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let image = dir.join("router.img");
         crate::appliance::build_image(&self.router.perm(), &image, &dir.join("build.log"))?;
-        crate::appliance::Vm::boot(&self.tracker, self.router.netns(), &image, &dir)
+        Ok(image)
     }
 
     pub fn work_dir(&self) -> &Path {

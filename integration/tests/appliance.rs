@@ -113,7 +113,13 @@ fn the_appliance_boots_from_its_disk_serves_the_lan_and_comes_back_after_a_reboo
     rtrctl(&lab, &["reboot", "--yes"]);
     lab.check(vm.wait_for_console("init: unmounting /perm and restarting", before_reboot, STEP), "a clean shutdown");
     let second_boot = lab.check(vm.wait_for_console("init: started routerd", before_reboot, BOOT), "the second boot");
-    lab.check(vm.wait_for_console("applying the saved lease", second_boot, STEP), "the saved uplink lease applied");
+    let applied =
+        lab.check(vm.wait_for_console("applying the saved lease", second_boot, STEP), "the saved uplink lease applied");
+    let asked = lab.check(
+        vm.wait_for_console("asking to keep the saved address (INIT-REBOOT)", second_boot, STEP),
+        "INIT-REBOOT with the saved address",
+    );
+    assert!(applied < asked, "the saved lease must be applied before the ISP is asked");
     let text = vm.console_text();
     let rebooted = &text[before_reboot..second_boot];
     assert!(rebooted.contains("init: e2fsck: /dev/sda4 is clean"), "/perm was not unmounted cleanly:\n{rebooted}");
@@ -141,4 +147,39 @@ fn the_appliance_boots_from_its_disk_serves_the_lan_and_comes_back_after_a_reboo
     );
     let again = renewed.wait_bound(STEP).unwrap_or_else(|e| fail(&format!("no lease after the reboot: {e}")));
     assert_eq!(again.get("ip"), Some(address.as_str()), "the device keeps its address");
+
+    // Power-off: routerd stops, /perm is unmounted, the machine goes off (qemu exits).
+    let before_off = vm.console_text().len();
+    rtrctl(&lab, &["poweroff", "--yes"]);
+    lab.check(
+        wait::until("qemu to exit after the power-off", STEP, || Ok(lab.tracker().exit_status(vm.pid))),
+        "power-off",
+    );
+    let off = &vm.console_text()[before_off..];
+    assert!(off.contains("init: unmounting /perm and powering off"), "{off}");
+}
+
+#[test]
+fn a_damaged_perm_is_repaired_at_boot_not_recreated() {
+    let lab = Lab::start(LabOptions { appliance: true, lan_devices: 1, ..LabOptions::default() }).expect("the lab");
+    let image = lab.check(lab.build_appliance_image(), "building the image");
+    // Damage /perm as a power cut in the middle of a write can: the inode of routerd.json is cleared, so its
+    // directory entry points at nothing.
+    let perm = integration::appliance::perm_partition(&image);
+    let debugfs = |request: &str| {
+        let mut command = std::process::Command::new("debugfs");
+        command.args(["-w", "-R", request, &perm]);
+        lab.check(integration::command::run_unchecked(&mut command), "debugfs")
+    };
+    let damaged = debugfs("clri /routerd.json");
+    assert!(damaged.success, "{}", damaged.combined());
+    let vm = lab.check(integration::appliance::Vm::boot_image(&lab, &image), "booting the damaged image");
+    let fail = |what: &str| -> ! { lab.fail(&format!("{what}\n── console:\n{}", vm.console_text())) };
+    vm.wait_for_console("init: started routerd", 0, BOOT).unwrap_or_else(|e| fail(&e.to_string()));
+    let console = vm.console_text();
+    assert!(console.contains("repaired /dev/sda4"), "no repair reported:\n{console}");
+    // The rest of /perm is still there: interfaces.json configures the LAN, and the device gets a lease.
+    let client = lab.check(lab.lan(1).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: None }), "udhcpc");
+    client.wait_bound(STEP).unwrap_or_else(|e| fail(&format!("no lease after the repair: {e}")));
+    assert!(!console.contains("created the router's certificate authority"), "the CA was re-created:\n{console}");
 }
