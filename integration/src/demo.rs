@@ -581,7 +581,7 @@ mod appliance {
         lab.boot_appliance().map_err(lab_error)?;
         let image = lab.work_dir().join("appliance/router.img");
         let blocks = std::fs::metadata(&image).map(|m| std::os::unix::fs::MetadataExt::blocks(&m)).unwrap_or(0);
-        Ok(format!("routerd-image built {} ({} MiB on disk) and qemu booted it", image.display(), blocks * 512 >> 20))
+        Ok(format!("routerd-image built {} ({} MiB on disk) and qemu booted it", image.display(), (blocks * 512) >> 20))
     }
 
     pub fn routerd_serves(lab: &Lab) -> Result<String, String> {
