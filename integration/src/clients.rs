@@ -83,6 +83,13 @@ impl DhcpClient {
         let label = kind.label();
         fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
         let events = dir.join(format!("{label}-{interface}.events"));
+        // A new client starts with no events: an earlier client's "bound" on this interface is not this one's.
+        match fs::remove_file(&events) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LabError::unexpected(format!("removing {}", events.display()), error.to_string()));
+            }
+            _ => {}
+        }
         let script = dir.join(format!("{label}-{interface}.sh"));
         let template = match kind {
             DhcpClientKind::Udhcpc { .. } => include_str!("assets/udhcpc.sh"),

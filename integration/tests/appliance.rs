@@ -141,6 +141,9 @@ fn the_appliance_boots_from_its_disk_serves_the_lan_and_comes_back_after_a_reboo
         leases.iter().any(|l| l["addr"] == address.as_str() && l["hostname"] == "laptop"),
         "the device's lease did not survive the reboot: {leases:?}"
     );
+    // A new client (INIT-REBOOT asks for the address it had); the first one stops first, so that only one
+    // configures the interface.
+    client.stop();
     let renewed = lab.check(
         lab.lan(1).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("laptop".into()) }),
         "udhcpc again",
@@ -163,16 +166,19 @@ fn the_appliance_boots_from_its_disk_serves_the_lan_and_comes_back_after_a_reboo
 fn a_damaged_perm_is_repaired_at_boot_not_recreated() {
     let lab = Lab::start(LabOptions { appliance: true, lan_devices: 1, ..LabOptions::default() }).expect("the lab");
     let image = lab.check(lab.build_appliance_image(), "building the image");
-    // Damage /perm as a power cut in the middle of a write can: the inode of routerd.json is cleared, so its
-    // directory entry points at nothing.
+    // Damage /perm as a failing disk or a power cut in the middle of a write can.
     let perm = integration::appliance::perm_partition(&image);
     let debugfs = |request: &str| {
         let mut command = std::process::Command::new("debugfs");
         command.args(["-w", "-R", request, &perm]);
         lab.check(integration::command::run_unchecked(&mut command), "debugfs")
     };
-    let damaged = debugfs("clri /routerd.json");
-    assert!(damaged.success, "{}", damaged.combined());
+    // The inode of routerd.json is cleared, so its directory entry points at nothing, and the file system is
+    // marked as having errors (as the kernel marks it when it meets such damage).
+    for request in ["clri /routerd.json", "ssv state 2"] {
+        let damaged = debugfs(request);
+        assert!(damaged.success, "{request}: {}", damaged.combined());
+    }
     let vm = lab.check(integration::appliance::Vm::boot_image(&lab, &image), "booting the damaged image");
     let fail = |what: &str| -> ! { lab.fail(&format!("{what}\n── console:\n{}", vm.console_text())) };
     vm.wait_for_console("init: started routerd", 0, BOOT).unwrap_or_else(|e| fail(&e.to_string()));

@@ -81,7 +81,7 @@ fn topology_is_isolated_uses_documentation_ranges_and_is_removed_on_drop() {
     }
 
     let pids: Vec<u32> = lab.tracker().processes().iter().map(|p| p.pid).collect();
-    assert_eq!(pids.len(), 5, "dnsmasq, kea, radvd, unbound, http host");
+    assert_eq!(pids.len(), 6, "dnsmasq, kea, radvd, unbound, chronyd, http host");
     drop(lab);
     for name in &names {
         assert!(!Netns::existing(name).exists(), "{name} is still there");
@@ -272,7 +272,7 @@ fn a_panicking_test_leaves_no_namespace_or_process_behind() {
     let (namespaces, pids, work_dir) = seen.lock().expect("lock").clone();
     assert!(!work_dir.as_os_str().is_empty() && !work_dir.exists(), "{} is still there", work_dir.display());
     assert_eq!(namespaces.len(), 4);
-    assert_eq!(pids.len(), 7, "5 ISP peers, routerd, udhcpc");
+    assert_eq!(pids.len(), 8, "6 ISP peers, routerd, udhcpc");
     for name in namespaces {
         assert!(!Netns::existing(&name).exists(), "{name} is still there");
     }
@@ -344,7 +344,7 @@ fn lab_up_in_the_foreground_is_removed_by_ctrl_c() {
     )
     .expect("inventory JSON");
     assert_eq!(inventory.namespaces.len(), 3);
-    assert_eq!(inventory.processes.len(), 6, "{inventory:?}");
+    assert_eq!(inventory.processes.len(), 7, "{inventory:?}");
 
     // SAFETY: signalling our own child.
     unsafe { libc::kill(lab_process.id() as libc::pid_t, libc::SIGINT) };
