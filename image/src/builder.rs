@@ -47,6 +47,9 @@ const ROOT_MODULES: &[&str] = &[
     "wireguard",
     "sp5100_tco",
     "i6300esb",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
 ];
 
 const MIB: f64 = (1u64 << 20) as f64;
@@ -72,59 +75,25 @@ pub fn build(args: &BuildArgs) -> Result<(), ImageError> {
 
     step(2, "checking host tools and routerd's binaries");
     tools::check()?;
-    let binaries = binaries_dir(args)?;
+    let binaries = binaries_dir(&args.binaries)?;
 
-    step(3, "kernel (Debian's linux-image-amd64)");
-    let cache = args.cache.clone().unwrap_or_else(default_cache);
-    let kernel = kernel::fetch(&cache, args.kernel_deb.as_deref())?;
-    let kernel_size = std::fs::metadata(kernel.vmlinuz()).map(|m| m.len()).unwrap_or(0);
-    println!("  {} ({:.1} MiB)", kernel.release, kernel_size as f64 / MIB);
-
-    step(4, "initramfs (finds the root slot and mounts it)");
-    let initramfs_tree = Tree::new(work.path().join("initramfs"), &["dev", "proc", "sys", "root", "etc"])?;
-    initramfs_tree.add_program(&binaries.join("routerd-init"), "init")?;
-    initramfs_tree.write("initramfs", b"routerd initramfs\n")?;
-    let count = initramfs_tree.add_modules(&kernel, INITRAMFS_MODULES)?;
-    let initramfs = work.path().join("initrd.gz");
-    let archive = cpio::initramfs(&initramfs_tree.dir, &[("dev/console", 5, 1)])?;
-    std::fs::write(&initramfs, &archive).context(|| "writing the initramfs".into())?;
-    println!("  {count} modules, {:.1} MiB", archive.len() as f64 / MIB);
-
-    step(5, "root file system (squashfs: routerd, rtrctl, init, e2fsck, their libraries, modules)");
-    let root_tree =
-        Tree::new(work.path().join("root"), &["dev", "proc", "sys", "run", "tmp", "perm", "boot", "etc", "root"])?;
-    root_tree.add_program(&binaries.join("routerd-init"), "sbin/init")?;
-    root_tree.add_program(&binaries.join("routerd"), "usr/bin/routerd")?;
-    root_tree.add_program(&binaries.join("rtrctl"), "usr/bin/rtrctl")?;
-    let e2fsck = tools::find("e2fsck").ok_or(ImageError::MissingTool { tool: "e2fsck", package: "e2fsprogs" })?;
-    root_tree.add_program(&e2fsck, "sbin/e2fsck")?;
-    let count = root_tree.add_modules(&kernel, ROOT_MODULES)?;
-    root_tree.write(
-        "etc/routerd-release",
-        format!("routerd {}\nkernel {}\n", env!("CARGO_PKG_VERSION"), kernel.release).as_bytes(),
+    let system = make_system(
+        &Sources {
+            binaries: &binaries,
+            routerd: None,
+            cache: args.cache.clone(),
+            kernel_deb: args.kernel_deb.as_deref(),
+            version: args.version_name.clone(),
+            work: work.path(),
+        },
+        3,
+        6,
     )?;
-    let unpacked = tree::size_of(&root_tree.dir);
-    let squashfs = work.path().join("root.squashfs");
-    tools::run(
-        "mksquashfs",
-        &[
-            &root_tree.dir.display().to_string(),
-            &squashfs.display().to_string(),
-            "-comp",
-            "zstd",
-            "-noappend",
-            "-all-root",
-            "-quiet",
-            "-no-progress",
-        ],
-        "making the root file system",
-    )?;
-    let packed = std::fs::metadata(&squashfs).map(|m| m.len()).unwrap_or(0);
-    println!("  {count} modules; {:.1} MiB ({:.1} MiB unpacked)", packed as f64 / MIB, unpacked as f64 / MIB);
+    let (kernel_path, initramfs, squashfs) = (system.kernel.clone(), system.initramfs.clone(), system.root.clone());
 
     step(6, &format!("disk image {} ({} MiB)", args.out.display(), args.size >> 20));
     let parts = disk::Parts {
-        kernel: &kernel.vmlinuz(),
+        kernel: &kernel_path,
         initramfs: &initramfs,
         root: &squashfs,
         perm: &perm,
@@ -154,6 +123,86 @@ pub fn build(args: &BuildArgs) -> Result<(), ImageError> {
     Ok(())
 }
 
+/// Where a system's parts come from.
+pub struct Sources<'a> {
+    /// routerd-init and rtrctl (and routerd, unless `routerd` names another).
+    pub binaries: &'a Path,
+    pub routerd: Option<&'a Path>,
+    pub cache: Option<PathBuf>,
+    pub kernel_deb: Option<&'a Path>,
+    /// The system's version name (default: routerd's version and the build time).
+    pub version: Option<String>,
+    pub work: &'a Path,
+}
+
+/// A system: what a root slot boots from.
+pub struct System {
+    pub version: String,
+    pub kernel_release: String,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub root: PathBuf,
+}
+
+/// The kernel, the initramfs and the root file system, as steps `first` to `first + 2` of `total`.
+pub fn make_system(sources: &Sources, first: usize, total: usize) -> Result<System, ImageError> {
+    let step = |number: usize, text: &str| println!("[{number}/{total}] {text}");
+    let version = sources.version.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        format!("{}-{now}", env!("CARGO_PKG_VERSION"))
+    });
+    step(first, "kernel (Debian's linux-image-amd64)");
+    let cache = sources.cache.clone().unwrap_or_else(default_cache);
+    let kernel = kernel::fetch(&cache, sources.kernel_deb)?;
+    let kernel_size = std::fs::metadata(kernel.vmlinuz()).map(|m| m.len()).unwrap_or(0);
+    println!("  {} ({:.1} MiB)", kernel.release, kernel_size as f64 / MIB);
+
+    step(first + 1, "initramfs (finds the root slot and mounts it)");
+    let initramfs_tree = Tree::new(sources.work.join("initramfs"), &["dev", "proc", "sys", "root", "etc"])?;
+    initramfs_tree.add_program(&sources.binaries.join("routerd-init"), "init")?;
+    initramfs_tree.write("initramfs", b"routerd initramfs\n")?;
+    let count = initramfs_tree.add_modules(&kernel, INITRAMFS_MODULES)?;
+    let initramfs = sources.work.join("initrd.gz");
+    let archive = cpio::initramfs(&initramfs_tree.dir, &[("dev/console", 5, 1)])?;
+    std::fs::write(&initramfs, &archive).context(|| "writing the initramfs".into())?;
+    println!("  {count} modules, {:.1} MiB", archive.len() as f64 / MIB);
+
+    step(first + 2, "root file system (squashfs: routerd, rtrctl, init, e2fsck, their libraries, modules)");
+    let root_tree =
+        Tree::new(sources.work.join("root"), &["dev", "proc", "sys", "run", "tmp", "perm", "boot", "etc", "root"])?;
+    root_tree.add_program(&sources.binaries.join("routerd-init"), "sbin/init")?;
+    let routerd = sources.routerd.map(Path::to_path_buf).unwrap_or_else(|| sources.binaries.join("routerd"));
+    root_tree.add_program(&routerd, "usr/bin/routerd")?;
+    root_tree.add_program(&sources.binaries.join("rtrctl"), "usr/bin/rtrctl")?;
+    let e2fsck = tools::find("e2fsck").ok_or(ImageError::MissingTool { tool: "e2fsck", package: "e2fsprogs" })?;
+    root_tree.add_program(&e2fsck, "sbin/e2fsck")?;
+    let count = root_tree.add_modules(&kernel, ROOT_MODULES)?;
+    root_tree.write(
+        "etc/routerd-release",
+        format!("system {}\nrouterd {}\nkernel {}\n", version, env!("CARGO_PKG_VERSION"), kernel.release).as_bytes(),
+    )?;
+    let unpacked = tree::size_of(&root_tree.dir);
+    let squashfs = sources.work.join("root.squashfs");
+    tools::run(
+        "mksquashfs",
+        &[
+            &root_tree.dir.display().to_string(),
+            &squashfs.display().to_string(),
+            "-comp",
+            "zstd",
+            "-noappend",
+            "-all-root",
+            "-quiet",
+            "-no-progress",
+        ],
+        "making the root file system",
+    )?;
+    let packed = std::fs::metadata(&squashfs).map(|m| m.len()).unwrap_or(0);
+    println!("  {count} modules; {:.1} MiB ({:.1} MiB unpacked)", packed as f64 / MIB, unpacked as f64 / MIB);
+
+    Ok(System { version, kernel_release: kernel.release.clone(), kernel: kernel.vmlinuz(), initramfs, root: squashfs })
+}
+
 fn valid_hostname(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -163,19 +212,11 @@ fn valid_hostname(name: &str) -> bool {
 }
 
 pub fn syslinux_cfg(hostname: &str) -> String {
-    let slot = |name: &str, partition: u32| {
-        format!(
-            "LABEL {name}\n  KERNEL /vmlinuz-{name}\n  INITRD /initrd-{name}\n  APPEND console=ttyS0,115200 panic=10 \
-             routerd.slot={name} routerd.root={} routerd.perm={} routerd.hostname={hostname}\n",
-            layout::partuuid(partition),
-            layout::partuuid(layout::PERM_PARTITION)
-        )
-    };
-    format!("SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT a\n{}", slot("a", layout::ROOT_A_PARTITION))
+    layout::syslinux_cfg(layout::Slot::A, hostname)
 }
 
-fn binaries_dir(args: &BuildArgs) -> Result<PathBuf, ImageError> {
-    let dir = match &args.binaries {
+pub fn binaries_dir(binaries: &Option<PathBuf>) -> Result<PathBuf, ImageError> {
+    let dir = match binaries {
         Some(dir) => dir.clone(),
         None => std::env::current_exe()
             .ok()

@@ -1,6 +1,7 @@
 //! routerd-image: builds the appliance's disk image (see `routerd-image build --help`).
 
 mod builder;
+mod bundle;
 mod cpio;
 mod disk;
 mod error;
@@ -24,6 +25,10 @@ enum Command {
     /// Build a whole-disk image: MBR, boot partition (syslinux, kernel, initramfs), root slots A and B, and /perm
     /// filled from --perm. Runs as an ordinary user; write the result to the router's disk with dd.
     Build(BuildArgs),
+    /// Build a system update bundle (kernel, initramfs, root and a signed manifest) for `rtrctl update --image`.
+    Bundle(bundle::BundleArgs),
+    /// Make an ed25519 key pair for signing bundles (routerd.json `update_signing_keys` takes the public key).
+    Keygen(bundle::KeygenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +56,9 @@ pub struct BuildArgs {
     /// Where the kernel package is downloaded and unpacked (default ~/.cache/routerd-image).
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// What `rtrctl update status` calls this system (default: routerd's version and the build time).
+    #[arg(long)]
+    pub version_name: Option<String>,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -69,6 +77,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => builder::build(&args),
+        Command::Bundle(args) => bundle::bundle(&args),
+        Command::Keygen(args) => bundle::keygen(&args),
     };
     if let Err(error) = result {
         eprintln!("routerd-image: {error}");

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use routerd_init::layout;
+use crate::layout;
 
 /// The device node of partition `partition` on the disk whose MBR carries `disk_id`.
 pub fn find_partition(disk_id: u32, partition: u32) -> Option<PathBuf> {

@@ -5,7 +5,9 @@ use std::{path::Path, time::Duration};
 
 use routerd_init::cmdline::Cmdline;
 
-use crate::{block, log::Log, sys};
+use routerd_init::block;
+
+use crate::{log::Log, sys};
 
 /// How long the disk may take to appear (drivers probe in the background; under software emulation, slowly).
 const ROOT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -12,6 +12,88 @@ pub const ROOT_B_PARTITION: u32 = 3;
 /// ext4 with all state: the same for both slots.
 pub const PERM_PARTITION: u32 = 4;
 
+/// A root slot: its partition, and its kernel and initramfs on the boot partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    A,
+    B,
+}
+
+impl Slot {
+    pub fn parse(name: &str) -> Option<Slot> {
+        match name {
+            "a" => Some(Slot::A),
+            "b" => Some(Slot::B),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::A => "a",
+            Slot::B => "b",
+        }
+    }
+
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::A => Slot::B,
+            Slot::B => Slot::A,
+        }
+    }
+
+    pub fn partition(self) -> u32 {
+        match self {
+            Slot::A => ROOT_A_PARTITION,
+            Slot::B => ROOT_B_PARTITION,
+        }
+    }
+
+    /// The kernel's file on the boot partition.
+    pub fn kernel(self) -> String {
+        format!("vmlinuz-{}", self.name())
+    }
+
+    pub fn initramfs(self) -> String {
+        format!("initrd-{}", self.name())
+    }
+
+    /// The kernel command line that boots this slot. `trial` (seconds) marks a system update on trial: init
+    /// arms the watchdog and goes back to the boot default unless routerd confirms the update in time.
+    pub fn cmdline(self, hostname: &str, trial: Option<u64>) -> String {
+        let mut line = format!(
+            "console=ttyS0,115200 panic=10 routerd.slot={} routerd.root={} routerd.perm={} routerd.hostname={hostname}",
+            self.name(),
+            partuuid(self.partition()),
+            partuuid(PERM_PARTITION)
+        );
+        if let Some(seconds) = trial {
+            line.push_str(&format!(" routerd.trial={seconds}"));
+        }
+        line
+    }
+}
+
+/// syslinux.cfg: both slots, `default` booted (the other one only by a kexec on trial).
+pub fn syslinux_cfg(default: Slot, hostname: &str) -> String {
+    let mut text = format!("SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT {}\n", default.name());
+    for slot in [Slot::A, Slot::B] {
+        text.push_str(&format!(
+            "LABEL {}\n  KERNEL /{}\n  INITRD /{}\n  APPEND {}\n",
+            slot.name(),
+            slot.kernel(),
+            slot.initramfs(),
+            slot.cmdline(hostname, None)
+        ));
+    }
+    text
+}
+
+/// The DEFAULT of a syslinux.cfg.
+pub fn syslinux_default(cfg: &str) -> Option<Slot> {
+    cfg.lines().find_map(|l| l.trim().strip_prefix("DEFAULT ")).and_then(|name| Slot::parse(name.trim()))
+}
+
 /// `PARTUUID=7274726d-02` for partition 2.
 pub fn partuuid(partition: u32) -> String {
     format!("{DISK_ID:08x}-{partition:02x}")
@@ -46,5 +128,15 @@ mod tests {
         sector[510] = 0x55;
         sector[511] = 0xaa;
         assert_eq!(mbr_disk_id(&sector), Some(DISK_ID));
+    }
+
+    #[test]
+    fn syslinux_boots_the_default_slot_and_knows_both() {
+        let cfg = syslinux_cfg(Slot::B, "router");
+        assert_eq!(syslinux_default(&cfg), Some(Slot::B));
+        assert!(cfg.contains("KERNEL /vmlinuz-a") && cfg.contains("INITRD /initrd-b"));
+        assert!(cfg.contains("routerd.slot=b routerd.root=72747264-03 routerd.perm=72747264-04"));
+        assert!(Slot::A.cmdline("r", Some(300)).ends_with("routerd.trial=300"));
+        assert_eq!(Slot::A.other(), Slot::B);
     }
 }

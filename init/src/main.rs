@@ -1,7 +1,6 @@
 //! routerd-init: PID 1 of the appliance. In the initramfs (a file `/initramfs` marks it) it mounts the root slot
 //! and runs the root's init; in the root it is the system's init (see [`system`]).
 
-mod block;
 mod initramfs;
 mod log;
 mod sys;

@@ -138,3 +138,62 @@ pub fn describe_status(status: libc::c_int) -> String {
         format!("wait status {status}")
     }
 }
+
+/// `LINUX_REBOOT_CMD_KEXEC`: boot the kernel loaded by kexec_file_load.
+pub const REBOOT_KEXEC: libc::c_int = 0x4558_4543;
+
+/// Loads `kernel` and `initramfs` with `cmdline` for a kexec (the kernel checks the image; no kexec-tools).
+pub fn kexec_load(kernel: &Path, initramfs: &Path, cmdline: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let kernel = std::fs::File::open(kernel)?;
+    let initramfs = std::fs::File::open(initramfs)?;
+    let cmdline = CString::new(cmdline)?;
+    let length = cmdline.as_bytes_with_nul().len();
+    // SAFETY: two open descriptors, and a NUL-terminated string with its length (the NUL counted).
+    let result = unsafe {
+        libc::syscall(libc::SYS_kexec_file_load, kernel.as_raw_fd(), initramfs.as_raw_fd(), length, cmdline.as_ptr(), 0)
+    };
+    if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// A hardware watchdog (`/dev/watchdog`): it resets the machine unless fed within its timeout.
+pub struct Watchdog {
+    file: std::fs::File,
+}
+
+/// `_IOWR('W', 6, int)` and `_IOR('W', 5, int)` of <linux/watchdog.h>.
+const WDIOC_SETTIMEOUT: libc::c_ulong = 0xC004_5706;
+const WDIOC_KEEPALIVE: libc::c_ulong = 0x8004_5705;
+
+impl Watchdog {
+    /// Opens and starts the watchdog with `timeout` seconds.
+    pub fn arm(timeout: u32) -> io::Result<Watchdog> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new().write(true).open("/dev/watchdog")?;
+        let mut seconds = timeout as libc::c_int;
+        // SAFETY: the ioctl reads and writes one int.
+        if unsafe { libc::ioctl(file.as_raw_fd(), WDIOC_SETTIMEOUT, &mut seconds) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Watchdog { file })
+    }
+
+    pub fn feed(&self) {
+        use std::os::fd::AsRawFd;
+        let mut unused: libc::c_int = 0;
+        // SAFETY: the ioctl takes an int it ignores.
+        unsafe { libc::ioctl(self.file.as_raw_fd(), WDIOC_KEEPALIVE, &mut unused) };
+    }
+
+    /// Stops it (the "magic close": write 'V', then close).
+    pub fn disarm(self) {
+        use std::io::Write;
+        let mut file = self.file;
+        let _ = file.write_all(b"V");
+    }
+
+    /// Leaves it running while this process goes away (a kexec): the next system must feed it in time.
+    pub fn leave_running(self) {
+        std::mem::forget(self.file);
+    }
+}

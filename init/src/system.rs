@@ -12,7 +12,9 @@ use std::{
 
 use routerd_init::cmdline::Cmdline;
 
-use crate::{block, log::Log, sys};
+use routerd_init::block;
+
+use crate::{log::Log, sys};
 
 const PERM: &str = "/perm";
 const ROUTERD: &str = "/usr/bin/routerd";
@@ -30,7 +32,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const INIT_ENV: &str = "ROUTERD_INIT";
 
 pub fn run(log: &Log) -> String {
-    let signals = sys::block_signals(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGUSR2]);
+    let signals = sys::block_signals(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGUSR2]);
     crate::mount_kernel_file_systems(log);
     for target in ["/run", "/tmp"] {
         if let Err(error) =
@@ -66,7 +68,48 @@ pub fn run(log: &Log) -> String {
         log.line(&format!("init: cannot keep this boot's log in /perm/log: {error}"));
     }
     log.line(&format!("init: /perm is {} (ext4)", perm));
-    supervise(log, &signals)
+    let trial =
+        cmdline.get("routerd.trial").and_then(|s| s.parse::<u64>().ok()).map(|window| Trial::start(log, window));
+    supervise(log, &signals, trial)
+}
+
+/// A system update on trial in this slot: the watchdog runs and is fed only while routerd runs; routerd must
+/// confirm within the window (plus a margin for the boot), or init goes back to the boot default, the old slot.
+struct Trial {
+    watchdog: Option<sys::Watchdog>,
+    deadline: Instant,
+    window: u64,
+}
+
+/// The watchdog resets the machine when init stops feeding it for this long (a hang).
+const TRIAL_WATCHDOG_SECONDS: u32 = 30;
+/// How long a kexec'd kernel has to come up and start feeding the watchdog.
+const KEXEC_WATCHDOG_SECONDS: u32 = 120;
+/// Time for the boot itself, on top of routerd's confirm window.
+const TRIAL_MARGIN: Duration = Duration::from_secs(60);
+
+impl Trial {
+    fn start(log: &Log, window: u64) -> Trial {
+        let watchdog = match sys::Watchdog::arm(TRIAL_WATCHDOG_SECONDS) {
+            Ok(watchdog) => Some(watchdog),
+            Err(error) => {
+                log.line(&format!("init: no hardware watchdog ({error}): a hang on trial is not caught"));
+                None
+            }
+        };
+        log.line(&format!("init: system update on trial: routerd has {window} s to confirm it"));
+        Trial { watchdog, deadline: Instant::now() + Duration::from_secs(window) + TRIAL_MARGIN, window }
+    }
+}
+
+/// Gives up an update on trial: says why in /perm for the old slot's routerd, then restarts into the boot default.
+fn abandon(log: &Log, routerd: Option<libc::pid_t>, reason: &str) -> String {
+    log.line(&format!("init: abandoning the system update: {reason}"));
+    let path = Path::new(PERM).join(routerd_init::handoff::TRIAL_FAILED);
+    if let Err(error) = std::fs::write(&path, format!("{reason}\n")) {
+        log.line(&format!("init: writing {}: {error}", path.display()));
+    }
+    shutdown(log, routerd, libc::RB_AUTOBOOT)
 }
 
 /// Checks the /perm partition with e2fsck (repairing what it safely can) and mounts it.
@@ -102,18 +145,37 @@ fn mount_perm(log: &Log, cmdline: &Cmdline) -> Result<String, String> {
     Ok(device)
 }
 
-/// Keeps routerd running until a signal asks for a restart or power-off.
-fn supervise(log: &Log, signals: &libc::sigset_t) -> String {
+/// Keeps routerd running until a signal asks for a restart, a power-off or a kexec.
+fn supervise(log: &Log, signals: &libc::sigset_t, mut trial: Option<Trial>) -> String {
     let mut routerd: Option<(libc::pid_t, Instant)> = None;
     let mut restart_at = Some(Instant::now());
     let mut delay = FIRST_RESTART_DELAY;
     loop {
+        if let Some(current) = trial.take() {
+            if Path::new(routerd_init::handoff::CONFIRMED).exists() {
+                log.line("init: the system update is confirmed; the watchdog is stopped");
+                if let Some(watchdog) = current.watchdog {
+                    watchdog.disarm();
+                }
+            } else if Instant::now() >= current.deadline {
+                let reason = format!("routerd did not confirm the update within {} s", current.window);
+                return abandon(log, routerd.map(|(pid, _)| pid), &reason);
+            } else {
+                if let (Some(watchdog), Some(_)) = (&current.watchdog, routerd) {
+                    watchdog.feed();
+                }
+                trial = Some(current);
+            }
+        }
         if let Some(at) = restart_at
             && Instant::now() >= at
         {
             restart_at = None;
             match start_routerd(log) {
                 Ok(pid) => routerd = Some((pid, Instant::now())),
+                Err(error) if trial.is_some() => {
+                    return abandon(log, None, &format!("routerd cannot start ({error}) while the update is on trial"));
+                }
                 Err(error) => {
                     log.line(&format!("init: starting routerd: {error}; trying again in {} s", delay.as_secs()));
                     restart_at = Some(Instant::now() + delay);
@@ -121,7 +183,10 @@ fn supervise(log: &Log, signals: &libc::sigset_t) -> String {
                 }
             }
         }
-        let timeout = restart_at.map_or(Duration::from_secs(60), |at| at.saturating_duration_since(Instant::now()));
+        let mut timeout = restart_at.map_or(Duration::from_secs(60), |at| at.saturating_duration_since(Instant::now()));
+        if trial.is_some() {
+            timeout = timeout.min(Duration::from_secs(5));
+        }
         match sys::wait_signal(signals, timeout) {
             Some(libc::SIGCHLD) => {
                 for (pid, status) in sys::reap() {
@@ -130,6 +195,11 @@ fn supervise(log: &Log, signals: &libc::sigset_t) -> String {
                         continue;
                     }
                     routerd = None;
+                    if trial.is_some() {
+                        let reason =
+                            format!("routerd ended ({}) while the update was on trial", sys::describe_status(status));
+                        return abandon(log, None, &reason);
+                    }
                     if started.elapsed() >= STABLE_RUN {
                         delay = FIRST_RESTART_DELAY;
                     }
@@ -143,6 +213,10 @@ fn supervise(log: &Log, signals: &libc::sigset_t) -> String {
                 }
             }
             Some(libc::SIGUSR2) => return shutdown(log, routerd.map(|(pid, _)| pid), libc::RB_POWER_OFF),
+            Some(libc::SIGUSR1) => match load_kexec(log) {
+                Ok(()) => return shutdown(log, routerd.map(|(pid, _)| pid), sys::REBOOT_KEXEC),
+                Err(error) => log.line(&format!("init: no kexec: {error}; staying in this system")),
+            },
             Some(_) => return shutdown(log, routerd.map(|(pid, _)| pid), libc::RB_AUTOBOOT),
             None => {}
         }
@@ -187,6 +261,16 @@ fn start_routerd(log: &Log) -> std::io::Result<libc::pid_t> {
     Ok(pid)
 }
 
+/// Loads the kernel routerd asked for (in the kexec request), so that the switch itself cannot fail half-way.
+fn load_kexec(log: &Log) -> Result<(), String> {
+    let path = routerd_init::handoff::KEXEC_REQUEST;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+    let request = routerd_init::handoff::KexecRequest::parse(&text).ok_or(format!("{path}: not a kexec request"))?;
+    log.line(&format!("init: loading {} for a kexec: {}", request.kernel, request.cmdline));
+    sys::kexec_load(Path::new(&request.kernel), Path::new(&request.initramfs), &request.cmdline)
+        .map_err(|e| format!("kexec_file_load: {e}"))
+}
+
 /// Waits up to `timeout` for a shutdown signal (children are reaped meanwhile).
 fn wait_for_shutdown(signals: &libc::sigset_t, timeout: Duration) -> Option<libc::c_int> {
     let end = Instant::now() + timeout;
@@ -204,7 +288,11 @@ fn wait_for_shutdown(signals: &libc::sigset_t, timeout: Duration) -> Option<libc
 
 /// Stops routerd (then everything else), syncs and unmounts /perm, and restarts or powers off.
 fn shutdown(log: &Log, routerd: Option<libc::pid_t>, how: libc::c_int) -> String {
-    let what = if how == libc::RB_POWER_OFF { "powering off" } else { "restarting" };
+    let what = match how {
+        libc::RB_POWER_OFF => "powering off",
+        sys::REBOOT_KEXEC => "switching to the new system (kexec)",
+        _ => "restarting",
+    };
     log.line(&format!("init: {what}: stopping routerd"));
     if let Some(pid) = routerd {
         sys::kill(pid, libc::SIGTERM);
@@ -231,5 +319,12 @@ fn shutdown(log: &Log, routerd: Option<libc::pid_t>, how: libc::c_int) -> String
         let _ = sys::mount("", Path::new(PERM), "", libc::MS_REMOUNT | libc::MS_RDONLY, "");
     }
     sys::sync();
+    if how == sys::REBOOT_KEXEC {
+        // Armed last: a new kernel that hangs before its init feeds it is reset into the boot default.
+        match sys::Watchdog::arm(KEXEC_WATCHDOG_SECONDS) {
+            Ok(watchdog) => watchdog.leave_running(),
+            Err(error) => log.line(&format!("init: no hardware watchdog for the kexec: {error}")),
+        }
+    }
     format!("{what} failed: {}", sys::reboot(how))
 }

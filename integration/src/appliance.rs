@@ -53,11 +53,27 @@ pub fn wire(router: &Netns) -> Result<(), LabError> {
 pub fn build_image(perm: &Path, out: &Path, log: &Path) -> Result<(), LabError> {
     let program = ROUTERD_IMAGE.locate()?;
     let mut command = std::process::Command::new(program);
-    command.args(["build", "--size", "1G", "--hostname", "router", "--out"]).arg(out).arg("--perm").arg(perm);
+    command.args(["build", "--size", "1G", "--hostname", "router", "--version-name", "first", "--out"]);
+    command.arg(out).arg("--perm").arg(perm);
     let output = crate::command::run_unchecked(&mut command)?;
     let _ = std::fs::write(log, output.combined());
     if !output.success {
         return Err(LabError::unexpected("routerd-image build", output.combined()));
+    }
+    Ok(())
+}
+
+/// Builds a system update bundle named `version` (around `routerd` when given) with `routerd-image bundle`.
+pub fn build_bundle(out: &Path, version: &str, routerd: Option<&Path>) -> Result<(), LabError> {
+    let program = ROUTERD_IMAGE.locate()?;
+    let mut command = std::process::Command::new(program);
+    command.args(["bundle", "--version-name", version, "--out"]).arg(out);
+    if let Some(routerd) = routerd {
+        command.arg("--routerd").arg(routerd);
+    }
+    let output = crate::command::run_unchecked(&mut command)?;
+    if !output.success {
+        return Err(LabError::unexpected("routerd-image bundle", output.combined()));
     }
     Ok(())
 }

@@ -208,6 +208,22 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
             crate::update::trial::run(perm.clone(), diagnostics.clone(), context)
         });
     }
+    if std::env::var_os("ROUTERD_INIT").is_some() {
+        let running = crate::update::system::state::running_slot();
+        if let Some(what) = crate::update::system::state::reconcile_at_start(&options.perm, running) {
+            tracing::warn!("{what}");
+        }
+        let on_trial = crate::update::system::state::SystemState::load(&options.perm)
+            .ok()
+            .and_then(|s| s.trial)
+            .is_some_and(|t| running.map(routerd_init::layout::Slot::name) == Some(t.to_slot.as_str()));
+        if on_trial {
+            let (perm, diagnostics, hostname) = (options.perm.clone(), diagnostics.clone(), hostname.clone());
+            supervisor.spawn("system-trial", move |context| {
+                crate::update::system::trial::run(perm.clone(), hostname.clone(), diagnostics.clone(), context)
+            });
+        }
+    }
     let (restarter, restart) = Restarter::new();
     if crate::backup::restore::trial(&options.perm).is_some() {
         let (perm, diagnostics, restarter) = (options.perm.clone(), diagnostics.clone(), restarter.clone());

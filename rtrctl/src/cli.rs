@@ -173,6 +173,10 @@ pub struct UpdateArgs {
     /// The new routerd executable.
     #[arg(long, value_name = "FILE")]
     pub binary: Option<PathBuf>,
+    /// A system update bundle (`routerd-image bundle`) for the appliance: kernel, initramfs and root go to the
+    /// inactive slot, the router switches to it and keeps it only once it reports healthy.
+    #[arg(long, value_name = "BUNDLE")]
+    pub image: Option<PathBuf>,
     /// Update even when the router is unhealthy now (the new version is then held only to the checks that pass).
     #[arg(long)]
     pub force: bool,

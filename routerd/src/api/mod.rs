@@ -12,6 +12,7 @@ pub mod sessions;
 mod system;
 pub mod tls;
 pub mod update;
+pub mod update_system;
 
 pub use lease::LeaseView;
 pub use server::{ApiContext, ApiError, serve};

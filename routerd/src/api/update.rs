@@ -95,15 +95,14 @@ impl UpdateService for UpdateApi {
             Some(Err(status)) => return Err(status),
             _ => return Err(tonic::Status::invalid_argument("the first message must be the header")),
         };
-        match pb::ArtifactKind::try_from(header.kind) {
-            Ok(pb::ArtifactKind::DaemonBinary) => {}
+        let system = match pb::ArtifactKind::try_from(header.kind) {
+            Ok(pb::ArtifactKind::DaemonBinary) => false,
             Ok(pb::ArtifactKind::SystemImage) => {
-                return Err(tonic::Status::unimplemented(
-                    "system images come with the appliance image (A/B partitions)",
-                ));
+                super::update_system::needs_appliance()?;
+                true
             }
-            _ => return Err(tonic::Status::invalid_argument("kind: say ARTIFACT_KIND_DAEMON_BINARY")),
-        }
+            _ => return Err(tonic::Status::invalid_argument("kind: say ARTIFACT_KIND_DAEMON_BINARY or _SYSTEM_IMAGE")),
+        };
         let announced =
             Announced { version: header.version, size: header.size, sha256: header.sha256.to_ascii_lowercase() };
         let mut upload = Upload::begin(&self.perm, announced).map_err(upload_status)?;
@@ -115,6 +114,12 @@ impl UpdateService for UpdateApi {
                 }
                 _ => return Err(tonic::Status::invalid_argument("only chunks may follow the header")),
             }
+        }
+        if system {
+            let path = update::system::state::SystemState::staged_bundle(&self.perm);
+            tokio::task::block_in_place(|| upload.finish_file(&path)).map_err(upload_status)?;
+            let version = tokio::task::block_in_place(|| super::update_system::stage(&self.perm, &path))?;
+            return Ok(tonic::Response::new(pb::UploadUpdateResponse { staged_version: version }));
         }
         let artifact = tokio::task::block_in_place(|| upload.finish()).map_err(upload_status)?;
         let mut state = self.load()?;
@@ -128,7 +133,6 @@ impl UpdateService for UpdateApi {
         &self,
         request: tonic::Request<pb::ActivateUpdateRequest>,
     ) -> Result<tonic::Response<pb::ActivateUpdateResponse>, tonic::Status> {
-        needs_keeper()?;
         let _one = self.busy()?;
         let window = match request.into_inner().confirm_window {
             None => self.default_window,
@@ -143,6 +147,16 @@ impl UpdateService for UpdateApi {
                 )));
             }
         };
+        let system =
+            update::system::state::SystemState::load(&self.perm).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        if system.staged.is_some() {
+            let report = self.diagnostics.evaluate(|_| {}).await;
+            let baseline: Vec<String> = report.failed().map(|n| n.id.clone()).collect();
+            let perm = self.perm.clone();
+            tokio::task::block_in_place(|| super::update_system::activate(&perm, window, baseline))?;
+            return Ok(tonic::Response::new(pb::ActivateUpdateResponse {}));
+        }
+        needs_keeper()?;
         let mut state = self.load()?;
         if state.staged.is_none() {
             return Err(state_status(update::state::TransitionError::NothingStaged));
@@ -172,8 +186,11 @@ impl UpdateService for UpdateApi {
         &self,
         _request: tonic::Request<pb::RollbackUpdateRequest>,
     ) -> Result<tonic::Response<pb::RollbackUpdateResponse>, tonic::Status> {
-        needs_keeper()?;
         let _one = self.busy()?;
+        if let Some(version) = super::update_system::roll_back(&self.perm)? {
+            return Ok(tonic::Response::new(pb::RollbackUpdateResponse { version }));
+        }
+        needs_keeper()?;
         let mut state = self.load()?;
         let version = state.revert().map_err(state_status)?;
         self.save(&state)?;
@@ -187,7 +204,34 @@ impl UpdateService for UpdateApi {
         _request: tonic::Request<pb::GetUpdateStatusRequest>,
     ) -> Result<tonic::Response<pb::GetUpdateStatusResponse>, tonic::Status> {
         let state = self.load()?;
+        let system = update::system::state::SystemState::load(&self.perm).unwrap_or_default();
         let uploading = self.busy.try_lock().is_err();
+        if let Some(running) = update::system::running_system() {
+            // The appliance: the system's version and updates, with the daemon's beside them.
+            let phase = if system.trial.is_some() {
+                pb::UpdatePhase::Trial
+            } else if uploading {
+                pb::UpdatePhase::Uploading
+            } else if system.staged.is_some() || state.staged.is_some() {
+                pb::UpdatePhase::Staged
+            } else if system.last_rollback_reason.is_some() || state.last_rollback_reason.is_some() {
+                pb::UpdatePhase::RolledBack
+            } else {
+                pb::UpdatePhase::Idle
+            };
+            return Ok(tonic::Response::new(pb::GetUpdateStatusResponse {
+                phase: phase as i32,
+                running_version: format!("{} (system {running})", update::running_version()),
+                previous_version: system.previous.as_ref().map(|p| p.version.clone()).unwrap_or_default(),
+                staged_version: system
+                    .staged
+                    .clone()
+                    .or(system.trial.as_ref().map(|t| t.version.clone()))
+                    .unwrap_or_default(),
+                trial_deadline: None,
+                last_rollback_reason: system.last_rollback_reason.or(state.last_rollback_reason).unwrap_or_default(),
+            }));
+        }
         let phase = if state.trial.is_some() {
             pb::UpdatePhase::Trial
         } else if uploading {

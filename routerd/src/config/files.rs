@@ -175,6 +175,10 @@ pub struct RouterdFile {
     /// may need the uplink first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ntp_servers: Vec<String>,
+    /// ed25519 public keys (64 hex digits each, from `routerd-image keygen`): when set, a system update bundle
+    /// must be signed by one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub update_signing_keys: Vec<String>,
 }
 
 /// The range routerd.json's `dns_cache_bytes` may take.
@@ -247,6 +251,11 @@ impl RouterdFile {
         }
         for upstream in self.dns_upstreams.iter().filter(|u| u.parse::<std::net::IpAddr>().is_err()) {
             problems.push((super::ROUTERD_JSON, format!("dns_upstreams: {upstream:?} is not an IP address")));
+        }
+        for key in
+            self.update_signing_keys.iter().filter(|k| crate::update::system::bundle::parse_public_key(k).is_none())
+        {
+            problems.push((super::ROUTERD_JSON, format!("update_signing_keys: {key:?} is not 64 hex digits")));
         }
         for server in self.ntp_servers.iter().filter(|u| u.parse::<std::net::IpAddr>().is_err()) {
             problems.push((super::ROUTERD_JSON, format!("ntp_servers: {server:?} is not an IP address")));

@@ -6,6 +6,7 @@
 pub mod keeper;
 pub mod staging;
 pub mod state;
+pub mod system;
 pub mod trial;
 
 /// Exit status with which the daemon asks its keeper to start again (the binary `update/state.json` names).

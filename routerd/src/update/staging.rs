@@ -111,6 +111,23 @@ impl Upload {
         file.write_all(chunk).map_err(|e| io("writing", &self.temp, e))
     }
 
+    /// Checks size and hash, and moves the upload to `destination` (a system bundle: its format is checked
+    /// by the caller).
+    pub fn finish_file(mut self, destination: &Path) -> Result<String, UploadError> {
+        if self.received != self.announced.size {
+            return Err(UploadError::Truncated { expected: self.announced.size, got: self.received });
+        }
+        let got = hex(self.digest.clone().finish().as_ref());
+        if !got.eq_ignore_ascii_case(&self.announced.sha256) {
+            return Err(UploadError::HashMismatch { expected: self.announced.sha256.clone(), got });
+        }
+        let file = self.file.take().ok_or_else(|| UploadError::Io("the upload was already finished".into()))?;
+        file.sync_all().map_err(|e| io("flushing", &self.temp, e))?;
+        drop(file);
+        fs::rename(&self.temp, destination).map_err(|e| io("staging", destination, e))?;
+        Ok(got)
+    }
+
     /// Checks size, hash and format, and stages the binary.
     pub fn finish(mut self) -> Result<Artifact, UploadError> {
         if self.received != self.announced.size {

@@ -67,12 +67,12 @@ fn say(cli: &Cli, line: &str) {
     }
 }
 
-async fn upload(cli: &Cli, binary: &Path, version: &str) -> Result<(String, String), CliError> {
+async fn upload(cli: &Cli, binary: &Path, version: &str, kind: pb::ArtifactKind) -> Result<(String, String), CliError> {
     let bytes = std::fs::read(binary).map_err(|e| CliError::Io(format!("reading {}: {e}", binary.display())))?;
     let sha256 = routerd_proto::sha256_hex(&bytes);
     let header = pb::UploadUpdateRequest {
         content: Some(pb::upload_update_request::Content::Header(pb::UpdateHeader {
-            kind: pb::ArtifactKind::DaemonBinary as i32,
+            kind: kind as i32,
             version: version.to_string(),
             size: bytes.len() as u64,
             sha256: sha256.clone(),
@@ -102,13 +102,15 @@ async fn upload(cli: &Cli, binary: &Path, version: &str) -> Result<(String, Stri
 }
 
 pub async fn run(cli: &Cli, args: &UpdateArgs) -> Result<(), CliError> {
-    match (&args.action, &args.binary) {
-        (Some(action), None) => run_action(cli, action).await,
-        (None, Some(binary)) => safe_update(cli, args, binary).await,
-        (Some(_), Some(_)) => Err(CliError::Usage("give either --binary FILE or status|confirm|rollback".into())),
-        (None, None) => Err(CliError::Usage(
-            "rtrctl update --binary FILE (the safe update), or rtrctl update status|confirm|rollback".into(),
+    match (&args.action, &args.binary, &args.image) {
+        (Some(action), None, None) => run_action(cli, action).await,
+        (None, Some(binary), None) => safe_update(cli, args, binary, pb::ArtifactKind::DaemonBinary).await,
+        (None, None, Some(image)) => safe_update(cli, args, image, pb::ArtifactKind::SystemImage).await,
+        (None, None, None) => Err(CliError::Usage(
+            "rtrctl update --binary FILE or --image BUNDLE (the safe update), or rtrctl update status|confirm|rollback"
+                .into(),
         )),
+        _ => Err(CliError::Usage("give one of --binary FILE, --image BUNDLE, or status|confirm|rollback".into())),
     }
 }
 
@@ -171,10 +173,12 @@ async fn run_action(cli: &Cli, action: &UpdateAction) -> Result<(), CliError> {
     }
 }
 
-async fn safe_update(cli: &Cli, args: &UpdateArgs, binary: &Path) -> Result<(), CliError> {
+async fn safe_update(cli: &Cli, args: &UpdateArgs, binary: &Path, kind: pb::ArtifactKind) -> Result<(), CliError> {
     let started = Instant::now();
+    let system = kind == pb::ArtifactKind::SystemImage;
     if !binary.is_file() {
-        return Err(CliError::Usage(format!("--binary {}: no such file", binary.display())));
+        let flag = if system { "--image" } else { "--binary" };
+        return Err(CliError::Usage(format!("{flag} {}: no such file", binary.display())));
     }
     // 1. Health first.
     let health = pb::diagnostics_service_client::DiagnosticsServiceClient::new(super::connect(cli).await?)
@@ -208,7 +212,7 @@ async fn safe_update(cli: &Cli, args: &UpdateArgs, binary: &Path) -> Result<(), 
         Some(doc.file)
     };
     // 3. Upload.
-    let (staged, sha256) = upload(cli, binary, args.version_name.as_deref().unwrap_or("")).await?;
+    let (staged, sha256) = upload(cli, binary, args.version_name.as_deref().unwrap_or(""), kind).await?;
     say(cli, &format!("staged {staged} (sha256 {sha256})"));
     // 4. Activate.
     client(cli)
@@ -225,10 +229,14 @@ async fn safe_update(cli: &Cli, args: &UpdateArgs, binary: &Path) -> Result<(), 
     let window = Duration::from_secs(args.confirm_window.unwrap_or(3600));
     match args.confirm_window {
         Some(seconds) => say(cli, &format!("activated; the new version has {seconds} s to report healthy…")),
+        None if system => {
+            say(cli, "activated; the router switches to the new system (kexec) and waits for it to report healthy…")
+        }
         None => say(cli, "activated; waiting for the new version to report healthy…"),
     }
     let deadline = Instant::now() + window + Duration::from_secs(30);
-    let new_build = format!("+sha256.{}", &sha256[..12]);
+    // A daemon update runs as `VERSION+sha256.PREFIX`; a system update as `VERSION (system NAME)`.
+    let new_build = if system { format!("(system {staged})") } else { format!("+sha256.{}", &sha256[..12]) };
     loop {
         if Instant::now() > deadline {
             return Err(CliError::Io(format!(

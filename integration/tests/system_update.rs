@@ -1,0 +1,111 @@
+//! System updates on the appliance, in qemu: a bundle goes to the other slot, the router switches to it by
+//! kexec and keeps it once healthy; a bad one ends in the old slot by itself, with the reason.
+
+use std::time::Duration;
+
+use integration::{DhcpClientKind, Lab, LabOptions, wait};
+use serde_json::Value;
+
+const BOOT: Duration = Duration::from_secs(300);
+
+fn rtrctl(lab: &Lab, args: &[&str]) -> integration::command::Output {
+    lab.check(lab.lan(1).rtrctl_with_identity(&lab.router().identity(), args), "rtrctl")
+}
+
+fn update_status(lab: &Lab) -> Value {
+    let output = rtrctl(lab, &["-o", "json", "update", "status"]);
+    assert!(output.success, "{}", output.combined());
+    serde_json::from_str(&output.stdout).expect("JSON")
+}
+
+/// The appliance running system "first", serving lan1.
+fn appliance(lab: &Lab) -> integration::appliance::Vm {
+    let vm = lab.check(lab.boot_appliance(), "the appliance");
+    let client =
+        lab.check(lab.lan(1).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: Some("laptop".into()) }), "udhcpc");
+    client.wait_bound(BOOT).unwrap_or_else(|e| lab.fail(&format!("no lease: {e}\n{}", vm.console_text())));
+    let status = update_status(lab);
+    assert!(status["running_version"].as_str().is_some_and(|v| v.ends_with("(system first)")), "{status}");
+    vm
+}
+
+fn bundle(lab: &Lab, name: &str, routerd: Option<&std::path::Path>) -> std::path::PathBuf {
+    let out = lab.work_dir().join(format!("{name}.rbundle"));
+    lab.check(integration::appliance::build_bundle(&out, name, routerd), "routerd-image bundle");
+    out
+}
+
+/// Waits until rtrctl reaches the router again and the update status satisfies `done`.
+fn wait_for_status(lab: &Lab, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    lab.check(
+        wait::until(what, BOOT, || {
+            let output =
+                lab.lan(1).rtrctl_with_identity(&lab.router().identity(), &["-o", "json", "update", "status"])?;
+            Ok(serde_json::from_str::<Value>(&output.stdout).ok().filter(|s| output.success && done(s)))
+        }),
+        what,
+    )
+}
+
+#[test]
+fn a_good_bundle_becomes_the_system_survives_a_reboot_and_rolls_back_on_request() {
+    let lab = Lab::start(LabOptions { appliance: true, lan_devices: 1, ..LabOptions::default() }).expect("the lab");
+    let vm = appliance(&lab);
+    let next = bundle(&lab, "second", None);
+    let before = vm.console_text().len();
+    let update =
+        rtrctl(&lab, &["update", "--image", &next.display().to_string(), "--no-backup", "--confirm-window", "180"]);
+    assert!(update.success, "{}\n── console:\n{}", update.combined(), &vm.console_text()[before..]);
+    let console = vm.console_text();
+    let after = &console[before..];
+    for line in [
+        "switching to the new system (kexec)",
+        "routerd.slot=b",
+        "system update on trial",
+        "the system update is confirmed",
+    ] {
+        assert!(after.contains(line), "{line:?} missing:\n{after}");
+    }
+    let status = update_status(&lab);
+    assert!(status["running_version"].as_str().is_some_and(|v| v.ends_with("(system second)")), "{status}");
+    assert_eq!(status["previous_version"], "first");
+    // The LAN device is still served.
+    assert_eq!(lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "dig"), ["203.0.113.80"]);
+
+    // A reboot boots the new slot: it is the default now.
+    let before = vm.console_text().len();
+    assert!(rtrctl(&lab, &["reboot", "--yes"]).success);
+    lab.check(vm.wait_for_console("init: root slot b is /dev/sda3", before, BOOT), "slot b after the reboot");
+    wait_for_status(&lab, "the new system after a reboot", |s| {
+        s["running_version"].as_str().is_some_and(|v| v.ends_with("(system second)"))
+    });
+
+    // Back to the first system on request.
+    let before = vm.console_text().len();
+    assert!(rtrctl(&lab, &["update", "rollback"]).success);
+    lab.check(vm.wait_for_console("init: root slot a is /dev/sda2", before, BOOT), "slot a after the rollback");
+    let status = wait_for_status(&lab, "the first system again", |s| {
+        s["running_version"].as_str().is_some_and(|v| v.ends_with("(system first)"))
+    });
+    assert!(status["last_rollback_reason"].as_str().is_some_and(|r| r.contains("on request")), "{status}");
+}
+
+#[test]
+fn a_system_whose_routerd_exits_is_rolled_back_by_itself_with_the_reason() {
+    let lab = Lab::start(LabOptions { appliance: true, lan_devices: 1, ..LabOptions::default() }).expect("the lab");
+    let vm = appliance(&lab);
+    // routerd-init as "routerd": not PID 1, so it exits at once with code 2.
+    let init = integration::programs::OwnBinary { name: "routerd-init", package: "routerd-init" };
+    let broken = bundle(&lab, "broken", Some(&lab.check(init.locate(), "routerd-init")));
+    let before = vm.console_text().len();
+    let update =
+        rtrctl(&lab, &["update", "--image", &broken.display().to_string(), "--no-backup", "--confirm-window", "120"]);
+    let after = vm.console_text()[before..].to_string();
+    assert!(!update.success, "the update must fail: {}\n{after}", update.combined());
+    assert!(after.contains("abandoning the system update: routerd ended (exit code 2)"), "{after}");
+    let status = wait_for_status(&lab, "the rollback recorded", |s| s["phase"] == "rolled_back");
+    assert!(status["running_version"].as_str().is_some_and(|v| v.ends_with("(system first)")), "{status}");
+    assert!(status["last_rollback_reason"].as_str().is_some_and(|r| r.contains("exit code 2")), "{status}");
+    // And the LAN is served again.
+    assert_eq!(lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "dig"), ["203.0.113.80"]);
+}
