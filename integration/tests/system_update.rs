@@ -56,13 +56,15 @@ fn a_good_bundle_becomes_the_system_survives_a_reboot_and_rolls_back_on_request(
     let update =
         rtrctl(&lab, &["update", "--image", &next.display().to_string(), "--no-backup", "--confirm-window", "180"]);
     assert!(update.success, "{}\n── console:\n{}", update.combined(), &vm.console_text()[before..]);
+    // init notices the confirmation within seconds and stops the watchdog.
+    lab.check(vm.wait_for_console("the system update is confirmed", before, BOOT), "init told of the confirmation");
     let console = vm.console_text();
     let after = &console[before..];
     for line in [
         "switching to the new system (kexec)",
         "routerd.slot=b",
         "system update on trial",
-        "the system update is confirmed",
+        "system update second confirmed",
     ] {
         assert!(after.contains(line), "{line:?} missing:\n{after}");
     }
@@ -97,6 +99,26 @@ fn a_system_whose_routerd_exits_is_rolled_back_by_itself_with_the_reason() {
     // routerd-init as "routerd": not PID 1, so it exits at once with code 2.
     let init = integration::programs::OwnBinary { name: "routerd-init", package: "routerd-init" };
     let broken = bundle(&lab, "broken", Some(&lab.check(init.locate(), "routerd-init")));
+
+    // Damaged bundles are refused after the upload, before anything is written: one byte of the root changed,
+    // and one cut short.
+    let bytes = std::fs::read(&broken).expect("the bundle");
+    let mut tampered = bytes.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0xff;
+    let tampered_path = lab.work_dir().join("tampered.rbundle");
+    std::fs::write(&tampered_path, &tampered).expect("write");
+    let truncated_path = lab.work_dir().join("truncated.rbundle");
+    std::fs::write(&truncated_path, &bytes[..bytes.len() / 3]).expect("write");
+    let before_refusals = vm.console_text().len();
+    for (path, expected) in [(&tampered_path, "SHA-256"), (&truncated_path, "nothing was staged")] {
+        let refused = rtrctl(&lab, &["update", "--image", &path.display().to_string(), "--no-backup"]);
+        assert!(!refused.success && refused.combined().contains(expected), "{}", refused.combined());
+    }
+    let status = update_status(&lab);
+    assert_eq!(status["staged_version"], "", "{status}");
+    assert!(!vm.console_text()[before_refusals..].contains("writing slot"), "a refused bundle was written");
+
     let before = vm.console_text().len();
     let update =
         rtrctl(&lab, &["update", "--image", &broken.display().to_string(), "--no-backup", "--confirm-window", "120"]);
