@@ -42,6 +42,8 @@ fn current_package() -> Result<String, ImageError> {
 /// The kernel from `deb` (a `linux-image-*.deb`), or else the current one from apt, downloaded into `cache`.
 pub fn fetch(cache: &Path, deb: Option<&Path>) -> Result<Kernel, ImageError> {
     std::fs::create_dir_all(cache).context(|| format!("creating the cache {}", cache.display()))?;
+    // One build at a time fills the cache (two that start together would download and unpack over each other).
+    let _lock = lock(cache)?;
     let deb = match deb {
         Some(deb) => {
             if !deb.is_file() {
@@ -88,6 +90,26 @@ pub fn fetch(cache: &Path, deb: Option<&Path>) -> Result<Kernel, ImageError> {
         tools::run("depmod", &["-b", &base, &kernel.release], "indexing the kernel's modules")?;
     }
     Ok(kernel)
+}
+
+/// An exclusive lock on the cache, held until the returned file is dropped.
+fn lock(cache: &Path) -> Result<std::fs::File, ImageError> {
+    use std::os::fd::AsRawFd;
+    let path = cache.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(ImageError::Io {
+            what: format!("locking {}", path.display()),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(file)
 }
 
 fn cached_deb(cache: &Path, package: &str) -> Result<Option<PathBuf>, ImageError> {
