@@ -136,4 +136,45 @@ fn a_system_whose_routerd_exits_is_rolled_back_by_itself_with_the_reason() {
     assert!(status["last_rollback_reason"].as_str().is_some_and(|r| r.contains("exit code 2")), "{status}");
     // And the LAN is served again.
     assert_eq!(lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "dig"), ["203.0.113.80"]);
+
+    // A kernel that panics (its initramfs is junk, so it finds no root): panic=10 restarts the machine, which
+    // boots the old slot, still the default; routerd there finds the trial unfinished.
+    let panicking = with_junk_initramfs(&lab, &broken);
+    let before = vm.console_text().len();
+    let update = rtrctl(
+        &lab,
+        &["update", "--image", &panicking.display().to_string(), "--no-backup", "--force", "--confirm-window", "120"],
+    );
+    let after = vm.console_text()[before..].to_string();
+    assert!(!update.success, "the update must fail: {}\n{after}", update.combined());
+    assert!(after.contains("Kernel panic"), "no panic on the console:\n{after}");
+    let status = wait_for_status(&lab, "the rollback after the panic", |s| {
+        s["last_rollback_reason"].as_str().is_some_and(|r| r.contains("reset before it confirmed"))
+    });
+    assert!(status["running_version"].as_str().is_some_and(|v| v.ends_with("(system first)")), "{status}");
+    assert_eq!(lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "dig"), ["203.0.113.80"]);
+}
+
+/// A copy of `bundle` whose initramfs is junk (the manifest says so truthfully: it passes every check).
+fn with_junk_initramfs(lab: &Lab, bundle: &std::path::Path) -> std::path::PathBuf {
+    let dir = lab.work_dir().join("panicking");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let run = |program: &str, args: &[&str]| {
+        let mut command = std::process::Command::new(program);
+        command.args(args).current_dir(&dir);
+        let output = lab.check(integration::command::run_unchecked(&mut command), program);
+        assert!(output.success, "{program} {args:?}: {}", output.combined());
+        output.stdout
+    };
+    run("tar", &["-xf", &bundle.display().to_string()]);
+    std::fs::write(dir.join("initrd"), b"not an initramfs\n".repeat(64)).expect("initrd");
+    let sha256 = run("sha256sum", &["initrd"]).split_whitespace().next().unwrap_or_default().to_string();
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest")).expect("JSON");
+    manifest["version"] = "panicking".into();
+    manifest["parts"]["initrd"] = serde_json::json!({ "size": 17 * 64, "sha256": sha256 });
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("manifest");
+    let out = lab.work_dir().join("panicking.rbundle");
+    run("tar", &["-cf", &out.display().to_string(), "manifest.json", "vmlinuz", "initrd", "root.squashfs"]);
+    out
 }

@@ -225,7 +225,7 @@ async fn services_not_built_yet_answer_unimplemented_and_health_and_reflection_a
     let router = TestRouter::start().await;
     let channel = router.channel(&router.identity("laptop")).await.expect("connects");
 
-    // System images come with the appliance image, later: UNIMPLEMENTED, not made-up success.
+    // System images are for the appliance (routerd started by routerd-init): refused here, nothing staged.
     let header = pb::UploadUpdateRequest {
         content: Some(pb::upload_update_request::Content::Header(pb::UpdateHeader {
             kind: pb::ArtifactKind::SystemImage as i32,
@@ -237,8 +237,9 @@ async fn services_not_built_yet_answer_unimplemented_and_health_and_reflection_a
     let error = pb::update_service_client::UpdateServiceClient::new(channel.clone())
         .upload_update(tokio_stream::iter(vec![header]))
         .await
-        .expect_err("not built yet");
-    assert_eq!(error.code(), tonic::Code::Unimplemented);
+        .expect_err("not the appliance");
+    assert_eq!(error.code(), tonic::Code::FailedPrecondition);
+    assert!(error.message().contains("appliance"), "{}", error.message());
     // Without its keeper routerd cannot roll an update back, so it does not start one.
     let error = pb::update_service_client::UpdateServiceClient::new(channel.clone())
         .activate_update(pb::ActivateUpdateRequest::default())
