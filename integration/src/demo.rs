@@ -138,7 +138,7 @@ fn isp_is_serving(lab: &Lab) -> Result<String, String> {
         Dhcpv6Server::KeaWithPrefixDelegation => "kea DHCPv6 with /56 delegation",
         Dhcpv6Server::DnsmasqWithoutPrefixDelegation => "dnsmasq DHCPv6 (no delegation)",
     };
-    Ok(format!("dnsmasq DHCPv4, {dhcpv6}, radvd, unbound, HTTP host {INTERNET_HOST_V4}"))
+    Ok(format!("dnsmasq DHCPv4, {dhcpv6}, radvd, unbound, chronyd (NTP), HTTP host {INTERNET_HOST_V4}"))
 }
 
 fn routerd_is_serving(lab: &Lab) -> Result<String, String> {
