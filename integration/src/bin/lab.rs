@@ -229,13 +229,19 @@ fn run_up(name: &str, foreground: bool, variant: &Variant, signals: libc::sigset
     println!();
     println!("rtrctl from a LAN device (identity issued for you):");
     println!("  ip netns exec {lan1} {rtrctl} --router 192.0.2.1:{API_PORT} --identity {identity} status");
-    println!("or pair a device yourself:");
-    println!(
-        "  ip netns exec {lan1} {rtrctl} --router 192.0.2.1:{API_PORT} --identity /tmp/mine.pem pair --code \"$(routerd pki pairing-code --perm {}/router/perm)\"",
-        work.display()
-    );
-    println!("a shell on the router:  ip netns exec {router_ns} bash");
-    println!("logs:                   {}/router/routerd.log, {}/isp/*.log", work.display(), work.display());
+    if variant.appliance {
+        // The appliance's /perm is on its disk image: pairing codes are made there, not in the lab's copy.
+        println!("the appliance's serial console (init's and routerd's log): {}/appliance/console.log", work.display());
+        println!("the ISP's logs:         {}/isp/*.log", work.display());
+    } else {
+        println!("or pair a device yourself:");
+        println!(
+            "  ip netns exec {lan1} {rtrctl} --router 192.0.2.1:{API_PORT} --identity /tmp/mine.pem pair --code \"$(routerd pki pairing-code --perm {}/router/perm)\"",
+            work.display()
+        );
+        println!("a shell on the router:  ip netns exec {router_ns} bash");
+        println!("logs:                   {}/router/routerd.log, {}/isp/*.log", work.display(), work.display());
+    }
     if !foreground {
         lab.detach()?;
         println!("remove it:              lab down --name {name}");
