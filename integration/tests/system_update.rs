@@ -178,3 +178,60 @@ fn with_junk_initramfs(lab: &Lab, bundle: &std::path::Path) -> std::path::PathBu
     run("tar", &["-cf", &out.display().to_string(), "manifest.json", "vmlinuz", "initrd", "root.squashfs"]);
     out
 }
+
+#[test]
+fn a_system_that_never_becomes_healthy_is_rolled_back_at_the_end_of_its_window() {
+    let lab = Lab::start(LabOptions { appliance: true, lan_devices: 1, ..LabOptions::default() }).expect("the lab");
+    let vm = appliance(&lab);
+    // A root without nf_tables: routerd runs, but its firewall never loads, so a check that passed before fails.
+    let good = bundle(&lab, "unhealthy", None);
+    let unhealthy = without_nf_tables(&lab, &good);
+    let before = vm.console_text().len();
+    let update = rtrctl(
+        &lab,
+        &["update", "--image", &unhealthy.display().to_string(), "--no-backup", "--force", "--confirm-window", "60"],
+    );
+    let after = vm.console_text()[before..].to_string();
+    assert!(!update.success, "the update must fail: {}\n{after}", update.combined());
+    assert!(after.contains("system update on trial"), "{after}");
+    let status = wait_for_status(&lab, "the rollback after the window", |s| s["phase"] == "rolled_back");
+    let reason = status["last_rollback_reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("not healthy within 60 s") && reason.contains("firewall"), "{status}");
+    assert!(status["running_version"].as_str().is_some_and(|v| v.ends_with("(system first)")), "{status}");
+    assert_eq!(lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "dig"), ["203.0.113.80"]);
+}
+
+/// A copy of `bundle` whose root has no nf_tables module (the manifest says so truthfully).
+fn without_nf_tables(lab: &Lab, bundle: &std::path::Path) -> std::path::PathBuf {
+    let dir = lab.work_dir().join("unhealthy");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let run = |program: &str, args: &[&str]| {
+        let mut command = std::process::Command::new(program);
+        command.args(args).current_dir(&dir);
+        let output = lab.check(integration::command::run_unchecked(&mut command), program);
+        assert!(output.success, "{program} {args:?}: {}", output.combined());
+        output.stdout
+    };
+    run("tar", &["-xf", &bundle.display().to_string()]);
+    run("unsquashfs", &["-q", "-d", "root", "root.squashfs"]);
+    let load = dir.join("root/etc/modules.load");
+    let kept: Vec<String> = std::fs::read_to_string(&load)
+        .expect("modules.load")
+        .lines()
+        .filter(|l| !l.ends_with("/nf_tables.ko"))
+        .map(str::to_string)
+        .collect();
+    std::fs::write(&load, kept.join("\n") + "\n").expect("modules.load");
+    std::fs::remove_file(dir.join("root.squashfs")).expect("old root");
+    run("mksquashfs", &["root", "root.squashfs", "-comp", "zstd", "-noappend", "-all-root", "-quiet", "-no-progress"]);
+    let size = std::fs::metadata(dir.join("root.squashfs")).expect("root").len();
+    let sha256 = run("sha256sum", &["root.squashfs"]).split_whitespace().next().unwrap_or_default().to_string();
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest")).expect("JSON");
+    manifest["version"] = "unhealthy".into();
+    manifest["parts"]["root.squashfs"] = serde_json::json!({ "size": size, "sha256": sha256 });
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("manifest");
+    let out = lab.work_dir().join("unhealthy.rbundle");
+    run("tar", &["-cf", &out.display().to_string(), "manifest.json", "vmlinuz", "initrd", "root.squashfs"]);
+    out
+}
