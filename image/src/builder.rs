@@ -75,14 +75,14 @@ pub fn build(args: &BuildArgs) -> Result<(), ImageError> {
 
     step(2, "checking host tools and routerd's binaries");
     tools::check()?;
-    let binaries = binaries_dir(&args.binaries)?;
+    let binaries = binaries_dir(&args.sources.binaries)?;
 
     let system = make_system(
         &Sources {
             binaries: &binaries,
             routerd: None,
-            cache: args.cache.clone(),
-            kernel_deb: args.kernel_deb.as_deref(),
+            cache: args.sources.cache.clone(),
+            kernel_deb: args.sources.kernel_deb.as_deref(),
             version: args.version_name.clone(),
             work: work.path(),
         },

@@ -32,13 +32,8 @@ pub struct BundleArgs {
     /// Sign it with this private key (from `routerd-image keygen`).
     #[arg(long)]
     pub sign: Option<PathBuf>,
-    /// Where routerd, rtrctl and routerd-init are (default: beside this program).
-    #[arg(long)]
-    pub binaries: Option<PathBuf>,
-    #[arg(long)]
-    pub kernel_deb: Option<PathBuf>,
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub sources: crate::SourceArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,14 +68,14 @@ pub fn bundle(args: &BundleArgs) -> Result<(), ImageError> {
         return Err(ImageError::Invalid(format!("--routerd {}: no such file", routerd.display())));
     }
     tools::check()?;
-    let binaries = builder::binaries_dir(&args.binaries)?;
+    let binaries = builder::binaries_dir(&args.sources.binaries)?;
     let work = tempfile::Builder::new().prefix("routerd-bundle-").tempdir().context(|| "a work directory".into())?;
     let system = builder::make_system(
         &Sources {
             binaries: &binaries,
             routerd: args.routerd.as_deref(),
-            cache: args.cache.clone(),
-            kernel_deb: args.kernel_deb.as_deref(),
+            cache: args.sources.cache.clone(),
+            kernel_deb: args.sources.kernel_deb.as_deref(),
             version: args.version_name.clone(),
             work: work.path(),
         },

@@ -46,6 +46,16 @@ pub struct BuildArgs {
     /// The router's hostname.
     #[arg(long, default_value = "router")]
     pub hostname: String,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// What `rtrctl update status` calls this system (default: routerd's version and the build time).
+    #[arg(long)]
+    pub version_name: Option<String>,
+}
+
+/// Where a system's programs and kernel come from (`build` and `bundle` alike).
+#[derive(Debug, clap::Args)]
+pub struct SourceArgs {
     /// Where routerd, rtrctl and routerd-init are (default: the directory this program is in, so that
     /// `cargo build --release` then `target/release/routerd-image build …` uses that build).
     #[arg(long)]
@@ -56,9 +66,6 @@ pub struct BuildArgs {
     /// Where the kernel package is downloaded and unpacked (default ~/.cache/routerd-image).
     #[arg(long)]
     pub cache: Option<PathBuf>,
-    /// What `rtrctl update status` calls this system (default: routerd's version and the build time).
-    #[arg(long)]
-    pub version_name: Option<String>,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {

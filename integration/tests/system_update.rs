@@ -157,7 +157,21 @@ fn a_system_whose_routerd_exits_is_rolled_back_by_itself_with_the_reason() {
 
 /// A copy of `bundle` whose initramfs is junk (the manifest says so truthfully: it passes every check).
 fn with_junk_initramfs(lab: &Lab, bundle: &std::path::Path) -> std::path::PathBuf {
-    let dir = lab.work_dir().join("panicking");
+    rebuilt(lab, bundle, "panicking", "initrd", |dir, _| {
+        std::fs::write(dir.join("initrd"), b"not an initramfs\n".repeat(64)).expect("initrd");
+    })
+}
+
+/// Rebuilds `bundle` as version `version` after `change` (given the unpacked directory and a way to run a
+/// program there) rewrote its part `part`; the manifest gets that part's true size and hash.
+fn rebuilt(
+    lab: &Lab,
+    bundle: &std::path::Path,
+    version: &str,
+    part: &str,
+    change: impl FnOnce(&std::path::Path, &dyn Fn(&str, &[&str]) -> String),
+) -> std::path::PathBuf {
+    let dir = lab.work_dir().join(version);
     std::fs::create_dir_all(&dir).expect("dir");
     let run = |program: &str, args: &[&str]| {
         let mut command = std::process::Command::new(program);
@@ -167,14 +181,15 @@ fn with_junk_initramfs(lab: &Lab, bundle: &std::path::Path) -> std::path::PathBu
         output.stdout
     };
     run("tar", &["-xf", &bundle.display().to_string()]);
-    std::fs::write(dir.join("initrd"), b"not an initramfs\n".repeat(64)).expect("initrd");
-    let sha256 = run("sha256sum", &["initrd"]).split_whitespace().next().unwrap_or_default().to_string();
+    change(&dir, &run);
+    let size = std::fs::metadata(dir.join(part)).expect(part).len();
+    let sha256 = run("sha256sum", &[part]).split_whitespace().next().unwrap_or_default().to_string();
     let mut manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest")).expect("JSON");
-    manifest["version"] = "panicking".into();
-    manifest["parts"]["initrd"] = serde_json::json!({ "size": 17 * 64, "sha256": sha256 });
+    manifest["version"] = version.into();
+    manifest["parts"][part] = serde_json::json!({ "size": size, "sha256": sha256 });
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("manifest");
-    let out = lab.work_dir().join("panicking.rbundle");
+    let out = lab.work_dir().join(format!("{version}.rbundle"));
     run("tar", &["-cf", &out.display().to_string(), "manifest.json", "vmlinuz", "initrd", "root.squashfs"]);
     out
 }
@@ -203,35 +218,20 @@ fn a_system_that_never_becomes_healthy_is_rolled_back_at_the_end_of_its_window()
 
 /// A copy of `bundle` whose root has no nf_tables module (the manifest says so truthfully).
 fn without_nf_tables(lab: &Lab, bundle: &std::path::Path) -> std::path::PathBuf {
-    let dir = lab.work_dir().join("unhealthy");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let run = |program: &str, args: &[&str]| {
-        let mut command = std::process::Command::new(program);
-        command.args(args).current_dir(&dir);
-        let output = lab.check(integration::command::run_unchecked(&mut command), program);
-        assert!(output.success, "{program} {args:?}: {}", output.combined());
-        output.stdout
-    };
-    run("tar", &["-xf", &bundle.display().to_string()]);
-    run("unsquashfs", &["-q", "-d", "root", "root.squashfs"]);
-    let load = dir.join("root/etc/modules.load");
-    let kept: Vec<String> = std::fs::read_to_string(&load)
-        .expect("modules.load")
-        .lines()
-        .filter(|l| !l.ends_with("/nf_tables.ko"))
-        .map(str::to_string)
-        .collect();
-    std::fs::write(&load, kept.join("\n") + "\n").expect("modules.load");
-    std::fs::remove_file(dir.join("root.squashfs")).expect("old root");
-    run("mksquashfs", &["root", "root.squashfs", "-comp", "zstd", "-noappend", "-all-root", "-quiet", "-no-progress"]);
-    let size = std::fs::metadata(dir.join("root.squashfs")).expect("root").len();
-    let sha256 = run("sha256sum", &["root.squashfs"]).split_whitespace().next().unwrap_or_default().to_string();
-    let mut manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest")).expect("JSON");
-    manifest["version"] = "unhealthy".into();
-    manifest["parts"]["root.squashfs"] = serde_json::json!({ "size": size, "sha256": sha256 });
-    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("manifest");
-    let out = lab.work_dir().join("unhealthy.rbundle");
-    run("tar", &["-cf", &out.display().to_string(), "manifest.json", "vmlinuz", "initrd", "root.squashfs"]);
-    out
+    rebuilt(lab, bundle, "unhealthy", "root.squashfs", |dir, run| {
+        run("unsquashfs", &["-q", "-d", "root", "root.squashfs"]);
+        let load = dir.join("root/etc/modules.load");
+        let kept: Vec<String> = std::fs::read_to_string(&load)
+            .expect("modules.load")
+            .lines()
+            .filter(|l| !l.ends_with("/nf_tables.ko"))
+            .map(str::to_string)
+            .collect();
+        std::fs::write(&load, kept.join("\n") + "\n").expect("modules.load");
+        std::fs::remove_file(dir.join("root.squashfs")).expect("old root");
+        run(
+            "mksquashfs",
+            &["root", "root.squashfs", "-comp", "zstd", "-noappend", "-all-root", "-quiet", "-no-progress"],
+        );
+    })
 }
