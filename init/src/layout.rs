@@ -62,7 +62,8 @@ impl Slot {
     /// arms the watchdog and goes back to the boot default unless routerd confirms the update in time.
     pub fn cmdline(self, hostname: &str, trial: Option<u64>) -> String {
         let mut line = format!(
-            "console=ttyS0,115200 panic=10 routerd.slot={} routerd.root={} routerd.perm={} routerd.hostname={hostname}",
+            "console=ttyS0,115200 panic=10 {WATCHDOG_PARAMETERS} routerd.slot={} routerd.root={} routerd.perm={} \
+             routerd.hostname={hostname}",
             self.name(),
             partuuid(self.partition()),
             partuuid(PERM_PARTITION)
@@ -93,6 +94,12 @@ pub fn syslinux_cfg(default: Slot, hostname: &str) -> String {
 pub fn syslinux_default(cfg: &str) -> Option<Slot> {
     cfg.lines().find_map(|l| l.trim().strip_prefix("DEFAULT ")).and_then(|name| Slot::parse(name.trim()))
 }
+
+/// For the watchdog core module (init passes `module.key=value` on to the module, as modprobe does): a running
+/// watchdog keeps running through the kexec into a system update (the kernel stops watchdogs on a restart
+/// otherwise), and the new kernel does not feed it by itself before init takes it over, so a system that hangs
+/// before it is reset.
+pub const WATCHDOG_PARAMETERS: &str = "watchdog.stop_on_reboot=0 watchdog.handle_boot_enabled=0";
 
 /// `PARTUUID=7274726d-02` for partition 2.
 pub fn partuuid(partition: u32) -> String {

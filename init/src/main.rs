@@ -65,9 +65,11 @@ fn load_modules(log: &Log, list: &Path) {
         return;
     };
     let base = Path::new("/lib/modules").join(release);
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let (mut loaded, mut failed) = (0, Vec::new());
     for file in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        match modules::insert(&base.join(file)) {
+        let parameters = modules::parameters_from_cmdline(&cmdline, &modules::module_name(file));
+        match modules::insert(&base.join(file), &parameters) {
             Ok(()) => loaded += 1,
             Err(error) => failed.push(format!("{} ({error})", modules::module_name(file))),
         }

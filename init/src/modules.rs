@@ -70,13 +70,29 @@ impl ModuleIndex {
     }
 }
 
-/// Loads the module in `path` into the running kernel. Already loaded counts as loaded.
-pub fn insert(path: &Path) -> std::io::Result<()> {
+/// The parameters the kernel command line gives module `name` (`name.key=value`, as modprobe reads them), as
+/// finit_module takes them: `key=value key2=value2`.
+pub fn parameters_from_cmdline(cmdline: &str, name: &str) -> String {
+    let name = name.replace('-', "_");
+    cmdline
+        .split_whitespace()
+        .filter_map(|word| {
+            let (module, parameter) = word.split_once('.')?;
+            (module.replace('-', "_") == name && parameter.contains('=')).then_some(parameter)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Loads the module in `path` into the running kernel with `parameters` (`key=value …`). Already loaded counts
+/// as loaded.
+pub fn insert(path: &Path, parameters: &str) -> std::io::Result<()> {
     let file = std::fs::File::open(path)?;
-    let params = c"";
+    let parameters = std::ffi::CString::new(parameters)?;
     // SAFETY: finit_module reads the open descriptor and a NUL-terminated parameter string.
-    let result =
-        unsafe { libc::syscall(libc::SYS_finit_module, std::os::fd::AsRawFd::as_raw_fd(&file), params.as_ptr(), 0) };
+    let result = unsafe {
+        libc::syscall(libc::SYS_finit_module, std::os::fd::AsRawFd::as_raw_fd(&file), parameters.as_ptr(), 0)
+    };
     if result == 0 {
         return Ok(());
     }
@@ -104,5 +120,15 @@ kernel/drivers/net/ethernet/intel/e1000/e1000.ko:
         let names: Vec<String> = order.iter().map(|f| module_name(f)).collect();
         assert_eq!(names, ["libcrc32c", "nf_conntrack", "nf_nat", "nfnetlink", "nf_tables", "nft_masq", "e1000"]);
         assert!(matches!(index.load_order(&["nonsense"]), Err(ModuleError::Unknown(name)) if name == "nonsense"));
+    }
+
+    #[test]
+    fn parameters_come_from_the_command_line_by_module_name() {
+        let cmdline = "console=ttyS0 watchdog.stop_on_reboot=0 routerd.slot=a watchdog.handle_boot_enabled=0 \
+                       i6300esb.heartbeat=60 watchdog.broken";
+        assert_eq!(parameters_from_cmdline(cmdline, "watchdog"), "stop_on_reboot=0 handle_boot_enabled=0");
+        assert_eq!(parameters_from_cmdline(cmdline, "i6300esb"), "heartbeat=60");
+        assert_eq!(parameters_from_cmdline(cmdline, "e1000"), "");
+        assert_eq!(parameters_from_cmdline("nf-tables.x=1", "nf_tables"), "x=1");
     }
 }

@@ -17,6 +17,8 @@ use routerd_init::block;
 use crate::{log::Log, sys};
 
 const PERM: &str = "/perm";
+/// Where routerd mounts the boot partition (`routerd::update::system::slots::BOOT_MOUNT`).
+const BOOT: &str = "/boot";
 const ROUTERD: &str = "/usr/bin/routerd";
 const E2FSCK: &str = "/sbin/e2fsck";
 const PERM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,6 +53,10 @@ pub fn run(log: &Log) -> String {
         log.line(&format!("init: bringing up lo: {error}"));
     }
     crate::load_modules(log, Path::new("/etc/modules.load"));
+    let window = cmdline.get("routerd.trial").and_then(|s| s.parse::<u64>().ok());
+    // Armed as soon as the watchdog's driver is loaded: loading it stopped the timer the old system left running
+    // for the kexec. /perm was unmounted cleanly before the kexec, so its check below is quick.
+    let trial = window.map(|window| Trial::start(log, window));
     // Without /perm there is no configuration and nowhere to keep leases: routerd does not start on a blank
     // stand-in. Keep trying (a disk that is slow to appear) and keep saying why.
     let perm = loop {
@@ -68,8 +74,6 @@ pub fn run(log: &Log) -> String {
         log.line(&format!("init: cannot keep this boot's log in /perm/log: {error}"));
     }
     log.line(&format!("init: /perm is {} (ext4)", perm));
-    let trial =
-        cmdline.get("routerd.trial").and_then(|s| s.parse::<u64>().ok()).map(|window| Trial::start(log, window));
     supervise(log, &signals, trial)
 }
 
@@ -314,6 +318,13 @@ fn shutdown(log: &Log, routerd: Option<libc::pid_t>, how: libc::c_int) -> String
     log.line(&format!("init: unmounting /perm and {what}"));
     log.close_file();
     sys::sync();
+    // routerd mounts the boot partition for system updates; unmounted, its vfat is marked clean.
+    if let Err(error) = sys::unmount(Path::new(BOOT), 0)
+        && error.raw_os_error() != Some(libc::EINVAL)
+        && error.raw_os_error() != Some(libc::ENOENT)
+    {
+        log.line(&format!("init: unmounting {BOOT}: {error}"));
+    }
     if let Err(error) = sys::unmount(Path::new(PERM), 0) {
         log.line(&format!("init: unmounting /perm: {error}; remounting it read-only"));
         let _ = sys::mount("", Path::new(PERM), "", libc::MS_REMOUNT | libc::MS_RDONLY, "");

@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     addresses::{LAN_BRIDGE_MAC, UPLINK_MAC},
-    error::LabError,
+    error::{IoContext, LabError},
     netns::Netns,
     programs::{QEMU, ROUTERD_IMAGE},
     router::{LAN, UPLINK},
@@ -63,13 +63,17 @@ pub fn build_image(perm: &Path, out: &Path, log: &Path) -> Result<(), LabError> 
     Ok(())
 }
 
-/// Builds a system update bundle named `version` (around `routerd` when given) with `routerd-image bundle`.
-pub fn build_bundle(out: &Path, version: &str, routerd: Option<&Path>) -> Result<(), LabError> {
+/// Builds a system update bundle named `version` (around `routerd` when given, signed with the private key
+/// `sign` when given) with `routerd-image bundle`.
+pub fn build_bundle(out: &Path, version: &str, routerd: Option<&Path>, sign: Option<&Path>) -> Result<(), LabError> {
     let program = ROUTERD_IMAGE.locate()?;
     let mut command = std::process::Command::new(program);
     command.args(["bundle", "--version-name", version, "--out"]).arg(out);
     if let Some(routerd) = routerd {
         command.arg("--routerd").arg(routerd);
+    }
+    if let Some(key) = sign {
+        command.arg("--sign").arg(key);
     }
     let output = crate::command::run_unchecked(&mut command)?;
     if !output.success {
@@ -78,7 +82,21 @@ pub fn build_bundle(out: &Path, version: &str, routerd: Option<&Path>) -> Result
     Ok(())
 }
 
-/// `IMAGE?offset=N` for the /perm partition of `image`, as e2fsprogs' tools (debugfs, e2fsck) take it.
+/// Makes an ed25519 key pair for bundles with `routerd-image keygen`: the private key at `out`, and returns the
+/// public key as routerd.json's `update_signing_keys` takes it.
+pub fn signing_key(out: &Path) -> Result<String, LabError> {
+    let program = ROUTERD_IMAGE.locate()?;
+    let mut command = std::process::Command::new(program);
+    command.args(["keygen", "--out"]).arg(out);
+    let output = crate::command::run_unchecked(&mut command)?;
+    if !output.success {
+        return Err(LabError::unexpected("routerd-image keygen", output.combined()));
+    }
+    let public = PathBuf::from(format!("{}.pub", out.display()));
+    let text = std::fs::read_to_string(&public).context(|| format!("reading {}", public.display()))?;
+    Ok(text.trim().to_string())
+}
+
 pub fn perm_partition(image: &Path) -> String {
     // The layout routerd-image writes for a 1 GiB image: 1 MiB, boot 64 MiB, two slots of 256 MiB.
     format!("{}?offset={}", image.display(), (1 + 64 + 2 * 256) << 20)

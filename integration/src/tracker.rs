@@ -201,7 +201,7 @@ impl Tracker {
             }
             for pid in netns.pids() {
                 if netns.contains_pid(pid) && is_alive(pid) {
-                    kill(pid, libc::SIGKILL);
+                    send_signal(pid, libc::SIGKILL);
                 }
             }
             if let Err(error) = netns.delete() {
@@ -265,15 +265,16 @@ fn stop_foreign(record: &ProcessRecord) {
         std::thread::sleep(Duration::from_millis(10));
     }
     if is_alive(record.pid) && netns.contains_pid(record.pid) {
-        kill(record.pid, libc::SIGKILL);
+        send_signal(record.pid, libc::SIGKILL);
     }
 }
 
 fn terminate(pid: u32) {
-    kill(pid, libc::SIGTERM);
+    send_signal(pid, libc::SIGTERM);
 }
 
-fn kill(pid: u32, signal: libc::c_int) {
+/// Sends `signal` to `pid` (a process this lab started).
+pub fn send_signal(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill has no memory effects; a stale PID yields ESRCH.
         unsafe { libc::kill(pid, signal) };

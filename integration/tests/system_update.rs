@@ -32,9 +32,48 @@ fn appliance(lab: &Lab) -> integration::appliance::Vm {
 }
 
 fn bundle(lab: &Lab, name: &str, routerd: Option<&std::path::Path>) -> std::path::PathBuf {
-    let out = lab.work_dir().join(format!("{name}.rbundle"));
-    lab.check(integration::appliance::build_bundle(&out, name, routerd), "routerd-image bundle");
+    signed_bundle(lab, name, name, routerd, None)
+}
+
+/// A bundle of system `version` in `file`.rbundle, signed with the private key `key` when given.
+fn signed_bundle(
+    lab: &Lab,
+    file: &str,
+    version: &str,
+    routerd: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> std::path::PathBuf {
+    let out = lab.work_dir().join(format!("{file}.rbundle"));
+    lab.check(integration::appliance::build_bundle(&out, version, routerd, key), "routerd-image bundle");
     out
+}
+
+/// Makes a key pair named `name` in the lab's directory; returns the private key's path and the public key.
+fn signing_key(lab: &Lab, name: &str) -> (std::path::PathBuf, String) {
+    let path = lab.work_dir().join(name);
+    let public = lab.check(integration::appliance::signing_key(&path), "routerd-image keygen");
+    (path, public)
+}
+
+/// Adds `public` to `update_signing_keys` in the routerd.json the appliance's image is built from.
+fn require_signatures(lab: &Lab, public: &str) {
+    let path = lab.router().perm().join("routerd.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("routerd.json")).expect("JSON");
+    config["update_signing_keys"] = serde_json::json!([public]);
+    std::fs::write(&path, config.to_string()).expect("routerd.json");
+}
+
+/// Uploads each bundle and checks that the router refuses it with the expected words, stages nothing and writes
+/// no slot.
+fn assert_refused(lab: &Lab, vm: &integration::appliance::Vm, bundles: &[(&std::path::Path, &str)]) {
+    let before = vm.console_text().len();
+    for (path, expected) in bundles {
+        let refused = rtrctl(lab, &["update", "--image", &path.display().to_string(), "--no-backup", "--force"]);
+        assert!(!refused.success && refused.combined().contains(expected), "{path:?}: {}", refused.combined());
+    }
+    let status = update_status(lab);
+    assert_eq!(status["staged_version"], "", "{status}");
+    assert!(!vm.console_text()[before..].contains("writing slot"), "a refused bundle was written");
 }
 
 /// Waits until rtrctl reaches the router again and the update status satisfies `done`.
@@ -52,8 +91,16 @@ fn wait_for_status(lab: &Lab, what: &str, done: impl Fn(&Value) -> bool) -> Valu
 #[test]
 fn a_good_bundle_becomes_the_system_survives_a_reboot_and_rolls_back_on_request() {
     let lab = Lab::start(LabOptions { appliance: true, lan_devices: 1, ..LabOptions::default() }).expect("the lab");
+    // This router takes only bundles signed by its owner's key.
+    let (owner_key, owner_public) = signing_key(&lab, "owner.key");
+    let (stranger_key, _) = signing_key(&lab, "stranger.key");
+    require_signatures(&lab, &owner_public);
     let vm = appliance(&lab);
-    let next = bundle(&lab, "second", None);
+    let next = signed_bundle(&lab, "second", "second", None, Some(&owner_key));
+    let foreign = signed_bundle(&lab, "foreign", "second", None, Some(&stranger_key));
+    // The owner's bundle without its signature (the manifest.sig entry left out).
+    let unsigned = rebuilt(&lab, &next, "unsigned", "vmlinuz", |_, _| {});
+    assert_refused(&lab, &vm, &[(&unsigned, "not signed"), (&foreign, "does not verify with any key in routerd.json")]);
     let before = vm.console_text().len();
     let update = rtrctl(
         &lab,
@@ -114,14 +161,7 @@ fn a_system_whose_routerd_exits_is_rolled_back_by_itself_with_the_reason() {
     std::fs::write(&tampered_path, &tampered).expect("write");
     let truncated_path = lab.work_dir().join("truncated.rbundle");
     std::fs::write(&truncated_path, &bytes[..bytes.len() / 3]).expect("write");
-    let before_refusals = vm.console_text().len();
-    for (path, expected) in [(&tampered_path, "SHA-256"), (&truncated_path, "nothing was staged")] {
-        let refused = rtrctl(&lab, &["update", "--image", &path.display().to_string(), "--no-backup", "--force"]);
-        assert!(!refused.success && refused.combined().contains(expected), "{}", refused.combined());
-    }
-    let status = update_status(&lab);
-    assert_eq!(status["staged_version"], "", "{status}");
-    assert!(!vm.console_text()[before_refusals..].contains("writing slot"), "a refused bundle was written");
+    assert_refused(&lab, &vm, &[(&tampered_path, "SHA-256"), (&truncated_path, "nothing was staged")]);
 
     let before = vm.console_text().len();
     let update = rtrctl(
@@ -163,7 +203,8 @@ fn with_junk_initramfs(lab: &Lab, bundle: &std::path::Path) -> std::path::PathBu
 }
 
 /// Rebuilds `bundle` as version `version` after `change` (given the unpacked directory and a way to run a
-/// program there) rewrote its part `part`; the manifest gets that part's true size and hash.
+/// program there) rewrote its part `part`; the manifest gets that part's true size and hash. The result is
+/// unsigned.
 fn rebuilt(
     lab: &Lab,
     bundle: &std::path::Path,
@@ -195,7 +236,7 @@ fn rebuilt(
 }
 
 #[test]
-fn a_system_that_never_becomes_healthy_is_rolled_back_at_the_end_of_its_window() {
+fn a_system_that_never_becomes_healthy_or_hangs_is_rolled_back_by_itself() {
     let lab = Lab::start(LabOptions { appliance: true, lan_devices: 1, ..LabOptions::default() }).expect("the lab");
     let vm = appliance(&lab);
     // A root without nf_tables: routerd runs, but its firewall never loads, so a check that passed before fails.
@@ -214,6 +255,55 @@ fn a_system_that_never_becomes_healthy_is_rolled_back_at_the_end_of_its_window()
     assert!(reason.contains("not healthy within 60 s") && reason.contains("firewall"), "{status}");
     assert!(status["running_version"].as_str().is_some_and(|v| v.ends_with("(system first)")), "{status}");
     assert_eq!(lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "dig"), ["203.0.113.80"]);
+
+    // A root whose init hangs: nothing feeds the watchdog the old system armed before the kexec, so it resets
+    // the machine, which boots the old slot, still the default.
+    let hanging = with_hanging_init(&lab, &good);
+    let before = vm.console_text().len();
+    let update = rtrctl(
+        &lab,
+        &["update", "--image", &hanging.display().to_string(), "--no-backup", "--force", "--confirm-window", "60"],
+    );
+    assert!(!update.success, "the update must fail: {}", update.combined());
+    let status = wait_for_status(&lab, "the rollback after the hang", |s| {
+        s["last_rollback_reason"].as_str().is_some_and(|r| r.contains("reset before it confirmed"))
+    });
+    let after = vm.console_text()[before..].to_string();
+    let hung = after.find(HANG_LINE).unwrap_or_else(|| panic!("the new init did not run:\n{after}"));
+    assert!(after[hung..].contains("init: root slot a is /dev/sda2"), "not back in slot a:\n{after}");
+    assert!(status["running_version"].as_str().is_some_and(|v| v.ends_with("(system first)")), "{status}");
+    assert_eq!(lab.check(lab.lan(1).dig("192.0.2.1", "www.example.org", "A"), "dig"), ["203.0.113.80"]);
+}
+
+const HANG_LINE: &str = "test: this init hangs and feeds no watchdog";
+
+/// A copy of `bundle` whose root's init is a shell script (busybox from this machine, with its libraries) that
+/// sleeps forever.
+fn with_hanging_init(lab: &Lab, bundle: &std::path::Path) -> std::path::PathBuf {
+    rebuilt(lab, bundle, "hanging", "root.squashfs", |dir, run| {
+        run("unsquashfs", &["-q", "-d", "root", "root.squashfs"]);
+        let libraries = run("ldd", &["/bin/busybox"]);
+        for library in libraries.split_whitespace().filter(|word| word.starts_with('/')) {
+            let inside = dir.join("root").join(library.trim_start_matches('/'));
+            if !inside.exists() {
+                std::fs::create_dir_all(inside.parent().expect("a directory")).expect("library directory");
+                std::fs::copy(library, &inside).expect("library");
+            }
+        }
+        std::fs::copy("/bin/busybox", dir.join("root/sbin/busybox")).expect("busybox");
+        let init = dir.join("root/sbin/init");
+        std::fs::remove_file(&init).expect("the old init");
+        let script = format!(
+            "#!/sbin/busybox sh\necho '{HANG_LINE}' > /dev/console\nwhile :; do /sbin/busybox sleep 3600; done\n"
+        );
+        std::fs::write(&init, script).expect("init");
+        run("chmod", &["755", &init.display().to_string()]);
+        std::fs::remove_file(dir.join("root.squashfs")).expect("old root");
+        run(
+            "mksquashfs",
+            &["root", "root.squashfs", "-comp", "zstd", "-noappend", "-all-root", "-quiet", "-no-progress"],
+        );
+    })
 }
 
 /// A copy of `bundle` whose root has no nf_tables module (the manifest says so truthfully).

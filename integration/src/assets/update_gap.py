@@ -1,13 +1,19 @@
 #!/usr/bin/python3
 """Probes a router during an update, from a LAN device: ICMP echo to a host behind the router (forwarded),
-DNS queries to the router, DHCPDISCOVERs to the router, each every INTERVAL seconds for DURATION seconds.
+DNS queries to the router, DHCPDISCOVERs to the router, each every INTERVAL seconds for DURATION seconds, or until SIGTERM.
 Prints one JSON line: what was sent and answered, and the longest gap between answers for each."""
-import json, os, random, select, socket, struct, sys, threading, time
+import json, os, random, select, signal, socket, struct, sys, threading, time
 
 router, target, interface, duration = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 INTERVAL = 0.01
 DHCP_INTERVAL = 0.05
 results = {}
+stopping = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+
+
+def running(end):
+    return time.monotonic() < end and not stopping.is_set()
 
 
 def checksum(data):
@@ -30,7 +36,7 @@ def ping():
     sent, answered, seen = 0, [], set()
     start = time.monotonic()
     end = start + duration
-    while time.monotonic() < end:
+    while running(end):
         sent += 1
         header = struct.pack("!BBHHH", 8, 0, 0, ident, sent & 0xFFFF)
         payload = b"update-gap" * 4
@@ -46,6 +52,7 @@ def ping():
             if kind == 0 and rid == ident and seq not in seen:
                 seen.add(seq)
                 answered.append(time.monotonic())
+    end = min(end, time.monotonic())
     # Late replies still count as delivered.
     s.settimeout(1.0)
     try:
@@ -66,7 +73,7 @@ def dns():
     sent, answered = 0, []
     start = time.monotonic()
     end = start + duration
-    while time.monotonic() < end:
+    while running(end):
         sent += 1
         s.sendto(struct.pack("!HHHHHH", sent & 0xFFFF, 0x0100, 1, 0, 0, 0) + name + b"\0\1\0\1", (router, 53))
         deadline = time.monotonic() + INTERVAL
@@ -77,6 +84,7 @@ def dns():
             reply = s.recv(4096)
             if len(reply) > 4 and reply[3] & 0x0F == 0:
                 answered.append(time.monotonic())
+    end = min(end, time.monotonic())
     results["dns"] = {"sent": sent, "answered": len(answered), "longest_gap_ms": round(gap(answered, start, end) * 1000)}
 
 
@@ -90,7 +98,7 @@ def dhcp():
     sent, answered = 0, []
     start = time.monotonic()
     end = start + duration
-    while time.monotonic() < end:
+    while running(end):
         sent += 1
         xid = random.getrandbits(32)
         packet = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, b"\0" * 4, b"\0" * 4,
@@ -105,6 +113,7 @@ def dhcp():
             reply = s.recv(4096)
             if len(reply) > 240 and reply[4:8] == struct.pack("!I", xid):
                 answered.append(time.monotonic())
+    end = min(end, time.monotonic())
     results["dhcp"] = {"sent": sent, "answered": len(answered), "longest_gap_ms": round(gap(answered, start, end) * 1000)}
 
 
@@ -113,5 +122,6 @@ for t in threads:
     t.start()
 print("probing", flush=True, file=sys.stderr)
 for t in threads:
-    t.join()
+    while t.is_alive():
+        t.join(0.5)
 print(json.dumps(results), flush=True)

@@ -1,6 +1,6 @@
 //! Writing a checked bundle where the inactive slot boots from: its root into the slot's partition, its kernel
 //! and initramfs onto the boot partition under the slot's names; each read back and hashed. And the boot
-//! configuration (syslinux.cfg), replaced whole.
+//! configuration (syslinux.cfg), whose default changes by rewriting one sector in place.
 
 use std::{
     fs::{File, OpenOptions},
@@ -138,13 +138,30 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Makes `default` the slot the machine boots from: syslinux.cfg is written beside the old one, then renamed
-/// over it.
+/// Makes `default` the slot the machine boots from. The two configurations differ in one byte (`DEFAULT a` or
+/// `DEFAULT b`), so the switch rewrites that byte's sector in place: a disk writes a sector whole or not at all,
+/// so a power cut leaves the old default or the new one. A rename on vfat gives no such promise (it updates two
+/// directory entries), so it is only the fallback, for a file that differs in more than one sector (another
+/// hostname, a file from an older version).
 pub fn set_boot_default(boot: &Path, default: Slot, hostname: &str) -> Result<(), String> {
-    let (temp, path) = (boot.join("syslinux.new"), boot.join("syslinux.cfg"));
+    let path = boot.join("syslinux.cfg");
+    let wanted = layout::syslinux_cfg(default, hostname).into_bytes();
+    let current = std::fs::read(&path).unwrap_or_default();
+    if current == wanted {
+        return Ok(());
+    }
+    if let Some(changed) = changed_within_one_sector(&current, &wanted) {
+        let mut file =
+            OpenOptions::new().write(true).open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        file.seek(SeekFrom::Start(changed.start as u64))
+            .and_then(|_| file.write_all(&wanted[changed]))
+            .and_then(|_| file.sync_all())
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        return Ok(());
+    }
+    let temp = boot.join("syslinux.new");
     let mut file = File::create(&temp).map_err(|e| format!("creating {}: {e}", temp.display()))?;
-    file.write_all(layout::syslinux_cfg(default, hostname).as_bytes())
-        .map_err(|e| format!("writing {}: {e}", temp.display()))?;
+    file.write_all(&wanted).map_err(|e| format!("writing {}: {e}", temp.display()))?;
     file.sync_all().map_err(|e| format!("flushing {}: {e}", temp.display()))?;
     drop(file);
     std::fs::rename(&temp, &path).map_err(|e| format!("replacing {}: {e}", path.display()))?;
@@ -152,7 +169,67 @@ pub fn set_boot_default(boot: &Path, default: Slot, hostname: &str) -> Result<()
     Ok(())
 }
 
+const SECTOR: usize = 512;
+
+/// The bytes that differ between two files of the same length, when they all lie in one sector.
+fn changed_within_one_sector(current: &[u8], wanted: &[u8]) -> Option<std::ops::Range<usize>> {
+    if current.len() != wanted.len() {
+        return None;
+    }
+    let differs = |i: &usize| current[*i] != wanted[*i];
+    let first = (0..wanted.len()).find(differs)?;
+    let last = (0..wanted.len()).rev().find(differs)?;
+    (first / SECTOR == last / SECTOR).then_some(first..last + 1)
+}
+
 /// The slot syslinux boots by default.
 pub fn boot_default(boot: &Path) -> Option<Slot> {
     layout::syslinux_default(&std::fs::read_to_string(boot.join("syslinux.cfg")).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn the_default_changes_in_place_and_a_new_hostname_replaces_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("syslinux.cfg");
+        std::fs::write(&path, layout::syslinux_cfg(Slot::A, "router")).expect("write");
+        let inode = std::fs::metadata(&path).expect("metadata").ino();
+
+        set_boot_default(dir.path(), Slot::B, "router").expect("to slot b");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), layout::syslinux_cfg(Slot::B, "router"));
+        assert_eq!(boot_default(dir.path()), Some(Slot::B));
+        assert_eq!(std::fs::metadata(&path).expect("metadata").ino(), inode, "rewritten in place");
+
+        set_boot_default(dir.path(), Slot::A, "gateway").expect("to slot a, renamed");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), layout::syslinux_cfg(Slot::A, "gateway"));
+        assert_ne!(std::fs::metadata(&path).expect("metadata").ino(), inode, "replaced by a rename");
+        assert!(!dir.path().join("syslinux.new").exists());
+    }
+
+    #[test]
+    fn a_missing_or_damaged_configuration_is_written_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        set_boot_default(dir.path(), Slot::B, "router").expect("missing");
+        assert_eq!(boot_default(dir.path()), Some(Slot::B));
+        let path = dir.path().join("syslinux.cfg");
+        std::fs::write(&path, vec![0u8; layout::syslinux_cfg(Slot::A, "router").len()]).expect("zeros");
+        set_boot_default(dir.path(), Slot::A, "router").expect("zeros of the same length");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), layout::syslinux_cfg(Slot::A, "router"));
+    }
+
+    #[test]
+    fn changes_in_two_sectors_are_not_one_sector_change() {
+        let current = vec![0u8; 2 * SECTOR];
+        let mut wanted = current.clone();
+        wanted[10] = 1;
+        assert_eq!(changed_within_one_sector(&current, &wanted), Some(10..11));
+        wanted[SECTOR + 1] = 1;
+        assert_eq!(changed_within_one_sector(&current, &wanted), None);
+        assert_eq!(changed_within_one_sector(&current, &current[1..]), None);
+    }
 }
