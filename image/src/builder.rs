@@ -234,7 +234,7 @@ pub fn binaries_dir(binaries: &Option<PathBuf>) -> Result<PathBuf, ImageError> {
     Ok(dir)
 }
 
-fn default_cache() -> PathBuf {
+pub fn default_cache() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))

@@ -83,6 +83,17 @@ pub fn restore(perm: &Path, entries: &[Entry]) -> Result<usize, BackupError> {
     Ok(entries.len())
 }
 
+/// Checks `entries` as a restore would (staged in `scratch`, loaded as routerd loads `--perm`) without
+/// installing them anywhere: for a restore that happens elsewhere (the recovery installer). `scratch` is removed.
+pub fn check_entries(scratch: &Path, entries: &[Entry]) -> Result<(), BackupError> {
+    if scratch.exists() {
+        fs::remove_dir_all(scratch).map_err(write_error(scratch))?;
+    }
+    let result = stage(scratch, entries).and_then(|()| super::check::check_tree(scratch));
+    let _ = fs::remove_dir_all(scratch);
+    result
+}
+
 /// Stages `entries` and commits to installing them: the next [`resume`] (at routerd's next start, when no
 /// service writes under `--perm`) swaps them in, on trial by `plan`. Returns the number of files staged.
 pub fn restore_at_next_start(perm: &Path, entries: &[Entry], plan: TrialPlan) -> Result<usize, BackupError> {
