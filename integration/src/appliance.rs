@@ -111,9 +111,29 @@ pub struct Vm {
     pub powered_on: std::time::Instant,
 }
 
+/// Where the VM's firmware boots from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootFrom {
+    Disk,
+    /// The disk when it is bootable, else the network through the LAN port (PXE, iPXE from ipxe-qemu), as an
+    /// apu2 does with PXE after the disk in its boot order. The uplink NIC has no boot ROM.
+    DiskThenNetwork,
+}
+
 impl Vm {
     /// Boots `image` in qemu in the router namespace; the serial console goes to `dir/console.log`.
     pub fn boot(tracker: &Tracker, router: &Netns, image: &Path, dir: &Path) -> Result<Vm, LabError> {
+        Vm::boot_from(tracker, router, image, dir, BootFrom::Disk)
+    }
+
+    /// Boots the disk `image` as `from` says.
+    pub fn boot_from(
+        tracker: &Tracker,
+        router: &Netns,
+        image: &Path,
+        dir: &Path,
+        from: BootFrom,
+    ) -> Result<Vm, LabError> {
         let qemu = QEMU.locate().ok_or(LabError::MissingPrograms(vec![(QEMU.name, QEMU.package)]))?;
         std::fs::create_dir_all(dir).map_err(|e| LabError::unexpected("creating the VM's directory", e.to_string()))?;
         let console = dir.join("console.log");
@@ -135,7 +155,10 @@ impl Vm {
             "-netdev",
             &format!("tap,id=up,ifname={UPLINK_TAP},script=no,downscript=no"),
             "-device",
-            &format!("e1000,netdev=up,mac={UPLINK_MAC}"),
+            &format!(
+                "e1000,netdev=up,mac={UPLINK_MAC}{}",
+                if from == BootFrom::DiskThenNetwork { ",romfile=" } else { "" }
+            ),
             "-netdev",
             &format!("tap,id=lan,ifname={LAN_TAP},script=no,downscript=no"),
             "-device",
@@ -148,6 +171,10 @@ impl Vm {
         ]
         .map(String::from)
         .to_vec();
+        let mut args = args;
+        if from == BootFrom::DiskThenNetwork {
+            args.extend(["-boot".to_string(), "order=cn".to_string()]);
+        }
         let pid = tracker.spawn("qemu (the appliance)", router, &qemu, &args, &[], &dir.join("qemu.log"))?;
         Ok(Vm { pid, console, powered_on: std::time::Instant::now() })
     }

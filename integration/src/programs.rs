@@ -82,6 +82,7 @@ pub struct OwnBinary {
 pub const ROUTERD: OwnBinary = OwnBinary { name: "routerd", package: "routerd" };
 pub const RTRCTL: OwnBinary = OwnBinary { name: "rtrctl", package: "rtrctl" };
 pub const ROUTERD_IMAGE: OwnBinary = OwnBinary { name: "routerd-image", package: "routerd-image" };
+pub const ROUTERD_RECOVER: OwnBinary = OwnBinary { name: "routerd-recover", package: "routerd-recover" };
 pub const QEMU: Program = Program { name: "qemu-system-x86_64", package: "qemu-system-x86" };
 
 impl OwnBinary {

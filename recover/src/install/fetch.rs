@@ -48,7 +48,11 @@ impl Server {
     /// Tells routerd-recover how far the install is. A report that does not arrive is only printed here: the
     /// install goes on.
     pub fn report(&self, report: &Report) {
-        println!("recover: [{}] {}", report.step, report.message);
+        if report.total > 0 {
+            println!("recover: [{}] {}: {} of {} bytes", report.step, report.message, report.done, report.total);
+        } else {
+            println!("recover: [{}] {}", report.step, report.message);
+        }
         let url = format!("{}{}", self.base, protocol::REPORT_PATH);
         let body = serde_json::to_vec(report).unwrap_or_default();
         if let Err(error) = self.agent.post(&url).header("content-type", "application/json").send(&body[..]) {

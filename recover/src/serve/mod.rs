@@ -73,7 +73,17 @@ pub enum RecoverError {
     Netboot(#[from] routerd_image::error::ImageError),
     #[error("the router reports a failed install at step {step}: {message}")]
     InstallFailed { step: String, message: String },
+    #[error(
+        "the router has not reported for {0} s (a pulled cable? a dead router?): run routerd-recover again and \
+         boot the router from the network again (a disk the install had begun to write no longer boots, so the \
+         router falls through to the network boot by itself)"
+    )]
+    Stalled(u64),
 }
+
+/// How long the installer may stay quiet during an install (it reports at least every second while it works,
+/// and gives up on a transfer that stalls for 30 s).
+const STALL: std::time::Duration = std::time::Duration::from_secs(90);
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RecoverError {
     let what = what.into();
@@ -163,7 +173,6 @@ pub async fn run(args: Args) -> Result<String, RecoverError> {
             })?),
             None => None,
         };
-    let (address, prefix_len) = interface_address(&args.interface)?;
     println!("checking the image {} …", args.image.display());
     let image = check_image(&args.image)?;
     let backup = match &args.backup {
@@ -175,6 +184,7 @@ pub async fn run(args: Args) -> Result<String, RecoverError> {
         None => None,
     };
     let manifest = Manifest { image, backup };
+    let (address, prefix_len) = interface_address(&args.interface)?;
 
     let netboot = tempfile::Builder::new().prefix("routerd-recover-").tempdir().map_err(io("a work directory"))?;
     let binaries = match &args.binaries {
@@ -217,10 +227,20 @@ pub async fn run(args: Args) -> Result<String, RecoverError> {
     println!("now boot the router from the network (apu2: F10 at power-on, then the iPXE entry)");
 
     let mut display = progress::Display::new();
+    // Armed by the first report: an installer that goes quiet (a pulled cable, a dead router) ends the wait.
+    let mut quiet_until: Option<tokio::time::Instant> = None;
     loop {
+        let stalled = async {
+            match quiet_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = stalled => return Err(RecoverError::Stalled(STALL.as_secs())),
             report = reports.recv() => {
                 let Some(report) = report else { break };
+                quiet_until = Some(tokio::time::Instant::now() + STALL);
                 display.show(&report);
                 match report.outcome {
                     Outcome::Working => {}
