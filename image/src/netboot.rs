@@ -77,12 +77,33 @@ pub fn build(
     Ok(Netboot { kernel_release: kernel.release })
 }
 
-/// `pxelinux.cfg/default`: boots the recovery kernel with the server's URL; `IPAPPEND 3` adds the address DHCP
-/// gave (`ip=`) and the booting NIC (`BOOTIF=`).
-pub fn pxelinux_cfg(server_url: &str, disk: Option<&str>) -> String {
+/// `pxelinux.cfg/default`: boots the recovery kernel with the server's URL and its run's token; `IPAPPEND 3`
+/// adds the address DHCP gave (`ip=`) and the booting NIC (`BOOTIF=`).
+pub fn pxelinux_cfg(server_url: &str, session: &str, disk: Option<&str>) -> String {
     let disk = disk.map(|d| format!(" routerd.disk={d}")).unwrap_or_default();
     format!(
         "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT recover\nLABEL recover\n  KERNEL {KERNEL}\n  INITRD {INITRAMFS}\n  \
-         APPEND console=ttyS0,115200 panic=10 routerd.recover={server_url}{disk}\n  IPAPPEND 3\n"
+         APPEND console=ttyS0,115200 panic=10 routerd.recover={server_url} routerd.session={session}{disk}\n  \
+         IPAPPEND 3\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_configuration_names_the_server_the_run_and_asks_for_the_address() {
+        let config = pxelinux_cfg("http://192.0.2.11:8067", "c0ffee", Some("sdb"));
+        assert!(config.starts_with("SERIAL 0 115200\n"), "{config}");
+        for line in [
+            "  KERNEL vmlinuz\n",
+            "  INITRD initrd\n",
+            "  APPEND console=ttyS0,115200 panic=10 routerd.recover=http://192.0.2.11:8067 routerd.session=c0ffee routerd.disk=sdb\n",
+            "  IPAPPEND 3\n",
+        ] {
+            assert!(config.contains(line), "{line:?} missing:\n{config}");
+        }
+        assert!(!pxelinux_cfg("http://a", "t", None).contains("routerd.disk"));
+    }
 }

@@ -49,6 +49,11 @@ pub fn wire(router: &Netns) -> Result<(), LabError> {
     Ok(())
 }
 
+/// Plugs or pulls the VM's LAN cable (its tap's link in the router namespace).
+pub fn set_lan_cable(router: &Netns, connected: bool) -> Result<(), LabError> {
+    router.ip(&["link", "set", LAN_TAP, if connected { "up" } else { "down" }]).map(|_| ())
+}
+
 /// Builds the image of `perm` into `out` with `routerd-image` (from this build), logging to `log`.
 pub fn build_image(perm: &Path, out: &Path, log: &Path) -> Result<(), LabError> {
     let program = ROUTERD_IMAGE.locate()?;

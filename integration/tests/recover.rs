@@ -8,7 +8,7 @@ use std::{path::Path, time::Duration};
 use integration::{
     DhcpClientKind, Lab, LabOptions,
     addresses::lan_device_mac,
-    appliance::{BootFrom, Vm},
+    appliance::{BootFrom, Vm, set_lan_cable},
     programs::ROUTERD_RECOVER,
     wait,
 };
@@ -46,6 +46,69 @@ fn blank_disk(path: &Path, size: u64) {
     file.set_len(size).expect("blank disk size");
 }
 
+/// routerd-recover running on lan1 (the workstation, with a fixed address), logging to `log`.
+struct Recover<'a> {
+    lab: &'a Lab,
+    pid: u32,
+    log: std::path::PathBuf,
+}
+
+impl<'a> Recover<'a> {
+    fn start(lab: &'a Lab, log: std::path::PathBuf, image: &Path, backup: Option<&Path>) -> Recover<'a> {
+        let program = lab.check(ROUTERD_RECOVER.locate(), "routerd-recover");
+        let mut args = vec!["--interface".to_string(), "eth0".into(), "--image".into(), image.display().to_string()];
+        if let Some(backup) = backup {
+            args.extend(["--backup".to_string(), backup.display().to_string()]);
+        }
+        let pid = lab.check(
+            lab.tracker().spawn("routerd-recover", lab.lan(1).netns(), &program, &args, &[], &log),
+            "routerd-recover",
+        );
+        let recover = Recover { lab, pid, log };
+        lab.check(
+            wait::until("routerd-recover serving", Duration::from_secs(120), || {
+                if let Some(status) = lab.tracker().exit_status(pid) {
+                    let said = recover.said();
+                    return Err(integration::LabError::unexpected(
+                        "routerd-recover",
+                        format!("exited ({status}): {said}"),
+                    ));
+                }
+                Ok(recover.said().contains("now boot the router").then_some(()))
+            }),
+            "routerd-recover serving",
+        );
+        recover
+    }
+
+    fn said(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until routerd-recover exits; returns its exit status and what it said.
+    fn finished(&self, vm: &Vm) -> (String, String) {
+        let status = self.lab.check(
+            wait::until("routerd-recover to finish", INSTALL, || Ok(self.lab.tracker().exit_status(self.pid))),
+            &format!("the install\n── routerd-recover:\n{}\n── console:\n{}", self.said(), vm.console_text()),
+        );
+        (status, self.said())
+    }
+}
+
+/// lan1 as the workstation: no DHCP client, a fixed address.
+fn workstation(lab: &Lab) {
+    lab.check(lab.lan(1).netns().ip(&["addr", "flush", "dev", "eth0"]), "flush");
+    lab.check(lab.lan(1).set_static_ipv4(), "a fixed address");
+}
+
+fn blank_router(lab: &Lab, dir: &Path, disk_size: u64) -> Vm {
+    blank_disk(&dir.join("disk.img"), disk_size);
+    lab.check(
+        Vm::boot_from(&lab.tracker(), lab.router().netns(), &dir.join("disk.img"), dir, BootFrom::DiskThenNetwork),
+        "the blank router",
+    )
+}
+
 #[test]
 fn a_blank_router_is_reinstalled_over_pxe_and_comes_back_with_its_identity_and_configuration() {
     let lab = Lab::start(LabOptions { appliance: true, lan_devices: 2, ..LabOptions::default() }).expect("the lab");
@@ -65,47 +128,14 @@ fn a_blank_router_is_reinstalled_over_pxe_and_comes_back_with_its_identity_and_c
     let size = std::fs::metadata(&image).expect("image").len();
     let dir = lab.work_dir().join("recovered");
     std::fs::create_dir_all(&dir).expect("dir");
-    let disk = dir.join("disk.img");
-    blank_disk(&disk, size);
 
     // The workstation: lan1, with a fixed address, runs routerd-recover; lan2 asks for an address meanwhile.
     laptop.stop();
-    lab.check(lab.lan(1).netns().ip(&["addr", "flush", "dev", "eth0"]), "flush");
-    lab.check(lab.lan(1).set_static_ipv4(), "a fixed address");
-    let recover = lab.check(ROUTERD_RECOVER.locate(), "routerd-recover");
-    let log = dir.join("routerd-recover.log");
-    let args: Vec<String> =
-        ["--interface", "eth0", "--image", &image.display().to_string(), "--backup", &backup.display().to_string()]
-            .map(String::from)
-            .to_vec();
-    let server = lab.check(
-        lab.tracker().spawn("routerd-recover", lab.lan(1).netns(), &recover, &args, &[], &log),
-        "routerd-recover",
-    );
+    workstation(&lab);
+    let recover = Recover::start(&lab, dir.join("routerd-recover.log"), &image, Some(&backup));
     let other = lab.check(lab.lan(2).start_dhcp_client(DhcpClientKind::Udhcpc { hostname: None }), "udhcpc on lan2");
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    lab.check(
-        wait::until("routerd-recover serving", Duration::from_secs(120), || {
-            if let Some(status) = lab.tracker().exit_status(server) {
-                return Err(integration::LabError::unexpected(
-                    "routerd-recover",
-                    format!("exited ({status}): {}", read_log()),
-                ));
-            }
-            Ok(read_log().contains("now boot the router").then_some(()))
-        }),
-        "routerd-recover serving",
-    );
-    let vm = lab.check(
-        Vm::boot_from(&lab.tracker(), lab.router().netns(), &disk, &dir, BootFrom::DiskThenNetwork),
-        "the blank router",
-    );
-
-    let status = lab.check(
-        wait::until("routerd-recover to finish", INSTALL, || Ok(lab.tracker().exit_status(server))),
-        "the install",
-    );
-    let said = read_log();
+    let vm = blank_router(&lab, &dir, size);
+    let (status, said) = recover.finished(&vm);
     assert!(status.contains("exit status: 0"), "routerd-recover: {status}\n{said}\n── console:\n{}", vm.console_text());
     assert!(said.contains("installed:") && said.contains("/perm restored from the backup"), "{said}");
     // lan2 is no PXE client: routerd-recover never answered it.
@@ -128,4 +158,47 @@ fn a_blank_router_is_reinstalled_over_pxe_and_comes_back_with_its_identity_and_c
     assert!(status["version"].is_string(), "{status}");
     let forwards = rtrctl(&lab, &["-o", "json", "forwards", "list"]).stdout;
     assert!(forwards.contains("8081") && forwards.contains(STATIC_LEASE), "{forwards}");
+}
+
+#[test]
+fn a_disk_too_small_is_left_untouched_and_an_install_cut_by_a_pulled_cable_is_simply_run_again() {
+    let lab = Lab::start(LabOptions { appliance: true, lan_devices: 1, ..LabOptions::default() }).expect("the lab");
+    let image = lab.check(lab.build_appliance_image(), "the image");
+    let size = std::fs::metadata(&image).expect("image").len();
+    workstation(&lab);
+
+    // A disk smaller than the image: refused before anything is written.
+    let small = lab.work_dir().join("small");
+    std::fs::create_dir_all(&small).expect("dir");
+    let recover = Recover::start(&lab, small.join("routerd-recover.log"), &image, None);
+    let vm = blank_router(&lab, &small, 512 << 20);
+    let (status, said) = recover.finished(&vm);
+    assert!(!status.contains("exit status: 0"), "{status}: {said}");
+    assert!(said.contains("smaller than the image") && said.contains("nothing was written to the disk"), "{said}");
+    lab.tracker().stop(vm.pid);
+    let disk = std::fs::read(small.join("disk.img")).expect("the small disk");
+    assert!(disk.iter().all(|b| *b == 0), "the small disk was written to");
+
+    // The cable is pulled while the image is written: routerd-recover gives up; run again, the router (whose disk
+    // no longer boots) comes back to the network boot by itself and the install completes.
+    let cut = lab.work_dir().join("cut");
+    std::fs::create_dir_all(&cut).expect("dir");
+    let recover = Recover::start(&lab, cut.join("routerd-recover.log"), &image, None);
+    let vm = blank_router(&lab, &cut, size);
+    lab.check(
+        wait::until("the image half written", INSTALL, || {
+            Ok(vm.console_text().contains("[image] writing the image: 3").then_some(()))
+        }),
+        "the install under way",
+    );
+    lab.check(set_lan_cable(lab.router().netns(), false), "pulling the cable");
+    let (status, said) = recover.finished(&vm);
+    assert!(!status.contains("exit status: 0"), "{status}: {said}");
+    assert!(said.contains("has not reported") && said.contains("run routerd-recover again"), "{said}");
+    lab.check(set_lan_cable(lab.router().netns(), true), "plugging the cable back in");
+    let before = vm.console_text().len();
+    let again = Recover::start(&lab, cut.join("routerd-recover-again.log"), &image, None);
+    let (status, said) = again.finished(&vm);
+    assert!(status.contains("exit status: 0"), "{status}: {said}\n── console:\n{}", &vm.console_text()[before..]);
+    lab.check(vm.wait_for_console("init: started routerd", before, BOOT), "the installed system");
 }

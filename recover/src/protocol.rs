@@ -12,6 +12,10 @@ pub const REPORT_PATH: &str = "/recover/report";
 /// to write (`routerd.disk=sda`).
 pub const CMDLINE_SERVER: &str = "routerd.recover";
 pub const CMDLINE_DISK: &str = "routerd.disk";
+/// A token per run of routerd-recover (`routerd.session=HEX`), sent back in [`SESSION_HEADER`] with every
+/// request: an installer booted by an earlier run can neither fetch from nor report to a later one.
+pub const CMDLINE_SESSION: &str = "routerd.session";
+pub const SESSION_HEADER: &str = "x-routerd-session";
 
 /// The largest report the server reads, and the largest backup the installer takes.
 pub const MAX_REPORT: usize = 16 << 10;

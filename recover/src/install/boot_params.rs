@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::protocol::{CMDLINE_DISK, CMDLINE_SERVER};
+use crate::protocol::{CMDLINE_DISK, CMDLINE_SERVER, CMDLINE_SESSION};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootParams {
@@ -15,6 +15,8 @@ pub struct BootParams {
     /// `http://ADDRESS:PORT`
     pub server: String,
     pub disk: Option<String>,
+    /// routerd-recover's run (see [`CMDLINE_SESSION`]).
+    pub session: String,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +47,8 @@ pub fn parse(cmdline: &str) -> Result<BootParams, ParamError> {
         return Err(ParamError::Malformed { key: CMDLINE_SERVER, value: server.into() });
     }
     let disk = value(cmdline, CMDLINE_DISK).map(str::to_string);
-    Ok(BootParams { address, netmask, mac, server: server.to_string(), disk })
+    let session = value(cmdline, CMDLINE_SESSION).ok_or(ParamError::Missing(CMDLINE_SESSION))?;
+    Ok(BootParams { address, netmask, mac, server: server.to_string(), disk, session: session.to_string() })
 }
 
 /// `01-52-54-00-12-34-56` (hardware type 1, Ethernet) as `52:54:00:12:34:56`.
@@ -64,7 +67,8 @@ fn parse_bootif(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const PXELINUX: &str = "console=ttyS0,115200 routerd.recover=http://192.0.2.10:8067 initrd=initrd \
+    const PXELINUX: &str = "console=ttyS0,115200 routerd.recover=http://192.0.2.10:8067 routerd.session=c0ffee \
+                            initrd=initrd \
                             ip=192.0.2.150:192.0.2.10:0.0.0.0:255.255.255.0 BOOTIF=01-02-00-00-00-01-0A";
 
     #[test]
@@ -75,6 +79,7 @@ mod tests {
         assert_eq!(params.mac, "02:00:00:00:01:0a");
         assert_eq!(params.server, "http://192.0.2.10:8067");
         assert_eq!(params.disk, None);
+        assert_eq!(params.session, "c0ffee");
         assert_eq!(parse(&format!("{PXELINUX} routerd.disk=sdb")).expect("valid").disk.as_deref(), Some("sdb"));
     }
 
@@ -87,6 +92,8 @@ mod tests {
         assert!(matches!(parse(&bad_mac), Err(ParamError::Malformed { key: "BOOTIF", .. })));
         let no_server = PXELINUX.replace("routerd.recover=http://192.0.2.10:8067", "");
         assert_eq!(parse(&no_server), Err(ParamError::Missing(CMDLINE_SERVER)));
+        let no_session = PXELINUX.replace("routerd.session=c0ffee", "");
+        assert_eq!(parse(&no_session), Err(ParamError::Missing(CMDLINE_SESSION)));
         let not_http = PXELINUX.replace("http://", "ftp://");
         assert!(matches!(parse(&not_http), Err(ParamError::Malformed { key: CMDLINE_SERVER, .. })));
     }

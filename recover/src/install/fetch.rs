@@ -8,6 +8,7 @@ use crate::protocol::{self, Artifact, Manifest, Report};
 pub struct Server {
     agent: ureq::Agent,
     base: String,
+    session: String,
 }
 
 fn network(error: impl std::fmt::Display) -> InstallError {
@@ -15,19 +16,29 @@ fn network(error: impl std::fmt::Display) -> InstallError {
 }
 
 impl Server {
-    /// `base` is `http://ADDRESS:PORT`. A read that stalls for 30 s (a pulled cable) fails the transfer.
-    pub fn new(base: &str) -> Server {
+    /// `base` is `http://ADDRESS:PORT`; `session` identifies routerd-recover's run. A read that stalls for 30 s
+    /// (a pulled cable) fails the transfer.
+    pub fn new(base: &str, session: &str) -> Server {
         let config = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_per_read(Some(Duration::from_secs(30)))
             .timeout_per_write(Some(Duration::from_secs(30)))
             .build();
-        Server { agent: ureq::Agent::new_with_config(config), base: base.trim_end_matches('/').to_string() }
+        Server {
+            agent: ureq::Agent::new_with_config(config),
+            base: base.trim_end_matches('/').to_string(),
+            session: session.to_string(),
+        }
     }
 
     pub fn manifest(&self) -> Result<Manifest, InstallError> {
         let url = format!("{}{}", self.base, protocol::MANIFEST_PATH);
-        let mut response = self.agent.get(&url).call().map_err(|e| network(format!("GET {url}: {e}")))?;
+        let mut response = self
+            .agent
+            .get(&url)
+            .header(protocol::SESSION_HEADER, &self.session)
+            .call()
+            .map_err(|e| network(format!("GET {url}: {e}")))?;
         let text = response
             .body_mut()
             .with_config()
@@ -41,7 +52,12 @@ impl Server {
     /// its hash).
     pub fn download(&self, path: &str, artifact: &Artifact) -> Result<impl Read + use<>, InstallError> {
         let url = format!("{}{path}", self.base);
-        let response = self.agent.get(&url).call().map_err(|e| network(format!("GET {url}: {e}")))?;
+        let response = self
+            .agent
+            .get(&url)
+            .header(protocol::SESSION_HEADER, &self.session)
+            .call()
+            .map_err(|e| network(format!("GET {url}: {e}")))?;
         Ok(response.into_body().into_with_config().limit(artifact.size).reader())
     }
 
@@ -55,7 +71,13 @@ impl Server {
         }
         let url = format!("{}{}", self.base, protocol::REPORT_PATH);
         let body = serde_json::to_vec(report).unwrap_or_default();
-        if let Err(error) = self.agent.post(&url).header("content-type", "application/json").send(&body[..]) {
+        if let Err(error) = self
+            .agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .header(protocol::SESSION_HEADER, &self.session)
+            .send(&body[..])
+        {
             println!("recover: reporting to {url}: {error}");
         }
     }

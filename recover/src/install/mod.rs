@@ -33,7 +33,7 @@ pub fn main() -> ! {
     load_modules(&cmdline);
     let (server, result) = match boot_params::parse(&cmdline) {
         Ok(params) => {
-            let server = Server::new(&params.server);
+            let server = Server::new(&params.server, &params.session);
             let result = bring_up_network(&params).and_then(|()| install(&server, params.disk.as_deref()));
             (Some(server), result)
         }

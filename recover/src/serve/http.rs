@@ -18,6 +18,8 @@ use crate::protocol::{self, Report};
 const MAX_CONNECTIONS: usize = 16;
 
 pub struct Files {
+    /// This run's token; requests without it are refused.
+    pub session: String,
     pub manifest: Vec<u8>,
     pub image: PathBuf,
     pub backup: Option<PathBuf>,
@@ -51,6 +53,13 @@ async fn file(path: &PathBuf, content_type: &str) -> Response<Body> {
 }
 
 async fn handle(request: Request<Incoming>, files: Arc<Files>, reports: mpsc::Sender<Report>) -> Response<Body> {
+    let session = request.headers().get(protocol::SESSION_HEADER).and_then(|v| v.to_str().ok());
+    if session != Some(files.session.as_str()) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "this installer was booted by another run of routerd-recover: restart the router's network boot",
+        );
+    }
     match (request.method(), request.uri().path()) {
         (&Method::GET, protocol::MANIFEST_PATH) => {
             let mut response = text(StatusCode::OK, String::from_utf8_lossy(&files.manifest));

@@ -139,6 +139,17 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(routerd_proto::hex(context.finish().as_ref()))
 }
 
+/// 16 random bytes as hex: this run's token.
+fn session_token() -> Result<String, RecoverError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| RecoverError::Io {
+        what: "a session token".into(),
+        source: std::io::Error::other("no randomness"),
+    })?;
+    Ok(routerd_proto::hex(&bytes))
+}
+
 /// The interface's IPv4 address and prefix length.
 fn interface_address(interface: &str) -> Result<(Ipv4Addr, u8), RecoverError> {
     let addresses = routerd::system::interface_addresses().map_err(io("listing addresses"))?;
@@ -198,13 +209,15 @@ pub async fn run(args: Args) -> Result<String, RecoverError> {
     let built =
         routerd_image::netboot::build(netboot.path(), &binaries, args.cache.clone(), args.kernel_deb.as_deref())?;
     let server_url = format!("http://{address}:{}", args.port);
+    let session = session_token()?;
     let config_dir = netboot.path().join("pxelinux.cfg");
     std::fs::create_dir_all(&config_dir).map_err(io("creating pxelinux.cfg"))?;
-    std::fs::write(config_dir.join("default"), routerd_image::netboot::pxelinux_cfg(&server_url, args.disk.as_deref()))
-        .map_err(io("writing pxelinux.cfg/default"))?;
+    let config = routerd_image::netboot::pxelinux_cfg(&server_url, &session, args.disk.as_deref());
+    std::fs::write(config_dir.join("default"), config).map_err(io("writing pxelinux.cfg/default"))?;
 
     let (reports_tx, mut reports) = mpsc::channel(64);
     let files = Arc::new(http::Files {
+        session,
         manifest: serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
         image: args.image.clone(),
         backup: args.backup.clone(),
