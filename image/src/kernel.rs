@@ -51,20 +51,32 @@ pub fn fetch(cache: &Path, deb: Option<&Path>) -> Result<Kernel, ImageError> {
             }
             deb.to_path_buf()
         }
-        None => {
-            let package = current_package()?;
-            match cached_deb(cache, &package)? {
-                Some(deb) => deb,
-                None => {
-                    println!("  downloading {package} with apt-get");
-                    tools::run_in(Some(cache), "apt-get", &["download", "-q", &package], "downloading the kernel")?;
-                    cached_deb(cache, &package)?.ok_or_else(|| {
-                        ImageError::Invalid(format!("apt-get download left no {package}_*.deb in {}", cache.display()))
-                    })?
-                }
-            }
-        }
+        None => download(cache, &current_package()?)?,
     };
+    unpack(cache, &deb)
+}
+
+/// The kernel package of release `release` (`linux-image-6.1.0-57-amd64`), from the cache or apt.
+pub fn fetch_release(cache: &Path, release: &str) -> Result<Kernel, ImageError> {
+    std::fs::create_dir_all(cache).context(|| format!("creating the cache {}", cache.display()))?;
+    let _lock = lock(cache)?;
+    let deb = download(cache, &format!("linux-image-{release}"))?;
+    unpack(cache, &deb)
+}
+
+/// `package`'s .deb in the cache, downloaded with apt-get when it is not there yet.
+fn download(cache: &Path, package: &str) -> Result<PathBuf, ImageError> {
+    if let Some(deb) = cached_deb(cache, package)? {
+        return Ok(deb);
+    }
+    println!("  downloading {package} with apt-get");
+    tools::run_in(Some(cache), "apt-get", &["download", "-q", package], "downloading the kernel")?;
+    cached_deb(cache, package)?
+        .ok_or_else(|| ImageError::Invalid(format!("apt-get download left no {package}_*.deb in {}", cache.display())))
+}
+
+/// The package unpacked in the cache (once), with its modules indexed.
+fn unpack(cache: &Path, deb: &Path) -> Result<Kernel, ImageError> {
     let stem = deb.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     let root = cache.join(format!("unpacked-{stem}"));
     if !root.join("lib/modules").is_dir() {

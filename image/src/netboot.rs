@@ -38,23 +38,25 @@ const MODULES: &[&str] = &[
 
 pub struct Netboot {
     pub kernel_release: String,
+    /// Why the network boot does not use the image's own kernel, when it does not.
+    pub not_the_images_kernel: Option<String>,
 }
 
-/// Fills `dir` with pxelinux.0, ldlinux.c32, the kernel and the recovery initramfs, whose init is
-/// `routerd-install` from `binaries`.
+/// Fills `dir` with pxelinux.0, ldlinux.c32, a kernel and the recovery initramfs, whose init is `routerd-install`
+/// from `binaries`. The kernel is the one `image` boots by default, with the modules of its Debian package (from
+/// the cache or apt); when that package cannot be had (or with `kernel_deb`), Debian's current kernel, which
+/// works as well: the installed image boots its own kernel.
 pub fn build(
     dir: &Path,
     binaries: &Path,
     cache: Option<PathBuf>,
     kernel_deb: Option<&Path>,
+    image: Option<&Path>,
 ) -> Result<Netboot, ImageError> {
-    for (source, package) in [(PXELINUX, "pxelinux"), (LDLINUX, "syslinux-common")] {
+    for (source, tool, package) in [(PXELINUX, "pxelinux.0", "pxelinux"), (LDLINUX, "ldlinux.c32", "syslinux-common")] {
         let source = Path::new(source);
         if !source.is_file() {
-            return Err(ImageError::MissingTool {
-                tool: if package == "pxelinux" { "pxelinux.0" } else { "ldlinux.c32" },
-                package,
-            });
+            return Err(ImageError::MissingTool { tool, package });
         }
         let name = source.file_name().unwrap_or_default();
         std::fs::copy(source, dir.join(name)).context(|| format!("copying {}", source.display()))?;
@@ -66,15 +68,76 @@ pub fn build(
             binaries.display()
         )));
     }
-    let kernel = kernel::fetch(&cache.unwrap_or_else(crate::builder::default_cache), kernel_deb)?;
-    std::fs::copy(kernel.vmlinuz(), dir.join(KERNEL)).context(|| "copying the kernel".into())?;
     let work = tempfile::Builder::new().prefix("routerd-netboot-").tempdir().context(|| "a work directory".into())?;
+    let cache = cache.unwrap_or_else(crate::builder::default_cache);
+    let images = match (kernel_deb, image) {
+        (None, Some(image)) => Some(
+            image_kernel(image, work.path())
+                .and_then(|(vmlinuz, release)| kernel::fetch_release(&cache, &release).map(|kernel| (vmlinuz, kernel))),
+        ),
+        _ => None,
+    };
+    let (vmlinuz, kernel, not_the_images_kernel) = match images {
+        Some(Ok((vmlinuz, kernel))) => (vmlinuz, kernel, None),
+        Some(Err(error)) => {
+            let kernel = kernel::fetch(&cache, None)?;
+            (kernel.vmlinuz(), kernel, Some(error.to_string()))
+        }
+        None => {
+            let kernel = kernel::fetch(&cache, kernel_deb)?;
+            let why = if kernel_deb.is_some() { "--kernel-deb given" } else { "no image given" };
+            (kernel.vmlinuz(), kernel, Some(why.to_string()))
+        }
+    };
+    std::fs::copy(&vmlinuz, dir.join(KERNEL)).context(|| "copying the kernel".into())?;
     let tree = Tree::new(work.path().join("initramfs"), &["dev", "proc", "sys", "tmp", "mnt", "etc"])?;
     tree.add_program(&installer, "init")?;
     tree.add_modules(&kernel, MODULES)?;
     let archive = cpio::initramfs(&tree.dir, &[("dev/console", 5, 1)])?;
     std::fs::write(dir.join(INITRAMFS), archive).context(|| "writing the recovery initramfs".into())?;
-    Ok(Netboot { kernel_release: kernel.release })
+    Ok(Netboot { kernel_release: kernel.release, not_the_images_kernel })
+}
+
+/// The release of a bzImage (`6.1.0-57-amd64`), from the version string its setup header points to.
+pub fn bzimage_release(kernel: &[u8]) -> Option<String> {
+    if kernel.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let pointer = usize::from(u16::from_le_bytes([*kernel.get(0x20e)?, *kernel.get(0x20f)?]));
+    let text = kernel.get(pointer + 0x200..)?;
+    let end = text.iter().take(256).position(|b| *b == b' ' || *b == 0)?;
+    let release = std::str::from_utf8(&text[..end]).ok()?;
+    (!release.is_empty()).then(|| release.to_string())
+}
+
+/// The kernel `image` boots by default (syslinux.cfg's DEFAULT), copied out of its boot partition with mtools
+/// into `work`, and its release.
+pub fn image_kernel(image: &Path, work: &Path) -> Result<(PathBuf, String), ImageError> {
+    let mut sector = [0u8; 512];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open(image).context(|| format!("opening {}", image.display()))?,
+        &mut sector,
+    )
+    .context(|| format!("reading {}", image.display()))?;
+    // Partition 1's first sector, from the MBR's first partition entry.
+    let first_lba = u32::from_le_bytes([sector[454], sector[455], sector[456], sector[457]]);
+    let boot = format!("{}@@{}", image.display(), u64::from(first_lba) * 512);
+    let copy = |name: &str| -> Result<PathBuf, ImageError> {
+        let out = work.join(name);
+        crate::tools::run(
+            "mcopy",
+            &["-n", "-o", "-i", &boot, &format!("::{name}"), &out.display().to_string()],
+            "reading the image's boot partition",
+        )?;
+        Ok(out)
+    };
+    let config = std::fs::read_to_string(copy("syslinux.cfg")?).context(|| "reading syslinux.cfg".into())?;
+    let slot = routerd_init::layout::syslinux_default(&config).unwrap_or(routerd_init::layout::Slot::A);
+    let vmlinuz = copy(&slot.kernel())?;
+    let bytes = std::fs::read(&vmlinuz).context(|| "reading the image's kernel".into())?;
+    let release = bzimage_release(&bytes)
+        .ok_or_else(|| ImageError::Invalid(format!("{}: its kernel names no release", image.display())))?;
+    Ok((vmlinuz, release))
 }
 
 /// `pxelinux.cfg/default`: boots the recovery kernel with the server's URL and its run's token; `IPAPPEND 3`
@@ -105,5 +168,18 @@ mod tests {
             assert!(config.contains(line), "{line:?} missing:\n{config}");
         }
         assert!(!pxelinux_cfg("http://a", "t", None).contains("routerd.disk"));
+    }
+
+    #[test]
+    fn a_bzimage_names_its_release_through_its_setup_header() {
+        let mut kernel = vec![0u8; 0x4000];
+        kernel[0x202..0x206].copy_from_slice(b"HdrS");
+        kernel[0x20e..0x210].copy_from_slice(&0x3000u16.to_le_bytes());
+        let version = b"6.1.0-57-amd64 (debian-kernel@lists.debian.org) #1 SMP";
+        kernel[0x3200..0x3200 + version.len()].copy_from_slice(version);
+        assert_eq!(bzimage_release(&kernel).as_deref(), Some("6.1.0-57-amd64"));
+        kernel[0x202] = b'X';
+        assert_eq!(bzimage_release(&kernel), None);
+        assert_eq!(bzimage_release(&kernel[..0x100]), None);
     }
 }

@@ -178,7 +178,8 @@ impl Vm {
         .to_vec();
         let mut args = args;
         if from == BootFrom::DiskThenNetwork {
-            args.extend(["-boot".to_string(), "order=cn".to_string()]);
+            // With nothing to boot, retry after 10 s (SeaBIOS otherwise stops at "No bootable device").
+            args.extend(["-boot".to_string(), "order=cn,reboot-timeout=10000".to_string()]);
         }
         let pid = tracker.spawn("qemu (the appliance)", router, &qemu, &args, &[], &dir.join("qemu.log"))?;
         Ok(Vm { pid, console, powered_on: std::time::Instant::now() })

@@ -206,8 +206,17 @@ pub async fn run(args: Args) -> Result<String, RecoverError> {
             .ok_or_else(|| RecoverError::Usage("cannot tell where this program is: pass --binaries".into()))?,
     };
     println!("building the network boot (kernel, recovery initramfs) …");
-    let built =
-        routerd_image::netboot::build(netboot.path(), &binaries, args.cache.clone(), args.kernel_deb.as_deref())?;
+    let built = routerd_image::netboot::build(
+        netboot.path(),
+        &binaries,
+        args.cache.clone(),
+        args.kernel_deb.as_deref(),
+        Some(&args.image),
+    )?;
+    match &built.not_the_images_kernel {
+        None => println!("  the image's own kernel, {}", built.kernel_release),
+        Some(why) => println!("  kernel {} (not the image's own: {why})", built.kernel_release),
+    }
     let server_url = format!("http://{address}:{}", args.port);
     let session = session_token()?;
     let config_dir = netboot.path().join("pxelinux.cfg");
