@@ -52,6 +52,9 @@ const ROOT_MODULES: &[&str] = &[
     "nls_ascii",
 ];
 
+/// What a system is made of, besides the kernel.
+pub const SYSTEM_PROGRAMS: &[&str] = &["routerd", "rtrctl", "routerd-init"];
+
 const MIB: f64 = (1u64 << 20) as f64;
 
 fn step(number: usize, text: &str) {
@@ -75,7 +78,7 @@ pub fn build(args: &BuildArgs) -> Result<(), ImageError> {
 
     step(2, "checking host tools and routerd's binaries");
     tools::check()?;
-    let binaries = binaries_dir(&args.sources.binaries)?;
+    let binaries = binaries_dir(&args.sources.binaries, SYSTEM_PROGRAMS)?;
 
     let system = make_system(
         &Sources {
@@ -215,7 +218,9 @@ pub fn syslinux_cfg(hostname: &str) -> String {
     layout::syslinux_cfg(layout::Slot::A, hostname)
 }
 
-pub fn binaries_dir(binaries: &Option<PathBuf>) -> Result<PathBuf, ImageError> {
+/// The workspace's programs: what `binaries` names, else the directory this program is in; `programs` must be
+/// there.
+pub fn binaries_dir(binaries: &Option<PathBuf>, programs: &[&str]) -> Result<PathBuf, ImageError> {
     let dir = match binaries {
         Some(dir) => dir.clone(),
         None => std::env::current_exe()
@@ -223,7 +228,7 @@ pub fn binaries_dir(binaries: &Option<PathBuf>) -> Result<PathBuf, ImageError> {
             .and_then(|exe| exe.parent().map(Path::to_path_buf))
             .ok_or(ImageError::Invalid("cannot tell where this program is: pass --binaries".into()))?,
     };
-    for program in ["routerd", "rtrctl", "routerd-init"] {
+    for program in programs {
         if !dir.join(program).is_file() {
             return Err(ImageError::Invalid(format!(
                 "no {program} in {}: build it first (cargo build --release --workspace --bins) or pass --binaries",

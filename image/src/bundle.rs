@@ -44,8 +44,7 @@ pub struct KeygenArgs {
 }
 
 fn sha256_file(path: &Path) -> Result<(u64, String), ImageError> {
-    let bytes = std::fs::read(path).context(|| format!("reading {}", path.display()))?;
-    Ok((bytes.len() as u64, routerd_proto::hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref())))
+    crate::sha256_file(path).context(|| format!("reading {}", path.display()))
 }
 
 fn load_key(path: &Path) -> Result<Ed25519KeyPair, ImageError> {
@@ -68,7 +67,7 @@ pub fn bundle(args: &BundleArgs) -> Result<(), ImageError> {
         return Err(ImageError::Invalid(format!("--routerd {}: no such file", routerd.display())));
     }
     tools::check()?;
-    let binaries = builder::binaries_dir(&args.sources.binaries)?;
+    let binaries = builder::binaries_dir(&args.sources.binaries, builder::SYSTEM_PROGRAMS)?;
     let work = tempfile::Builder::new().prefix("routerd-bundle-").tempdir().context(|| "a work directory".into())?;
     let system = builder::make_system(
         &Sources {

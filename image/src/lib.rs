@@ -11,7 +11,27 @@ pub mod netboot;
 pub mod tools;
 pub mod tree;
 
-use std::path::PathBuf;
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+};
+
+/// The size and SHA-256 (hex) of the file at `path`, read in 1 MiB pieces (an image can be gigabytes).
+pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        context.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((size, routerd_proto::hex(context.finish().as_ref())))
+}
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
@@ -35,11 +55,12 @@ pub struct BuildArgs {
     pub version_name: Option<String>,
 }
 
-/// Where a system's programs and kernel come from (`build` and `bundle` alike).
+/// Where a system's programs and kernel come from (`build`, `bundle`, and routerd-recover's network boot alike).
 #[derive(Debug, clap::Args)]
 pub struct SourceArgs {
-    /// Where routerd, rtrctl and routerd-init are (default: the directory this program is in, so that
-    /// `cargo build --release` then `target/release/routerd-image build …` uses that build).
+    /// Where this workspace's programs are: routerd, rtrctl, routerd-init, routerd-install (default: the
+    /// directory this program is in, so that `cargo build --release` then `target/release/PROGRAM …` uses that
+    /// build).
     #[arg(long)]
     pub binaries: Option<PathBuf>,
     /// A linux-image-*.deb to use instead of fetching Debian's current linux-image-amd64 with apt.

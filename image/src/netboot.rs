@@ -16,6 +16,8 @@ pub const PXELINUX: &str = "/usr/lib/PXELINUX/pxelinux.0";
 pub const LDLINUX: &str = "/usr/lib/syslinux/modules/bios/ldlinux.c32";
 pub const KERNEL: &str = "vmlinuz";
 pub const INITRAMFS: &str = "initrd";
+/// The recovery initramfs's init, from the workspace's programs (see [`crate::builder::binaries_dir`]).
+pub const INSTALLER: &str = "routerd-install";
 
 /// Disks (the apu2's AHCI mSATA and SD card, qemu's models), NICs (i210, qemu's e1000 and virtio), and the file
 /// systems of /perm.
@@ -42,7 +44,7 @@ pub struct Netboot {
     pub not_the_images_kernel: Option<String>,
 }
 
-/// Fills `dir` with pxelinux.0, ldlinux.c32, a kernel and the recovery initramfs, whose init is `routerd-install`
+/// Fills `dir` with pxelinux.0, ldlinux.c32, a kernel and the recovery initramfs, whose init is [`INSTALLER`]
 /// from `binaries`. The kernel is the one `image` boots by default, with the modules of its Debian package (from
 /// the cache or apt); when that package cannot be had (or with `kernel_deb`), Debian's current kernel, which
 /// works as well: the installed image boots its own kernel.
@@ -60,13 +62,6 @@ pub fn build(
         }
         let name = source.file_name().unwrap_or_default();
         std::fs::copy(source, dir.join(name)).context(|| format!("copying {}", source.display()))?;
-    }
-    let installer = binaries.join("routerd-install");
-    if !installer.is_file() {
-        return Err(ImageError::Invalid(format!(
-            "no routerd-install in {}: build it first (cargo build --release --workspace --bins)",
-            binaries.display()
-        )));
     }
     let work = tempfile::Builder::new().prefix("routerd-netboot-").tempdir().context(|| "a work directory".into())?;
     let cache = cache.unwrap_or_else(crate::builder::default_cache);
@@ -91,7 +86,7 @@ pub fn build(
     };
     std::fs::copy(&vmlinuz, dir.join(KERNEL)).context(|| "copying the kernel".into())?;
     let tree = Tree::new(work.path().join("initramfs"), &["dev", "proc", "sys", "tmp", "mnt", "etc"])?;
-    tree.add_program(&installer, "init")?;
+    tree.add_program(&binaries.join(INSTALLER), "init")?;
     tree.add_modules(&kernel, MODULES)?;
     let archive = cpio::initramfs(&tree.dir, &[("dev/console", 5, 1)])?;
     std::fs::write(dir.join(INITRAMFS), archive).context(|| "writing the recovery initramfs".into())?;

@@ -7,7 +7,9 @@ use routerd_init::cmdline::Cmdline;
 
 use routerd_init::block;
 
-use crate::{log::Log, sys};
+use routerd_init::sys;
+
+use crate::log::Log;
 
 /// How long the disk may take to appear (drivers probe in the background; under software emulation, slowly).
 const ROOT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -3,13 +3,12 @@
 
 mod initramfs;
 mod log;
-mod sys;
 mod system;
 
 use std::path::Path;
 
 use log::Log;
-use routerd_init::modules;
+use routerd_init::{modules, sys};
 
 fn main() {
     let log = Log::new();
@@ -36,47 +35,22 @@ fn main() {
     }
 }
 
-/// /proc, /sys and /dev (devtmpfs: Debian's kernel does not mount it by itself), where they are not yet.
 fn mount_kernel_file_systems(log: &Log) {
-    // Each with a path that exists only once it is mounted.
-    for (fstype, target, marker) in
-        [("proc", "/proc", "self"), ("sysfs", "/sys", "kernel"), ("devtmpfs", "/dev", "null")]
-    {
-        let target = Path::new(target);
-        if target.join(marker).exists() {
-            continue;
-        }
-        let _ = std::fs::create_dir_all(target);
-        if let Err(error) = sys::mount(fstype, target, fstype, libc::MS_NOSUID, "") {
-            log.line(&format!("init: mounting {fstype} on {}: {error}", target.display()));
-        }
+    for failure in sys::mount_kernel_file_systems() {
+        log.line(&format!("init: {failure}"));
     }
 }
 
-/// Loads the modules listed in `list` (files relative to /lib/modules/RELEASE, in load order, as the image
-/// builder wrote them). A module that the hardware does not want (a CPU feature missing) is logged and skipped.
+/// Loads the modules listed in `list` (see [`modules::load_listed`]), logging what failed.
 fn load_modules(log: &Log, list: &Path) {
-    let Ok(text) = std::fs::read_to_string(list) else {
-        log.line(&format!("init: no {}: no modules loaded", list.display()));
-        return;
-    };
-    let Some(release) = kernel_release() else {
-        log.line("init: the kernel's release is unknown: no modules loaded");
-        return;
-    };
-    let base = Path::new("/lib/modules").join(release);
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let (mut loaded, mut failed) = (0, Vec::new());
-    for file in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let parameters = modules::parameters_from_cmdline(&cmdline, &modules::module_name(file));
-        match modules::insert(&base.join(file), &parameters) {
-            Ok(()) => loaded += 1,
-            Err(error) => failed.push(format!("{} ({error})", modules::module_name(file))),
+    match modules::load_listed(list) {
+        Ok(outcome) => {
+            log.line(&format!("init: loaded {} modules from {}", outcome.loaded, list.display()));
+            if !outcome.failed.is_empty() {
+                log.line(&format!("init: modules not loaded: {}", outcome.failed.join(", ")));
+            }
         }
-    }
-    log.line(&format!("init: loaded {loaded} modules from {}", list.display()));
-    if !failed.is_empty() {
-        log.line(&format!("init: modules not loaded: {}", failed.join(", ")));
+        Err(why) => log.line(&format!("init: {why}: no modules loaded")),
     }
 }
 

@@ -100,6 +100,33 @@ pub fn insert(path: &Path, parameters: &str) -> std::io::Result<()> {
     if error.raw_os_error() == Some(libc::EEXIST) { Ok(()) } else { Err(error) }
 }
 
+/// What [`load_listed`] did.
+pub struct Loaded {
+    pub loaded: usize,
+    /// `name (why)` for each module that did not load.
+    pub failed: Vec<String>,
+}
+
+/// Loads the modules listed in `list` (files relative to /lib/modules/RELEASE, in load order, as the image
+/// builder writes them), each with its parameters from the kernel command line. A module the hardware does not
+/// want (a CPU feature missing, no such device) is skipped and named in [`Loaded::failed`].
+pub fn load_listed(list: &Path) -> Result<Loaded, String> {
+    let text = std::fs::read_to_string(list).map_err(|e| format!("reading {}: {e}", list.display()))?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_err(|e| format!("the kernel's release is unknown: {e}"))?;
+    let base = Path::new("/lib/modules").join(release.trim());
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut outcome = Loaded { loaded: 0, failed: Vec::new() };
+    for file in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let name = module_name(file);
+        match insert(&base.join(file), &parameters_from_cmdline(&cmdline, &name)) {
+            Ok(()) => outcome.loaded += 1,
+            Err(error) => outcome.failed.push(format!("{name} ({error})")),
+        }
+    }
+    Ok(outcome)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

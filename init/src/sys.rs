@@ -1,4 +1,4 @@
-//! The few system calls init makes that std has no wrapper for.
+//! The few system calls init (and the recovery installer, also a PID 1) makes that std has no wrapper for.
 
 use std::{ffi::CString, io, os::unix::ffi::OsStrExt, path::Path};
 
@@ -39,6 +39,26 @@ pub fn chroot(path: &Path) -> io::Result<()> {
 pub fn set_hostname(name: &str) -> io::Result<()> {
     // SAFETY: a buffer and its length.
     check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+}
+
+/// /proc, /sys and /dev (devtmpfs: Debian's kernel does not mount it by itself), where they are not yet.
+/// Returns what could not be mounted, and why.
+pub fn mount_kernel_file_systems() -> Vec<String> {
+    let mut failed = Vec::new();
+    // Each with a path that exists only once it is mounted.
+    for (fstype, target, marker) in
+        [("proc", "/proc", "self"), ("sysfs", "/sys", "kernel"), ("devtmpfs", "/dev", "null")]
+    {
+        let target = Path::new(target);
+        if target.join(marker).exists() {
+            continue;
+        }
+        let _ = std::fs::create_dir_all(target);
+        if let Err(error) = mount(fstype, target, fstype, libc::MS_NOSUID, "") {
+            failed.push(format!("mounting {fstype} on {}: {error}", target.display()));
+        }
+    }
+    failed
 }
 
 pub fn sync() {

@@ -14,7 +14,9 @@ use routerd_init::cmdline::Cmdline;
 
 use routerd_init::block;
 
-use crate::{log::Log, sys};
+use routerd_init::sys;
+
+use crate::log::Log;
 
 const PERM: &str = "/perm";
 /// Where routerd mounts the boot partition (`routerd::update::system::slots::BOOT_MOUNT`).

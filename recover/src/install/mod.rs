@@ -27,10 +27,15 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// reached, and on the console), then restarts after `FAILURE_PAUSE`: a disk left unbootable falls through to
 /// the network boot, so running routerd-recover again simply starts over.
 pub fn main() -> ! {
-    system::mount_kernel_file_systems();
+    for failure in routerd_init::sys::mount_kernel_file_systems() {
+        println!("recover: {failure}");
+    }
     println!("recover: routerd recovery installer {}", env!("CARGO_PKG_VERSION"));
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    load_modules(&cmdline);
+    match routerd_init::modules::load_listed(Path::new("/etc/modules.load")) {
+        Ok(outcome) => outcome.failed.iter().for_each(|failed| println!("recover: module not loaded: {failed}")),
+        Err(why) => println!("recover: {why}: no modules loaded"),
+    }
     let (server, result) = match boot_params::parse(&cmdline) {
         Ok(params) => {
             let server = Server::new(&params.server, &params.session);
@@ -56,7 +61,8 @@ pub fn main() -> ! {
             std::thread::sleep(FAILURE_PAUSE);
         }
     }
-    let error = system::reboot();
+    routerd_init::sys::sync();
+    let error = routerd_init::sys::reboot(libc::RB_AUTOBOOT);
     println!("recover: restarting failed: {error}");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
@@ -64,19 +70,6 @@ pub fn main() -> ! {
 }
 
 const FAILURE_PAUSE: Duration = Duration::from_secs(30);
-
-fn load_modules(cmdline: &str) {
-    let Ok(list) = std::fs::read_to_string("/etc/modules.load") else { return };
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let base = Path::new("/lib/modules").join(release.trim());
-    for file in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let name = routerd_init::modules::module_name(file);
-        let parameters = routerd_init::modules::parameters_from_cmdline(cmdline, &name);
-        if let Err(error) = routerd_init::modules::insert(&base.join(file), &parameters) {
-            println!("recover: module {name}: {error}");
-        }
-    }
-}
 
 fn bring_up_network(params: &boot_params::BootParams) -> Result<(), InstallError> {
     let end = Instant::now() + Duration::from_secs(30);

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use routerd::backup::{BackupError, Entry, Limits, archive, restore};
 
-use super::{error::InstallError, system};
+use routerd_init::sys;
+
+use super::error::InstallError;
 
 /// The backup's files, once it passed every check a restore makes (format, limits, and `/perm` loaded as routerd
 /// would load it, in `scratch`).
@@ -19,11 +21,11 @@ pub fn check(bytes: &[u8], scratch: &Path) -> Result<Vec<Entry>, BackupError> {
 pub fn restore(partition: &Path, entries: &[Entry]) -> Result<usize, InstallError> {
     let mount_point = Path::new("/mnt/perm");
     std::fs::create_dir_all(mount_point).map_err(|e| InstallError::Perm(format!("creating /mnt/perm: {e}")))?;
-    system::mount(partition, mount_point, "ext4", 0)
+    sys::mount(&partition.to_string_lossy(), mount_point, "ext4", 0, "")
         .map_err(|e| InstallError::Perm(format!("mounting {} (ext4): {e}", partition.display())))?;
     let restored = restore::restore(mount_point, entries).map_err(|e| InstallError::Perm(e.to_string()));
-    system::sync();
-    let unmounted = system::unmount(mount_point);
+    sys::sync();
+    let unmounted = sys::unmount(mount_point, 0);
     let count = restored?;
     unmounted.map_err(|e| InstallError::Perm(format!("unmounting {}: {e}", partition.display())))?;
     Ok(count)

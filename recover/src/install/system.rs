@@ -1,51 +1,7 @@
-//! The few system calls the installer makes as PID 1 of the recovery initramfs.
+//! The installer's network set-up as PID 1 of the recovery initramfs (mounting, syncing and restarting come from
+//! `routerd_init::sys`, which init uses too).
 
-use std::{ffi::CString, io, net::Ipv4Addr, os::unix::ffi::OsStrExt, path::Path};
-
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
-}
-
-fn check(result: libc::c_int) -> io::Result<()> {
-    if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
-pub fn mount(source: &Path, target: &Path, fstype: &str, flags: libc::c_ulong) -> io::Result<()> {
-    let (source, target) = (c_path(source)?, c_path(target)?);
-    let fstype = CString::new(fstype).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in fstype"))?;
-    // SAFETY: NUL-terminated strings and no data argument.
-    check(unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, std::ptr::null()) })
-}
-
-pub fn unmount(target: &Path) -> io::Result<()> {
-    let target = c_path(target)?;
-    // SAFETY: a NUL-terminated path.
-    check(unsafe { libc::umount2(target.as_ptr(), 0) })
-}
-
-/// /proc, /sys and /dev (devtmpfs, where the disks appear).
-pub fn mount_kernel_file_systems() {
-    for (source, target, fstype) in
-        [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")]
-    {
-        let _ = std::fs::create_dir_all(target);
-        if let Err(error) = mount(Path::new(source), Path::new(target), fstype, 0) {
-            println!("recover: mounting {target}: {error}");
-        }
-    }
-}
-
-pub fn sync() {
-    // SAFETY: no arguments.
-    unsafe { libc::sync() };
-}
-
-pub fn reboot() -> io::Error {
-    sync();
-    // SAFETY: no pointers; as PID 1 this restarts the machine.
-    unsafe { libc::reboot(libc::RB_AUTOBOOT) };
-    io::Error::last_os_error()
-}
+use std::{io, net::Ipv4Addr};
 
 /// The network interface whose MAC is `mac` (lower-case, colon-separated).
 pub fn interface_with_mac(mac: &str) -> Option<String> {
@@ -91,6 +47,10 @@ fn sockaddr(address: Ipv4Addr) -> libc::sockaddr {
     };
     // SAFETY: sockaddr_in and sockaddr have the same size; the kernel reads it as sockaddr_in by its family.
     unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(inet) }
+}
+
+fn check(result: libc::c_int) -> io::Result<()> {
+    if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 fn configure_with(socket: libc::c_int, interface: &str, address: Ipv4Addr, netmask: Ipv4Addr) -> io::Result<()> {

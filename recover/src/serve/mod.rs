@@ -48,15 +48,9 @@ pub struct Args {
     /// The HTTP port the installer fetches from.
     #[arg(long, default_value_t = 8067)]
     pub port: u16,
-    /// Where routerd-install is (default: beside this program).
-    #[arg(long)]
-    pub binaries: Option<PathBuf>,
-    /// A linux-image-*.deb for the network boot instead of Debian's current kernel (as routerd-image takes).
-    #[arg(long)]
-    pub kernel_deb: Option<PathBuf>,
-    /// Where the kernel package is cached (default ~/.cache/routerd-image).
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
+    /// routerd-install and the kernel for the network boot.
+    #[command(flatten)]
+    pub sources: routerd_image::SourceArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +102,8 @@ pub fn check_image(path: &Path) -> Result<Artifact, RecoverError> {
     if size % 512 != 0 {
         return Err(refused(format!("{size} bytes: not a whole number of sectors")));
     }
-    Ok(Artifact { size, sha256: sha256_file(path).map_err(|e| refused(e.to_string()))? })
+    let (_, sha256) = routerd_image::sha256_file(path).map_err(|e| refused(e.to_string()))?;
+    Ok(Artifact { size, sha256 })
 }
 
 /// Checks the backup as `rtrctl backup restore` does (format, limits, and /perm loaded as routerd would).
@@ -123,20 +118,6 @@ pub fn check_backup(path: &Path) -> Result<Artifact, RecoverError> {
     crate::install::perm::check(&bytes, &scratch.path().join("perm")).map_err(|e| refused(e.to_string()))?;
     let sha256 = routerd_proto::hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
     Ok(Artifact { size, sha256 })
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        context.update(&buffer[..n]);
-    }
-    Ok(routerd_proto::hex(context.finish().as_ref()))
 }
 
 /// 16 random bytes as hex: this run's token.
@@ -198,19 +179,13 @@ pub async fn run(args: Args) -> Result<String, RecoverError> {
     let (address, prefix_len) = interface_address(&args.interface)?;
 
     let netboot = tempfile::Builder::new().prefix("routerd-recover-").tempdir().map_err(io("a work directory"))?;
-    let binaries = match &args.binaries {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(Path::to_path_buf))
-            .ok_or_else(|| RecoverError::Usage("cannot tell where this program is: pass --binaries".into()))?,
-    };
+    let binaries = routerd_image::builder::binaries_dir(&args.sources.binaries, &[routerd_image::netboot::INSTALLER])?;
     println!("building the network boot (kernel, recovery initramfs) …");
     let built = routerd_image::netboot::build(
         netboot.path(),
         &binaries,
-        args.cache.clone(),
-        args.kernel_deb.as_deref(),
+        args.sources.cache.clone(),
+        args.sources.kernel_deb.as_deref(),
         Some(&args.image),
     )?;
     match &built.not_the_images_kernel {
