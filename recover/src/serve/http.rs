@@ -14,8 +14,44 @@ use tokio_stream::StreamExt;
 
 use crate::protocol::{self, Report};
 
-/// A network boot serves one router; a few more connections are allowed for retries.
+/// A network boot serves one router; a few more connections are allowed for retries. One address may hold only
+/// a few, so another device on that network cannot take every slot (each also closes after 10 s without a
+/// request head).
 const MAX_CONNECTIONS: usize = 16;
+const MAX_PER_ADDRESS: usize = 4;
+
+/// Connections open per address; entries go when their last connection does.
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, address: std::net::IpAddr) -> Option<AddressSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(address).or_default();
+        if *count >= MAX_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot { table: self.clone(), address })
+    }
+}
+
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    address: std::net::IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
 
 pub struct Files {
     /// This run's token; requests without it are refused.
@@ -91,10 +127,15 @@ async fn handle(request: Request<Incoming>, files: Arc<Files>, reports: mpsc::Se
 /// Serves until the listener fails.
 pub async fn serve(listener: TcpListener, files: Arc<Files>, reports: mpsc::Sender<Report>) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address = Arc::new(PerAddress::default());
     loop {
         let (stream, peer) = listener.accept().await?;
+        let Some(address_slot) = per_address.take(peer.ip()) else {
+            eprintln!("HTTP: {peer}: more than {MAX_PER_ADDRESS} connections from one address, closed");
+            continue;
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("HTTP: {peer}: too many connections, closed");
+            eprintln!("HTTP: {peer}: too many connections, closed");
             continue;
         };
         let (files, reports) = (files.clone(), reports.clone());
@@ -107,10 +148,28 @@ pub async fn serve(listener: TcpListener, files: Arc<Files>, reports: mpsc::Send
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!("HTTP: {peer}: {error}");
-            }
-            drop(permit);
+            // A connection that fails (a timeout, a reset) fails only itself; the installer retries.
+            let _ = connection.await;
+            drop((permit, address_slot));
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_holds_at_most_a_few_connections_and_its_entry_goes_with_them() {
+        let table = Arc::new(PerAddress::default());
+        let (one, two): (std::net::IpAddr, std::net::IpAddr) =
+            ("192.0.2.12".parse().unwrap(), "192.0.2.13".parse().unwrap());
+        let held: Vec<AddressSlot> = (0..MAX_PER_ADDRESS).filter_map(|_| table.take(one)).collect();
+        assert_eq!(held.len(), MAX_PER_ADDRESS);
+        assert!(table.take(one).is_none(), "one address past its share");
+        assert!(table.take(two).is_some(), "another address is still served");
+        drop(held);
+        assert!(table.take(one).is_some());
+        assert!(table.0.lock().unwrap().is_empty(), "entries go with their last connection");
     }
 }
