@@ -31,6 +31,10 @@ pub const INTERNET_HOST_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0
 pub const INTERNET_NAMES: &[&str] =
     &["example.com", "www.example.com", "example.net", "example.org", "www.example.org"];
 
+/// A zone whose every name the ISP's resolver answers from memory (`*.bench.example`), for benchmarks that need
+/// many distinct names, cached or never asked before.
+pub const BENCH_ZONE: &str = "bench.example";
+
 /// A name with a TXT answer too big for a 512-byte UDP reply: the resolver answers over UDP with TC set, and
 /// routerd must ask again over TCP.
 pub const LARGE_TXT_NAME: &str = "large.example.com";

@@ -434,6 +434,10 @@ fn unbound_config(dir: &Path) -> String {
     for (name, address) in [REBINDING_NAME, ALLOWLISTED_PRIVATE_NAME] {
         local_data.push_str(&format!("    local-data: \"{name}. 300 IN A {address}\"\n"));
     }
+    // Every name under the benchmark zone gets the zone's own answers.
+    local_data.push_str(&format!("    local-zone: \"{BENCH_ZONE}.\" redirect\n"));
+    local_data.push_str(&format!("    local-data: \"{BENCH_ZONE}. 300 IN A {INTERNET_HOST_V4}\"\n"));
+    local_data.push_str(&format!("    local-data: \"{BENCH_ZONE}. 300 IN AAAA {INTERNET_HOST_V6}\"\n"));
     format!(
         "server:
     interface: {ISP_V4}

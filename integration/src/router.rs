@@ -32,6 +32,8 @@ pub struct Router {
     routerd: PathBuf,
     rtrctl: PathBuf,
     routerd_pid: Mutex<Option<u32>>,
+    /// Test settings passed to routerd's environment at its next starts.
+    routerd_env: Mutex<Vec<(&'static str, String)>>,
 }
 
 impl Router {
@@ -44,6 +46,7 @@ impl Router {
             routerd: ROUTERD.locate()?,
             rtrctl: RTRCTL.locate()?,
             routerd_pid: Mutex::new(None),
+            routerd_env: Mutex::new(Vec::new()),
         };
         let perm = router.perm();
         fs::create_dir_all(&perm).context(|| format!("creating {}", perm.display()))?;
@@ -111,10 +114,17 @@ impl Router {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Sets `key=value` in routerd's environment from its next start on (test settings such as
+    /// `ROUTERD_LEASE_COMPACTION_ENTRIES`).
+    pub fn set_routerd_env(&self, key: &'static str, value: &str) {
+        self.routerd_env.lock().unwrap_or_else(|p| p.into_inner()).push((key, value.to_string()));
+    }
+
     /// Starts routerd in the router namespace and waits until its API listens on the LAN address.
     pub fn start_routerd(&self) -> Result<u32, LabError> {
         let args = ["run", "--perm", &self.perm().to_string_lossy()].map(String::from).to_vec();
-        let env = [("ROUTERD_LOG", std::env::var("ROUTERD_LOG").unwrap_or_else(|_| "info".to_string()))];
+        let mut env = vec![("ROUTERD_LOG", std::env::var("ROUTERD_LOG").unwrap_or_else(|_| "info".to_string()))];
+        env.extend(self.routerd_env.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned());
         let pid = self.tracker.spawn("routerd", &self.netns, &self.routerd, &args, &env, &self.log_path())?;
         *self.routerd_pid.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
         wait_ready(&self.tracker, "routerd", pid, || sockets::is_bound(pid, Protocol::Tcp, API_PORT))?;

@@ -28,6 +28,10 @@ impl Xorshift {
 #[test]
 fn every_acknowledged_lease_survives_sigkill_and_no_address_goes_to_two_clients() {
     let lab = Lab::start(LabOptions::default()).expect("the lab starts");
+    // Fold the lease journal into leases.json every few changes, so that kills also land in compactions.
+    lab.router().set_routerd_env("ROUTERD_LEASE_COMPACTION_ENTRIES", "6");
+    lab.router().stop_routerd();
+    lab.check(lab.router().start_routerd(), "routerd with frequent compactions");
     let acks = lab.work_dir().join("acks.txt");
     let script = lab.work_dir().join("dora_loop.py");
     std::fs::write(&script, include_str!("dora_loop.py")).expect("script");
@@ -80,7 +84,32 @@ fn every_acknowledged_lease_survives_sigkill_and_no_address_goes_to_two_clients(
     }
     println!("{kill} kills in {:?}: {} ACKs to {} clients", started.elapsed(), text.lines().count(), last.len());
     assert!(text.lines().count() >= KILLS, "too few exchanges to mean anything: {}", text.lines().count());
-    // What is on disk (router7's leases.json), as the next start reads it.
+    // A last kill, then what the next start makes of the files: it replays the journal, and a clean stop folds
+    // it into router7's leases.json.
+    let pid = lab.router().routerd_pid().unwrap_or_else(|| lab.fail("routerd is not running"));
+    // SAFETY: as above.
+    unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+    lab.check(
+        wait::until("routerd to die", Duration::from_secs(10), || Ok(lab.tracker().exit_status(pid).map(drop))),
+        "the last kill",
+    );
+    lab.router().stop_routerd();
+    lab.check(lab.router().start_routerd(), "the start after the last kill");
+    lab.check(
+        lab.router().wait_for_status("the DHCP server to run", Duration::from_secs(20), |s| {
+            s["services"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|x| x["name"] == "dhcp4d" && x["state"] == "running"))
+        }),
+        "dhcp4d after the last kill",
+    );
+    lab.router().stop_routerd();
+    let log = lab.router().routerd_log();
+    let compactions = log.matches("folded the lease journal").count();
+    let replays = log.matches("lease changes from the journal").count();
+    println!("{compactions} compactions while serving, {replays} starts that replayed a journal");
+    assert!(compactions > 0 && replays > 0, "the kills never met the journal's folding: {compactions}, {replays}");
+    assert!(!lab.router().perm().join("dhcp4d/leases.journal").exists(), "a clean stop leaves no journal");
     let file = std::fs::read_to_string(lab.router().perm().join("dhcp4d/leases.json")).expect("leases.json");
     let leases: serde_json::Value = serde_json::from_str(&file).expect("JSON");
     let leased: BTreeMap<String, String> = leases

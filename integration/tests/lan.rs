@@ -50,13 +50,13 @@ fn udhcpc_and_dhclient_get_leases_with_the_router_as_gateway_and_dns() {
     assert_eq!(find(ip2)["state"], "active");
     assert_eq!(find(ip2)["interface"], "lan0");
 
-    // router7's file, and the leases survive a restart of routerd.
+    // A stopped routerd leaves router7's file, and the leases survive the restart.
+    lab.router().stop_routerd();
     let file: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(lab.router().perm().join("dhcp4d/leases.json")).expect("leases.json"),
     )
     .expect("JSON");
     assert!(file.iter().any(|l| l["addr"] == ip1 && l["hostname"] == "kitchen-tablet"), "{file:?}");
-    lab.router().stop_routerd();
     lab.check(lab.router().start_routerd(), "restart");
     let after = leases(&lab);
     assert_eq!(after.len(), 2, "{after:?}");

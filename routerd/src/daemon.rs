@@ -159,7 +159,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let mut supervisor = Supervisor::new(shutdown, Backoff::default());
     let statuses = supervisor.statuses();
     let (uplink_state, uplink_view) = watch::channel(UplinkSnapshot::default());
-    let (lease_table, lease_view) = watch::channel(Vec::new());
+    let (lease_table, lease_view) = watch::channel(crate::lan::dhcp4d::LeaseSnapshot::default());
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let uplink_for_dns = system::interface_exists(UPLINK).then(|| uplink_state.subscribe());
     let lease_control =
@@ -271,7 +271,7 @@ fn start_lan(
     options: &Options,
     config: &Config,
     hostname: &str,
-    lease_table: watch::Sender<Vec<crate::lan::dhcp4d::Lease>>,
+    lease_table: watch::Sender<crate::lan::dhcp4d::LeaseSnapshot>,
     uplink: Option<watch::Receiver<UplinkSnapshot>>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Option<LeaseControl> {
@@ -291,6 +291,16 @@ fn start_lan(
             .dns_cache_bytes
             .filter(|b| crate::config::DNS_CACHE_BYTES.contains(b))
             .unwrap_or(crate::lan::dns::cache::DEFAULT_BYTES),
+        queries_per_device: config
+            .routerd
+            .dns_queries_per_second_per_device
+            .filter(|r| crate::config::DNS_QUERIES_PER_SECOND_PER_DEVICE.contains(r))
+            .unwrap_or(crate::lan::dns::service::QUERIES_PER_SECOND_PER_DEVICE),
+        waiting_per_device: config
+            .routerd
+            .dns_waiting_per_device
+            .filter(|w| crate::config::DNS_WAITING_PER_DEVICE.contains(w))
+            .unwrap_or(crate::lan::dns::service::WAITING_PER_DEVICE),
     };
     let lease_view = lease_table.subscribe();
     supervisor.spawn("dns", move |context| {
@@ -388,7 +398,7 @@ fn start_diagnostics(
     hostname: &str,
     uplink: watch::Receiver<UplinkSnapshot>,
     statuses: watch::Receiver<Statuses>,
-    leases: watch::Receiver<Vec<crate::lan::dhcp4d::Lease>>,
+    leases: watch::Receiver<crate::lan::dhcp4d::LeaseSnapshot>,
     clock: watch::Receiver<crate::timesync::ClockStatus>,
 ) -> crate::diag::Diagnostics {
     let settings = &config.routerd.diagnostics;

@@ -132,7 +132,7 @@ pub fn perm_json(data: &[u8]) {
             let _ = crate::firewall::forwards::parse_all(&config.port_forwardings.forwardings);
         }
         "dhcp4d/leases.json" => {
-            let _ = crate::lan::dhcp4d::service::load_leases(perm, "lan0");
+            let _ = crate::lan::dhcp4d::persist::read_file(perm, "lan0");
         }
         "dhcp4/wire/ack" => {
             let _ = dhcp4::store::load(perm);

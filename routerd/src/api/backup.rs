@@ -9,6 +9,7 @@ use tokio_stream::StreamExt;
 use crate::{
     backup::{Limits, archive, restore},
     daemon::Restarter,
+    lan::commands::LeaseCommand,
 };
 
 const CHUNK: usize = 64 * 1024;
@@ -23,6 +24,8 @@ pub struct BackupApi {
     confirm_window: Duration,
     /// One restore at a time.
     restoring: Arc<tokio::sync::Mutex<()>>,
+    /// The DHCP server, asked to write its whole lease table to `leases.json` before a backup.
+    leases: Option<crate::lan::commands::LeaseControl>,
 }
 
 impl BackupApi {
@@ -31,10 +34,31 @@ impl BackupApi {
         restarter: Restarter,
         diagnostics: crate::diag::Diagnostics,
         confirm_window: Duration,
+        leases: Option<crate::lan::commands::LeaseControl>,
     ) -> Self {
-        BackupApi { perm, restarter, diagnostics, confirm_window, restoring: Arc::new(tokio::sync::Mutex::new(())) }
+        let restoring = Arc::new(tokio::sync::Mutex::new(()));
+        BackupApi { perm, restarter, diagnostics, confirm_window, restoring, leases }
+    }
+
+    /// Folds the lease journal into `leases.json`, so the backup's lease file is current. If that fails the
+    /// backup still holds every lease (the journal is in it too), so it goes ahead.
+    async fn write_lease_file(&self) {
+        let Some(leases) = &self.leases else { return };
+        let written = tokio::time::timeout(LEASE_FILE_TIMEOUT, leases.send(LeaseCommand::WriteFile)).await;
+        match written {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!("backup: leases.json not brought up to date ({error}); the journal has the rest")
+            }
+            Err(_) => {
+                tracing::warn!("backup: the DHCP server did not write leases.json in time; the journal has the rest")
+            }
+        }
     }
 }
+
+/// How long a backup waits for the DHCP server to write its lease file.
+const LEASE_FILE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[tonic::async_trait]
 impl BackupService for BackupApi {
@@ -42,6 +66,7 @@ impl BackupService for BackupApi {
         &self,
         _request: tonic::Request<pb::CreateBackupRequest>,
     ) -> Result<tonic::Response<tonic::codegen::BoxStream<pb::CreateBackupResponse>>, tonic::Status> {
+        self.write_lease_file().await;
         let perm = self.perm.clone();
         let archive = tokio::task::spawn_blocking(move || archive::create(&perm))
             .await

@@ -10,7 +10,7 @@ use crate::{
     config::parse_mac,
     lan::{
         commands::{LeaseCommand, LeaseCommandError, LeaseControl, Offered},
-        dhcp4d::{Lease, format_mac},
+        dhcp4d::{Lease, LeaseSnapshot, format_mac},
     },
 };
 
@@ -18,7 +18,7 @@ const DEFAULT_PAGE_SIZE: usize = 100;
 
 #[derive(Clone)]
 pub struct LeaseView {
-    pub leases: watch::Receiver<Vec<Lease>>,
+    pub leases: watch::Receiver<LeaseSnapshot>,
     /// `None` when no LAN has an IPv4 address, so no DHCP server runs.
     pub control: Option<LeaseControl>,
 }
@@ -122,20 +122,28 @@ impl LeaseService for LeaseApi {
             })?
         };
         let now = crate::clock::now();
-        let mut all: Vec<pb::Lease> = self
-            .view
-            .leases
-            .borrow()
-            .iter()
-            .map(|l| lease_to_proto(l, now))
-            .filter(|l| request.states.is_empty() || request.states.contains(&l.state))
-            .collect();
-        if request.states.contains(&(pb::LeaseState::Offered as i32)) {
-            all.extend(self.offers().await?.iter().map(offer_to_proto));
+        let wanted = |state: pb::LeaseState| request.states.is_empty() || request.states.contains(&(state as i32));
+        // Only the page is converted: paging through a large table costs O(table) per page, not more.
+        let (mut page, mut matching) = (Vec::new(), 0);
+        {
+            let leases = self.view.leases.borrow();
+            for lease in leases.iter().filter(|l| wanted(lease_state(l, now))) {
+                if matching >= offset && page.len() < page_size {
+                    page.push(lease_to_proto(lease, now));
+                }
+                matching += 1;
+            }
         }
-        let page: Vec<pb::Lease> = all.iter().skip(offset).take(page_size).cloned().collect();
+        if request.states.contains(&(pb::LeaseState::Offered as i32)) {
+            for offer in self.offers().await?.iter() {
+                if matching >= offset && page.len() < page_size {
+                    page.push(offer_to_proto(offer));
+                }
+                matching += 1;
+            }
+        }
         let next = offset + page.len();
-        let next_page_token = if next < all.len() { next.to_string() } else { String::new() };
+        let next_page_token = if next < matching { next.to_string() } else { String::new() };
         Ok(tonic::Response::new(pb::ListLeasesResponse { leases: page, next_page_token }))
     }
 
@@ -159,9 +167,9 @@ impl LeaseService for LeaseApi {
     ) -> Result<tonic::Response<WatchStream>, tonic::Status> {
         let mut receiver = self.view.leases.clone();
         let stream = async_stream_of_changes(move |sender| async move {
-            let mut known: Vec<Lease> = receiver.borrow_and_update().clone();
+            let mut known = receiver.borrow_and_update().clone();
             let now = crate::clock::now();
-            for lease in &known {
+            for lease in known.iter() {
                 let event = pb::WatchLeasesResponse {
                     r#type: pb::LeaseEventType::Existing as i32,
                     lease: Some(lease_to_proto(lease, now)),
@@ -171,11 +179,11 @@ impl LeaseService for LeaseApi {
                 }
             }
             while receiver.changed().await.is_ok() {
-                let current: Vec<Lease> = receiver.borrow_and_update().clone();
+                let current = receiver.borrow_and_update().clone();
                 let now = crate::clock::now();
-                for (kind, lease) in diff(&known, &current) {
+                for (kind, lease) in events(&known, &current) {
                     let event =
-                        pb::WatchLeasesResponse { r#type: kind as i32, lease: Some(lease_to_proto(&lease, now)) };
+                        pb::WatchLeasesResponse { r#type: kind as i32, lease: Some(lease_to_proto(lease, now)) };
                     if sender.send(Ok(event)).await.is_err() {
                         return;
                     }
@@ -234,19 +242,18 @@ impl LeaseService for LeaseApi {
 }
 
 /// What changed between two lease tables (by hardware address).
-fn diff(before: &[Lease], after: &[Lease]) -> Vec<(pb::LeaseEventType, Lease)> {
-    let mut events = Vec::new();
-    for lease in after {
-        match before.iter().find(|b| b.hardware_addr == lease.hardware_addr) {
-            None => events.push((pb::LeaseEventType::Created, lease.clone())),
-            Some(old) if old != lease => events.push((pb::LeaseEventType::Updated, lease.clone())),
-            Some(_) => {}
-        }
-    }
-    for old in before.iter().filter(|b| !after.iter().any(|a| a.hardware_addr == b.hardware_addr)) {
-        events.push((pb::LeaseEventType::Deleted, old.clone()));
-    }
-    events
+/// The watch events from one snapshot to the next (only the blocks that changed are compared).
+fn events<'a>(before: &'a LeaseSnapshot, after: &'a LeaseSnapshot) -> Vec<(pb::LeaseEventType, &'a Lease)> {
+    after
+        .changes_since(before)
+        .into_iter()
+        .filter_map(|change| match change {
+            (None, Some(new)) => Some((pb::LeaseEventType::Created, new)),
+            (Some(_), Some(new)) => Some((pb::LeaseEventType::Updated, new)),
+            (Some(old), None) => Some((pb::LeaseEventType::Deleted, old)),
+            (None, None) => None,
+        })
+        .collect()
 }
 
 /// A stream fed by a task that sends into a channel (ends when the client goes away).

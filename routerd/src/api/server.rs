@@ -113,6 +113,7 @@ pub async fn serve(api: ApiContext, context: ServiceContext) -> Result<(), ApiEr
             api.restarter.clone(),
             api.diagnostics.clone(),
             api.update_confirm_window,
+            api.leases.control.clone(),
         )))
         .add_service(UpdateServiceServer::new(update::UpdateApi::new(
             api.perm.clone(),

@@ -47,7 +47,7 @@ fn check_pki(root: &Path) -> Result<(), BackupError> {
 }
 
 fn check_leases(root: &Path) -> Result<(), BackupError> {
-    let leases = crate::lan::dhcp4d::service::leases_path(root);
+    let leases = crate::lan::dhcp4d::persist::leases_path(root);
     if let Some(records) = crate::store::read_json_optional::<Vec<crate::lan::dhcp4d::LeaseRecord>>(&leases)
         .map_err(|e| refused("dhcp4d/leases.json", e))?
     {

@@ -170,6 +170,13 @@ pub struct RouterdFile {
     /// over 4 KiB are not cached). Default 8 MiB, 64 KiB–1 GiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_cache_bytes: Option<usize>,
+    /// DNS queries a second one LAN device may send (bursts of twice that); beyond it they are dropped.
+    /// Default 500, 1–1,000,000: raise it for a resolver of its own behind routerd, or a benchmark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_queries_per_second_per_device: Option<u32>,
+    /// DNS queries of one LAN device that may wait for an upstream at once (of 2,048 for all). Default 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_waiting_per_device: Option<usize>,
     /// NTP servers to set the clock from, in addition to those the ISP gives (DHCPv4 option 42, DHCPv6 options
     /// 56 and 31), e.g. `["198.51.100.123"]`: IP addresses (a name would need DNS, which needs no clock but
     /// may need the uplink first).
@@ -180,6 +187,11 @@ pub struct RouterdFile {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub update_signing_keys: Vec<String>,
 }
+
+/// The range routerd.json's `dns_queries_per_second_per_device` may take.
+pub const DNS_QUERIES_PER_SECOND_PER_DEVICE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+/// The range routerd.json's `dns_waiting_per_device` may take (at most every waiting slot).
+pub const DNS_WAITING_PER_DEVICE: std::ops::RangeInclusive<usize> = 1..=2048;
 
 /// The range routerd.json's `dns_cache_bytes` may take.
 pub const DNS_CACHE_BYTES: std::ops::RangeInclusive<usize> = (64 << 10)..=(1 << 30);
@@ -275,6 +287,17 @@ impl RouterdFile {
                 super::ROUTERD_JSON,
                 format!("dns_cache_bytes: {bytes} is outside {}–{}", DNS_CACHE_BYTES.start(), DNS_CACHE_BYTES.end()),
             ));
+        }
+        if let Some(rate) = self.dns_queries_per_second_per_device
+            && !DNS_QUERIES_PER_SECOND_PER_DEVICE.contains(&rate)
+        {
+            problems
+                .push((super::ROUTERD_JSON, format!("dns_queries_per_second_per_device: {rate} is outside 1–1000000")));
+        }
+        if let Some(waiting) = self.dns_waiting_per_device
+            && !DNS_WAITING_PER_DEVICE.contains(&waiting)
+        {
+            problems.push((super::ROUTERD_JSON, format!("dns_waiting_per_device: {waiting} is outside 1–2048")));
         }
         if let Some(seconds) = self.update_confirm_window_seconds
             && !(10..=3600).contains(&seconds)

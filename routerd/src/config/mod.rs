@@ -8,8 +8,9 @@ mod files;
 use std::path::Path;
 
 pub use files::{
-    Bridge, DNS_CACHE_BYTES, DiagnosticsConfig, ExtraRoute, InterfaceConfig, InterfacesFile, MAX_CAPTURE_RING_PACKETS,
-    PortForwarding, PortForwardingsFile, RouterdFile, parse_cidr, parse_mac, parse_range,
+    Bridge, DNS_CACHE_BYTES, DNS_QUERIES_PER_SECOND_PER_DEVICE, DNS_WAITING_PER_DEVICE, DiagnosticsConfig, ExtraRoute,
+    InterfaceConfig, InterfacesFile, MAX_CAPTURE_RING_PACKETS, PortForwarding, PortForwardingsFile, RouterdFile,
+    parse_cidr, parse_mac, parse_range,
 };
 
 use crate::store;

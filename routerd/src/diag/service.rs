@@ -39,7 +39,7 @@ pub struct Views {
     pub uplink: Option<(String, watch::Receiver<UplinkSnapshot>)>,
     pub statuses: watch::Receiver<Statuses>,
     /// The lease table, for the free-address checks.
-    pub leases: watch::Receiver<Vec<crate::lan::dhcp4d::Lease>>,
+    pub leases: watch::Receiver<crate::lan::dhcp4d::LeaseSnapshot>,
     pub clock: watch::Receiver<crate::timesync::ClockStatus>,
 }
 
@@ -83,7 +83,7 @@ impl Diagnostics {
                 .map(|lan| {
                     let leases = self.inner.views.leases.borrow();
                     let pool = self.inner.pools.iter().find(|p| &p.interface == lan);
-                    let usage = pool.map(|p| p.usage(&leases, crate::clock::now()));
+                    let usage = pool.map(|p| p.usage(leases.iter(), crate::clock::now()));
                     facts::lan(lan, state("dhcp4d"), state("radvd"), usage)
                 })
                 .collect(),

@@ -21,6 +21,8 @@ pub enum LeaseCommand {
     RemoveStatic {
         mac: Mac,
     },
+    /// Writes the whole table to `leases.json` now (the journal folded in), e.g. before a backup.
+    WriteFile,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -11,7 +11,6 @@ use super::{
 use crate::{
     capture::service::CaptureHub,
     diag::{Outcome, Report},
-    lan::dhcp4d::Lease,
     uplink::state::UplinkSnapshot,
 };
 
@@ -19,7 +18,7 @@ use crate::{
 #[derive(Clone)]
 pub struct Collector {
     pub metrics: Arc<Metrics>,
-    pub leases: watch::Receiver<Vec<Lease>>,
+    pub leases: watch::Receiver<crate::lan::dhcp4d::LeaseSnapshot>,
     pub uplink: watch::Receiver<UplinkSnapshot>,
     pub capture: Option<CaptureHub>,
     pub diagnostics: watch::Receiver<Option<Arc<Report>>>,
@@ -137,7 +136,7 @@ impl Collector {
             "Addresses of the LAN's DHCPv4 pool that a new device could get (0: the pool is exhausted).",
         );
         for pool in &self.pools {
-            let (free, _) = pool.usage(&leases, now);
+            let (free, _) = pool.usage(leases.iter(), now);
             out.sample("routerd_dhcp4_server_pool_free_addresses", &[("interface", &pool.interface)], f64::from(free));
         }
         let mut counts: std::collections::BTreeMap<(String, &str), u64> = Default::default();
@@ -383,7 +382,7 @@ mod tests {
     use super::*;
 
     fn collector() -> Collector {
-        let (_, leases) = watch::channel(Vec::new());
+        let (_, leases) = watch::channel(crate::lan::dhcp4d::LeaseSnapshot::default());
         let (_, uplink) = watch::channel(UplinkSnapshot::default());
         let (_, diagnostics) = watch::channel(None);
         Collector {

@@ -13,6 +13,8 @@ use std::{
 
 use serde::{Serialize, de::DeserializeOwned};
 
+pub mod journal;
+
 /// File permissions for secrets (private keys) and for everything else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

@@ -87,6 +87,11 @@ impl LeaseTable {
         self.by_addr.values().filter_map(|mac| self.by_mac.get(mac))
     }
 
+    /// The leases of the addresses `first..=last`, by address.
+    pub fn in_range(&self, first: Ipv4Addr, last: Ipv4Addr) -> impl Iterator<Item = &Lease> {
+        self.by_addr.range(first..=last).filter_map(|(_, mac)| self.by_mac.get(mac))
+    }
+
     pub fn len(&self) -> usize {
         self.by_mac.len()
     }

@@ -8,7 +8,7 @@
 //! address; relayed requests (giaddr set) are answered to the relay (§4.1).
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     net::Ipv4Addr,
     time::{Duration, SystemTime},
 };
@@ -21,6 +21,7 @@ use dhcproto::{
 use super::{
     leases::{Lease, LeaseTable, Mac, format_mac},
     offers::Offers,
+    pool_map::PoolMap,
 };
 use crate::{
     dhcp4_wire,
@@ -86,10 +87,9 @@ impl PoolConfig {
 
     /// (addresses free now, addresses the pool can hand out): an address is taken while a static or unexpired
     /// lease holds it.
-    pub fn usage(&self, leases: &[Lease], now: SystemTime) -> (u32, u32) {
+    pub fn usage<'a>(&self, leases: impl Iterator<Item = &'a Lease>, now: SystemTime) -> (u32, u32) {
         let usable = self.size() - u32::from((self.first..=self.last).contains(&self.server_addr));
         let taken = leases
-            .iter()
             .filter(|l| l.interface == self.interface && self.contains(l.addr) && (l.is_static() || !l.expired(now)))
             .count();
         (usable.saturating_sub(u32::try_from(taken).unwrap_or(u32::MAX)), usable)
@@ -147,20 +147,86 @@ pub enum Ignored {
     ForeignDecline(Ipv4Addr),
 }
 
+/// What changed in the lease table since the last [`Server::take_changes`]: the clients whose lease was written or
+/// removed (for the journal) and the blocks of 256 addresses whose leases changed (for the published table).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub clients: BTreeSet<Mac>,
+    pub blocks: BTreeSet<u32>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    fn touch(&mut self, mac: Mac, addr: Ipv4Addr) {
+        self.clients.insert(mac);
+        self.blocks.insert(block_of(addr));
+    }
+}
+
+/// The block of 256 addresses `addr` is in.
+pub fn block_of(addr: Ipv4Addr) -> u32 {
+    addr.to_bits() >> 8
+}
+
 pub struct Server {
     config: PoolConfig,
     table: LeaseTable,
+    /// The pool's addresses that have a lease (and the router's own address).
+    leased: PoolMap,
     offers: Offers,
     declined: HashMap<Ipv4Addr, SystemTime>,
+    changes: Changes,
 }
 
 impl Server {
     pub fn new(config: PoolConfig, leases: impl IntoIterator<Item = Lease>) -> Server {
-        let mut table = LeaseTable::default();
-        for lease in leases.into_iter().filter(|l| l.interface == config.interface) {
-            table.insert(lease);
+        let leased = PoolMap::new(config.first, config.size());
+        let mut server = Server {
+            config,
+            table: LeaseTable::default(),
+            leased,
+            offers: Offers::default(),
+            declined: HashMap::new(),
+            changes: Changes::default(),
+        };
+        server.leased.set(server.config.server_addr, true);
+        let interface = server.config.interface.clone();
+        for lease in leases.into_iter().filter(|l| l.interface == interface) {
+            server.put_lease(lease);
         }
-        Server { config, table, offers: Offers::default(), declined: HashMap::new() }
+        server.changes = Changes::default();
+        server
+    }
+
+    /// Writes `mac`'s lease (taking its address from whoever had it).
+    pub fn put_lease(&mut self, lease: Lease) {
+        if let Some(old) = self.table.by_mac(&lease.hardware_addr).map(|l| l.addr) {
+            self.leased.set(old, false);
+            self.changes.touch(lease.hardware_addr, old);
+        }
+        if let Some(owner) = self.table.by_addr(lease.addr).map(|l| l.hardware_addr) {
+            self.changes.touch(owner, lease.addr);
+        }
+        self.leased.set(lease.addr, true);
+        self.changes.touch(lease.hardware_addr, lease.addr);
+        self.table.insert(lease);
+        self.leased.set(self.config.server_addr, true);
+    }
+
+    pub fn remove_lease(&mut self, mac: &Mac) -> Option<Lease> {
+        let lease = self.table.remove(mac)?;
+        self.leased.set(lease.addr, false);
+        self.leased.set(self.config.server_addr, true);
+        self.changes.touch(*mac, lease.addr);
+        Some(lease)
+    }
+
+    /// What changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
     }
 
     /// Offers made and not yet requested.
@@ -184,10 +250,6 @@ impl Server {
 
     pub fn leases(&self) -> &LeaseTable {
         &self.table
-    }
-
-    pub fn leases_mut(&mut self) -> &mut LeaseTable {
-        &mut self.table
     }
 
     pub fn handle(&mut self, now: SystemTime, payload: &[u8]) -> Result<Handled, Ignored> {
@@ -241,7 +303,7 @@ impl Server {
                 self.offers.remove(&mac);
                 let changed = self.table.by_mac(&mac).is_some_and(|l| l.addr == addr && !l.is_static());
                 if changed {
-                    self.table.remove(&mac);
+                    self.remove_lease(&mac);
                 }
                 let note = format!(
                     "{} declined {addr} (in use by someone else): not handing it out for 10 minutes",
@@ -254,7 +316,7 @@ impl Server {
                 let mut changed = false;
                 if let Some(lease) = self.table.by_mac(&mac).filter(|l| l.addr == ciaddr && !l.is_static()).cloned() {
                     // Kept, expired: the client gets the same address when it comes back.
-                    self.table.insert(Lease { expiry: Some(now), ..lease });
+                    self.put_lease(Lease { expiry: Some(now), ..lease });
                     changed = true;
                 }
                 Ok(Handled { reply: None, changed, note: Some(format!("{} released {ciaddr}", format_mac(&mac))) })
@@ -336,7 +398,7 @@ impl Server {
         let note = (previous.as_ref().map(|p| (p.addr, p.name().map(str::to_string)))
             != Some((addr, lease.name().map(str::to_string))))
         .then(|| format!("lease {addr} to {} ({})", format_mac(&mac), lease.name().unwrap_or("no name")));
-        self.table.insert(lease);
+        self.put_lease(lease);
         Handled { reply: Some(self.reply(request, MessageType::Ack, addr, true)), changed: true, note }
     }
 
@@ -366,11 +428,8 @@ impl Server {
             return Some(addr);
         }
         // Never leased and free, starting at a place that depends only on the MAC.
-        let size = self.config.size();
-        let start = mac.iter().fold(0u32, |hash, b| hash.wrapping_mul(31).wrapping_add(u32::from(*b))) % size;
-        let never_leased = (0..size)
-            .map(|i| Ipv4Addr::from_bits(self.config.first.to_bits() + (start + i) % size))
-            .find(|addr| self.table.by_addr(*addr).is_none() && self.available(now, mac, *addr));
+        let start = mac.iter().fold(0u32, |hash, b| hash.wrapping_mul(31).wrapping_add(u32::from(*b)));
+        let never_leased = self.leased.free_from(start).find(|addr| self.available(now, mac, *addr));
         if never_leased.is_some() {
             return never_leased;
         }
@@ -598,7 +657,7 @@ mod tests {
         let mut server = server(24);
         let now = SystemTime::now();
         let fixed = Ipv4Addr::new(192, 0, 2, 50);
-        server.leases_mut().insert(Lease {
+        server.put_lease(Lease {
             num: 49,
             addr: fixed,
             hardware_addr: mac(9),

@@ -1,87 +1,68 @@
-//! The DHCPv4 server service: one UDP socket per LAN (port 67, bound to the interface), the servers, the lease
-//! file, and the lease table published for the API (and DNS). Every change is written to `dhcp4d/leases.json`
-//! before it is announced.
+//! The DHCPv4 server service: one UDP socket per LAN (port 67, bound to the interface), the servers, the leases
+//! on disk ([`super::persist`]), and the lease table published for the API, DNS and metrics. Every change is on
+//! disk before it is announced or acknowledged.
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
 };
 
-use tokio::{sync::mpsc, sync::watch};
+use tokio::{net::UdpSocket, sync::mpsc, sync::watch};
 
-use super::{Lease, LeaseRecord, PoolConfig, ReplyTo, Server, format_mac};
+use super::{
+    Lease, PoolConfig, ReplyTo, Server, format_mac,
+    persist::{self, LeaseStore},
+    published::{LeaseSnapshot, Publisher},
+};
 use crate::{
     lan::{
         commands::{LeaseCommand, LeaseCommandError, LeaseInbox, LeaseRequest, OfferRequest},
         hostname,
     },
-    store::{self, Mode},
+    metrics::Dhcp4ServerMetrics,
+    store::StoreError,
     supervisor::{ServiceContext, ServiceError, ServiceState},
 };
 
 const SERVER_PORT: u16 = 67;
 const CLIENT_PORT: u16 = 68;
-/// Requests handled before one write of the lease file.
+/// Requests handled before one flush of the journal.
 const MAX_BATCH: usize = 256;
 
-pub fn leases_path(perm: &Path) -> PathBuf {
-    perm.join("dhcp4d").join("leases.json")
-}
-
-/// The saved leases. Entries that cannot be read are reported and skipped; a file that is not JSON at all is
-/// kept aside as `leases.json.unreadable` (never overwritten) and the server starts empty.
-pub fn load_leases(perm: &Path, default_interface: &str) -> Vec<Lease> {
-    let path = leases_path(perm);
-    match store::read_json_optional::<Vec<LeaseRecord>>(&path) {
-        Ok(records) => records
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|record| {
-                record
-                    .to_lease(default_interface)
-                    .inspect_err(|problem| tracing::warn!("{}: skipping a lease: {problem}", path.display()))
-                    .ok()
-            })
-            .collect(),
-        Err(error) => {
-            let aside = path.with_extension("json.unreadable");
-            tracing::error!("{error}; keeping it as {} and starting with no leases", aside.display());
-            if let Err(error) = std::fs::rename(&path, &aside) {
-                tracing::error!("moving {} aside: {error}", path.display());
-            }
-            Vec::new()
-        }
-    }
-}
-
-fn save_leases(perm: &Path, servers: &[Server]) -> Result<Vec<Lease>, store::StoreError> {
-    let mut leases: Vec<Lease> = servers.iter().flat_map(|s| s.leases().iter().cloned()).collect();
-    leases.sort_by_key(|l| (l.interface.clone(), l.addr));
-    let records: Vec<LeaseRecord> = leases.iter().map(LeaseRecord::from_lease).collect();
-    store::write_json(&leases_path(perm), &records, Mode::Public)?;
-    Ok(leases)
-}
-
-/// A lease file that cannot be written stops the server: no ACK goes out for a lease that is not on disk. The
-/// supervisor starts it again (with backoff) from the file, so it serves again by itself once there is room.
-fn unsaved(error: store::StoreError) -> ServiceError {
+/// A change that cannot be saved stops the server: no ACK goes out for a lease that is not on disk. The
+/// supervisor starts it again (with backoff) from the files, so it serves again by itself once there is room.
+fn unsaved(error: StoreError) -> ServiceError {
     format!("cannot save the leases, so no lease is acknowledged until it can: {error}").into()
+}
+
+struct Dhcp4Service {
+    servers: Vec<Server>,
+    sockets: Vec<Arc<UdpSocket>>,
+    names: Vec<String>,
+    store: LeaseStore,
+    publisher: Publisher,
+    published: watch::Sender<LeaseSnapshot>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub async fn run(
     perm: PathBuf,
     pools: Vec<PoolConfig>,
-    published: watch::Sender<Vec<Lease>>,
+    published: watch::Sender<LeaseSnapshot>,
     inbox: LeaseInbox,
     metrics: Arc<crate::metrics::Metrics>,
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
-    let metrics = &metrics.dhcp4_server;
     let default_interface = pools.first().map(|p| p.interface.clone()).unwrap_or_default();
-    let saved = load_leases(&perm, &default_interface);
-    let mut servers: Vec<Server> = pools.into_iter().map(|pool| Server::new(pool, saved.clone())).collect();
-    published.send_replace(servers.iter().flat_map(|s| s.leases().iter().cloned()).collect());
+    let saved = persist::load(&perm, &default_interface).map_err(unsaved)?;
+    let servers: Vec<Server> = pools.into_iter().map(|pool| Server::new(pool, saved.iter().cloned())).collect();
+    let mut publisher = Publisher::default();
+    for server in &servers {
+        publisher.update_all(server);
+    }
+    published.send_replace(publisher.snapshot());
+    let store = LeaseStore::open(&perm).map_err(unsaved)?;
 
     let mut sockets = Vec::new();
     for server in &servers {
@@ -93,13 +74,18 @@ pub async fn run(
     let names: Vec<String> = servers.iter().map(|s| s.config().interface.clone()).collect();
     context.report(ServiceState::Running, format!("serving {}", names.join(", ")));
     tracing::info!("DHCPv4 server on {} with {} saved leases", names.join(", "), saved.len());
+    drop(saved);
+    let mut service = Dhcp4Service { servers, sockets, names, store, publisher, published, metrics };
 
     loop {
         tokio::select! {
-            _ = context.shutdown.wait() => return Ok(()),
+            _ = context.shutdown.wait() => {
+                let records = persist::records(&service.servers);
+                return service.store.close(records).await.map_err(unsaved);
+            }
             error = readers.ended() => return Err(error),
             Some(first) = received.recv() => {
-                // Group commit: handle every request already waiting, write the lease file once, then answer.
+                // Group commit: handle every request already waiting, flush the journal once, then answer.
                 // Under load one fsync covers many ACKs; every ACK still goes out only after its lease is on disk.
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
@@ -108,67 +94,106 @@ pub async fn run(
                         Err(_) => break,
                     }
                 }
-                let mut changed = false;
-                let mut replies = Vec::new();
-                for (index, payload) in batch {
-                    let Some(server) = servers.get_mut(index) else { continue };
-                    if let Some(kind) = crate::dhcp4_wire::message_type(&payload) {
-                        metrics.received(kind);
-                    }
-                    let handled = match server.handle(crate::clock::now(), &payload) {
-                        Ok(handled) => handled,
-                        Err(ignored) => {
-                            metrics.ignored.inc();
-                            tracing::debug!("ignored a DHCP packet on {}: {ignored}", names[index]);
-                            continue;
-                        }
-                    };
-                    if let Some(note) = &handled.note {
-                        tracing::info!("{}: {note}", names[index]);
-                    }
-                    changed |= handled.changed;
-                    replies.extend(handled.reply.map(|reply| (index, reply)));
-                }
-                if changed {
-                    published.send_replace(save_leases(&perm, &servers).map_err(unsaved)?);
-                }
-                let offers = servers.iter().map(Server::offers_outstanding).sum::<usize>();
-                metrics.offers_outstanding.store(offers as u64, std::sync::atomic::Ordering::Relaxed);
-                for (index, reply) in replies {
-                    let target = match reply.to {
-                        ReplyTo::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
-                        ReplyTo::Client(addr) => SocketAddrV4::new(addr, CLIENT_PORT),
-                        ReplyTo::Relay(addr) => SocketAddrV4::new(addr, SERVER_PORT),
-                    };
-                    match sockets[index].send_to(&reply.payload, SocketAddr::V4(target)).await {
-                        Ok(_) => metrics.sent(u8::from(reply.message_type)),
-                        Err(error) => tracing::warn!("{}: sending {:?} to {target}: {error}", names[index], reply.message_type),
-                    }
-                }
+                service.handle_batch(batch).await?;
             }
             request = crate::command_channel::next(&inbox.offers) => {
                 let Some(OfferRequest { reply, .. }) = request else { continue };
                 let now = crate::clock::now();
-                let _ = reply.send(servers.iter().flat_map(|s| s.offers(now)).collect());
+                let _ = reply.send(service.servers.iter().flat_map(|s| s.offers(now)).collect());
             }
             request = crate::command_channel::next(&inbox.commands) => {
                 let Some(LeaseRequest { command, reply }) = request else { continue };
-                let result = apply_command(&mut servers, command);
-                if result.is_ok() {
-                    match save_leases(&perm, &servers) {
-                        Ok(leases) => {
-                            published.send_replace(leases);
-                        }
-                        Err(error) => {
-                            let error = unsaved(error);
-                            let _ = reply.send(Err(LeaseCommandError::Failed(error.to_string())));
-                            return Err(error);
-                        }
-                    }
+                if command == LeaseCommand::WriteFile {
+                    let records = persist::records(&service.servers);
+                    let written = service.store.write_file(records).await;
+                    let _ = reply.send(written.map(|()| None).map_err(|e| LeaseCommandError::Failed(e.to_string())));
+                    continue;
+                }
+                let result = apply_command(&mut service.servers, command);
+                if let Err(error) = service.commit().await {
+                    let _ = reply.send(Err(LeaseCommandError::Failed(error.to_string())));
+                    return Err(error);
                 }
                 let _ = reply.send(result);
             }
         }
+    }
+}
+
+impl Dhcp4Service {
+    fn metrics(&self) -> &Dhcp4ServerMetrics {
+        &self.metrics.dhcp4_server
+    }
+
+    async fn handle_batch(&mut self, batch: Vec<(usize, Vec<u8>)>) -> Result<(), ServiceError> {
+        let mut replies = Vec::new();
+        for (index, payload) in batch {
+            let Some(server) = self.servers.get_mut(index) else { continue };
+            if let Some(kind) = crate::dhcp4_wire::message_type(&payload) {
+                self.metrics.dhcp4_server.received(kind);
+            }
+            let handled = match server.handle(crate::clock::now(), &payload) {
+                Ok(handled) => handled,
+                Err(ignored) => {
+                    self.metrics.dhcp4_server.ignored.inc();
+                    tracing::debug!("ignored a DHCP packet on {}: {ignored}", self.names[index]);
+                    continue;
+                }
+            };
+            if let Some(note) = &handled.note {
+                tracing::info!("{}: {note}", self.names[index]);
+            }
+            replies.extend(handled.reply.map(|reply| (index, reply)));
+        }
+        self.commit().await?;
+        let offers = self.servers.iter().map(Server::offers_outstanding).sum::<usize>();
+        self.metrics().offers_outstanding.store(offers as u64, std::sync::atomic::Ordering::Relaxed);
+        for (index, reply) in replies {
+            let target = match reply.to {
+                ReplyTo::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
+                ReplyTo::Client(addr) => SocketAddrV4::new(addr, CLIENT_PORT),
+                ReplyTo::Relay(addr) => SocketAddrV4::new(addr, SERVER_PORT),
+            };
+            match self.sockets[index].send_to(&reply.payload, SocketAddr::V4(target)).await {
+                Ok(_) => self.metrics().sent(u8::from(reply.message_type)),
+                Err(error) => {
+                    tracing::warn!("{}: sending {:?} to {target}: {error}", self.names[index], reply.message_type)
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves what changed since the last commit (journal, flushed), then publishes it; now and then folds the
+    /// journal into `leases.json` in the background.
+    async fn commit(&mut self) -> Result<(), ServiceError> {
+        let mut lines = Vec::new();
+        let mut count = 0;
+        let mut changed = Vec::new();
+        for (index, server) in self.servers.iter_mut().enumerate() {
+            let changes = server.take_changes();
+            if changes.is_empty() {
+                continue;
+            }
+            persist::journal_lines(server, &changes.clients, &mut lines);
+            count += changes.clients.len();
+            changed.push((index, changes.blocks));
+        }
+        if count == 0 {
+            return Ok(());
+        }
+        self.store.append(lines, count).await.map_err(unsaved)?;
+        for (index, blocks) in changed {
+            self.publisher.update(&self.servers[index], blocks);
+        }
+        self.published.send_replace(self.publisher.snapshot());
+        let leases = self.servers.iter().map(|s| s.leases().len()).sum();
+        if self.store.compaction_due(leases)
+            && let Err(error) = self.store.compact(persist::records(&self.servers)).await
+        {
+            tracing::error!("cannot start writing the leases file (the journal keeps every lease): {error}");
+        }
+        Ok(())
     }
 }
 
@@ -187,7 +212,7 @@ fn apply_command(servers: &mut [Server], command: LeaseCommand) -> Result<Option
                 .ok_or_else(|| LeaseCommandError::NotFound(format!("no lease for {}", format_mac(&mac))))?;
             let mut lease = server.leases().by_mac(&mac).cloned().ok_or(LeaseCommandError::Unavailable)?;
             lease.hostname_override = label;
-            server.leases_mut().insert(lease.clone());
+            server.put_lease(lease.clone());
             tracing::info!("name of {} set to {:?}", format_mac(&mac), lease.name());
             Ok(Some(lease))
         }
@@ -221,7 +246,7 @@ fn apply_command(servers: &mut [Server], command: LeaseCommand) -> Result<Option
                 last_ack: previous.and_then(|p| p.last_ack),
                 interface: server.config().interface.clone(),
             };
-            server.leases_mut().insert(lease.clone());
+            server.put_lease(lease.clone());
             tracing::info!("static lease {addr} for {}", format_mac(&mac));
             Ok(Some(lease))
         }
@@ -230,9 +255,11 @@ fn apply_command(servers: &mut [Server], command: LeaseCommand) -> Result<Option
                 .iter_mut()
                 .find(|s| s.leases().by_mac(&mac).is_some_and(Lease::is_static))
                 .ok_or_else(|| LeaseCommandError::NotFound(format!("no static lease for {}", format_mac(&mac))))?;
-            server.leases_mut().remove(&mac);
+            server.remove_lease(&mac);
             tracing::info!("static lease for {} removed", format_mac(&mac));
             Ok(None)
         }
+        // The service writes the file itself (it owns the journal).
+        LeaseCommand::WriteFile => Ok(None),
     }
 }

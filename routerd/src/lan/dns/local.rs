@@ -38,7 +38,12 @@ impl LocalData {
     /// From the active and static leases and the router's own name and LAN addresses. The router's name and
     /// [`RESERVED_NAMES`] win: a client that sends one as its hostname does not get it (the owner still can, with
     /// a static lease's name).
-    pub fn build(leases: &[Lease], router_name: &str, router_addrs: &[IpAddr], now: SystemTime) -> LocalData {
+    pub fn build<'a>(
+        leases: impl Iterator<Item = &'a Lease>,
+        router_name: &str,
+        router_addrs: &[IpAddr],
+        now: SystemTime,
+    ) -> LocalData {
         let domain = "lan".to_string();
         let mut data = LocalData { names: HashMap::new(), reverse: HashMap::new(), domain };
         let router = router_name.to_ascii_lowercase();
@@ -48,7 +53,7 @@ impl LocalData {
                 data.reverse.insert(*addr, router.clone());
             }
         }
-        for lease in leases.iter().filter(|l| l.is_static() || !l.expired(now)) {
+        for lease in leases.filter(|l| l.is_static() || !l.expired(now)) {
             let Some(name) = lease.name() else { continue };
             let claimed_by_client = lease.hostname_override.is_none() && !lease.is_static();
             if name == router || (claimed_by_client && RESERVED_NAMES.contains(&name)) {
@@ -223,7 +228,7 @@ mod tests {
             lease(103, "wpad", false),
             lease(104, "localhost", false),
         ];
-        LocalData::build(&leases, "router", &[IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))], SystemTime::now())
+        LocalData::build(leases.iter(), "router", &[IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))], SystemTime::now())
     }
 
     fn answer(request: &Message) -> Message {

@@ -25,7 +25,7 @@ use super::{
     upstream,
 };
 use crate::{
-    lan::dhcp4d::Lease,
+    lan::dhcp4d::LeaseSnapshot,
     supervisor::{ServiceContext, ServiceError, ServiceState},
     system,
     uplink::state::UplinkSnapshot,
@@ -33,6 +33,15 @@ use crate::{
 
 const PORT: u16 = 53;
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// How often, at most, local names are rebuilt from the lease table.
+const LOCAL_REFRESH: Duration = Duration::from_millis(100);
+
+async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct DnsOptions {
@@ -45,6 +54,10 @@ pub struct DnsOptions {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The cache's size in bytes (routerd.json `dns_cache_bytes`).
     pub cache_bytes: usize,
+    /// Queries a second one device may send (routerd.json `dns_queries_per_second_per_device`).
+    pub queries_per_device: u32,
+    /// Queries of one device that may wait for an upstream (routerd.json `dns_waiting_per_device`).
+    pub waiting_per_device: usize,
 }
 
 struct Shared {
@@ -59,21 +72,21 @@ struct Shared {
     pending: Mutex<Pending>,
     /// Queries waiting for an upstream, in all and per client: one device cannot take every slot.
     waiting: Arc<crate::limits::ConnectionLimit>,
-    /// Queries per second per client ([`CLIENT_QUERIES_PER_SECOND`]).
+    /// Queries per second per client ([`DnsOptions::queries_per_device`]).
     budget: crate::limits::RateLimit,
 }
 
 /// What one LAN device may ask per second (in bursts of twice that): far above what a household's devices, or a
 /// resolver of its own behind routerd, ask; a flooding device's excess costs a table lookup each.
-const CLIENT_QUERIES_PER_SECOND: u32 = 500;
+pub const QUERIES_PER_SECOND_PER_DEVICE: u32 = 500;
 
 /// Questions asked upstream now, by (name, type), each with the answer to come.
 type Pending = HashMap<(String, RecordType), watch::Receiver<Option<Message>>>;
 
 /// Queries that may wait for an upstream at once, and from one client. Beyond that a client's queries are
 /// dropped (it asks again), so a flood from one device leaves room for the others.
-const MAX_WAITING: usize = 1024;
-const MAX_WAITING_PER_CLIENT: usize = 64;
+const MAX_WAITING: usize = 2048;
+pub const WAITING_PER_DEVICE: usize = 64;
 
 /// Removes a question from the pending ones when its asker is done, also when it is cancelled.
 struct PendingGuard<'a> {
@@ -238,7 +251,7 @@ impl Shared {
         }
     }
 
-    fn refresh_local(&self, leases: &[Lease]) {
+    fn refresh_local(&self, leases: &LeaseSnapshot) {
         let router_addrs: Vec<IpAddr> = system::interface_addresses()
             .unwrap_or_default()
             .into_iter()
@@ -247,7 +260,7 @@ impl Shared {
             })
             .map(|(_, addr, _)| addr)
             .collect();
-        let data = LocalData::build(leases, &self.options.router_name, &router_addrs, crate::clock::now());
+        let data = LocalData::build(leases.iter(), &self.options.router_name, &router_addrs, crate::clock::now());
         *self.local.write().unwrap_or_else(|p| p.into_inner()) = data;
     }
 
@@ -314,7 +327,7 @@ fn sockets(lan: &str) -> std::io::Result<(Vec<UdpSocket>, TcpListener)> {
 
 pub async fn run(
     options: DnsOptions,
-    mut leases: watch::Receiver<Vec<Lease>>,
+    mut leases: watch::Receiver<LeaseSnapshot>,
     mut uplink: Option<watch::Receiver<UplinkSnapshot>>,
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
@@ -325,8 +338,8 @@ pub async fn run(
         upstreams: RwLock::new(Vec::new()),
         inside: RwLock::new(Vec::new()),
         pending: Mutex::new(HashMap::new()),
-        waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, MAX_WAITING_PER_CLIENT),
-        budget: crate::limits::RateLimit::new(CLIENT_QUERIES_PER_SECOND, 2 * CLIENT_QUERIES_PER_SECOND),
+        waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, options.waiting_per_device),
+        budget: crate::limits::RateLimit::new(options.queries_per_device, 2 * options.queries_per_device),
     });
     shared.refresh_local(&leases.borrow_and_update());
     shared.refresh_upstreams(uplink.as_mut().map(|u| u.borrow_and_update().clone()).as_ref());
@@ -340,14 +353,29 @@ pub async fn run(
         tasks.spawn(serve_tcp(tcp, shared.clone()));
     }
     context.report(ServiceState::Running, format!("on {}", options.lans.join(", ")));
+    // Local names are rebuilt at most every LOCAL_REFRESH: right away after a quiet spell, so a new device's
+    // name resolves at once, and once per interval while the DHCP server is busy (a rebuild reads every lease).
+    let mut last_refresh = Instant::now();
+    let mut refresh_due: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
-            changed = leases.changed() => {
+            changed = leases.changed(), if refresh_due.is_none() => {
                 if changed.is_err() {
                     return Ok(());
                 }
+                let next = last_refresh + LOCAL_REFRESH;
+                if Instant::now() >= next {
+                    shared.refresh_local(&leases.borrow_and_update());
+                    last_refresh = Instant::now();
+                } else {
+                    refresh_due = Some(next.into());
+                }
+            }
+            _ = sleep_until_due(refresh_due) => {
+                refresh_due = None;
                 shared.refresh_local(&leases.borrow_and_update());
+                last_refresh = Instant::now();
             }
             Some(snapshot) = next_snapshot(&mut uplink) => {
                 shared.refresh_upstreams(Some(&snapshot));
@@ -470,8 +498,10 @@ pub fn fuzz_input(data: &[u8]) {
         upstreams: Vec::new(),
         metrics: Arc::default(),
         cache_bytes: 64 << 10,
+        queries_per_device: QUERIES_PER_SECOND_PER_DEVICE,
+        waiting_per_device: WAITING_PER_DEVICE,
     };
-    let leases = [Lease {
+    let leases = crate::lan::dhcp4d::LeaseSnapshot::of(vec![crate::lan::dhcp4d::Lease {
         num: 0,
         addr: std::net::Ipv4Addr::new(192, 0, 2, 100),
         hardware_addr: [2, 0, 0, 0, 2, 1],
@@ -480,8 +510,8 @@ pub fn fuzz_input(data: &[u8]) {
         expiry: None,
         last_ack: None,
         interface: "lan0".into(),
-    }];
-    let local = LocalData::build(&leases, "router", &[IpAddr::from([192, 0, 2, 1])], crate::clock::now());
+    }]);
+    let local = LocalData::build(leases.iter(), "router", &[IpAddr::from([192, 0, 2, 1])], crate::clock::now());
     let shared = Arc::new(Shared {
         options,
         local: RwLock::new(local),
@@ -489,8 +519,8 @@ pub fn fuzz_input(data: &[u8]) {
         upstreams: RwLock::new(Vec::new()),
         inside: RwLock::new(Vec::new()),
         pending: Mutex::new(HashMap::new()),
-        waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, MAX_WAITING_PER_CLIENT),
-        budget: crate::limits::RateLimit::new(CLIENT_QUERIES_PER_SECOND, 2 * CLIENT_QUERIES_PER_SECOND),
+        waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, WAITING_PER_DEVICE),
+        budget: crate::limits::RateLimit::new(QUERIES_PER_SECOND_PER_DEVICE, 2 * QUERIES_PER_SECOND_PER_DEVICE),
     });
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_time().build() else { return };
     runtime.block_on(async {
@@ -610,6 +640,8 @@ mod tests {
             upstreams: Vec::new(),
             metrics: Arc::default(),
             cache_bytes: crate::lan::dns::cache::DEFAULT_BYTES,
+            queries_per_device: QUERIES_PER_SECOND_PER_DEVICE,
+            waiting_per_device: WAITING_PER_DEVICE,
         };
         let shared = Arc::new(Shared {
             options,
@@ -618,8 +650,8 @@ mod tests {
             upstreams: RwLock::new(vec![upstream]),
             inside: RwLock::new(Vec::new()),
             pending: Mutex::new(HashMap::new()),
-            waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, MAX_WAITING_PER_CLIENT),
-            budget: crate::limits::RateLimit::new(CLIENT_QUERIES_PER_SECOND, 2 * CLIENT_QUERIES_PER_SECOND),
+            waiting: crate::limits::ConnectionLimit::new(MAX_WAITING, WAITING_PER_DEVICE),
+            budget: crate::limits::RateLimit::new(QUERIES_PER_SECOND_PER_DEVICE, 2 * QUERIES_PER_SECOND_PER_DEVICE),
         });
         let askers: Vec<_> = (0..20u16)
             .map(|id| {
