@@ -86,44 +86,52 @@ impl DnsResult {
     }
 }
 
-pub fn run() -> Result<(), LabError> {
+/// `parts`: any of `dhcp`, `dns`, `memory`, `startup` (all when empty).
+pub fn run(parts: &[String]) -> Result<(), LabError> {
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     integration::programs::require(&[PERFDHCP, KEA_DHCP4, DNSPERF, UNBOUND, DNSMASQ])?;
     let lab = Lab::start(LabOptions { lan_devices: 1, start_routerd: false, ..LabOptions::default() })?;
     let work = lab.work_dir().join("bench");
     fs::create_dir_all(&work).map_err(|e| unexpected("creating the bench directory", e))?;
     configure_wide_lan(&lab)?;
 
-    println!(
-        "DHCPv4: perfdhcp on lan1 as a relay, {CLIENTS} clients, pool {}-{} ({} addresses), {TRIAL_SECONDS} s per \
-         trial, a fresh server for each …",
-        POOL.0,
-        POOL.1,
-        pool_size()
-    );
-    let mut dhcp = Vec::new();
-    for server in [Dhcp4Server::Routerd, Dhcp4Server::Kea, Dhcp4Server::Dnsmasq] {
-        dhcp.push(dhcp_trials(&lab, &work, server)?);
+    if wanted("dhcp") {
+        println!(
+            "DHCPv4: perfdhcp on lan1 as a relay, {CLIENTS} clients, pool {}-{} ({} addresses), {TRIAL_SECONDS} s \
+             per trial, a fresh server for each …",
+            POOL.0,
+            POOL.1,
+            pool_size()
+        );
+        let mut dhcp = Vec::new();
+        for server in [Dhcp4Server::Routerd, Dhcp4Server::Kea, Dhcp4Server::Dnsmasq] {
+            dhcp.push(dhcp_trials(&lab, &work, server)?);
+        }
+        report_dhcp(&dhcp);
     }
-    report_dhcp(&dhcp);
-
-    println!(
-        "\nDNS: dnsperf on lan1, -c 4 -q 500, {TRIAL_SECONDS} s per run (routerd's per-device limits lifted for the one \
-         benchmarking device) …"
-    );
-    let (cached, uncached, memory) = dns_runs(&lab, &work)?;
-    report_dns("cached answers (10,000 names asked before)", &cached);
-    report_dns("uncached answers (names never asked; the ISP's unbound answers from memory)", &uncached);
-    println!("\nrouterd's memory (release build, daemon without its keeper):");
-    println!("  1,000 leases and a warm DNS cache: {:>7} KiB (goal: at most 25 MB)", memory);
-    let (large, load_ms) = memory_with_leases(&lab, &work, 100_000)?;
-    println!("  100,000 leases:                    {:>7} KiB ({load_ms:.0} ms from start to serving DHCP)", large);
-
-    let startup = uplink_startup(&lab)?;
-    println!(
-        "\nstart-up with a saved uplink lease: address and default route configured {} ms after routerd started \
-         (goal: within 1000 ms)",
-        startup.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(", ")
-    );
+    if wanted("dns") {
+        println!(
+            "\nDNS: dnsperf on lan1, -c 4 -q 500, {TRIAL_SECONDS} s per run (routerd's per-device limits lifted for the \
+             one benchmarking device) …"
+        );
+        let (cached, uncached, memory) = dns_runs(&lab, &work)?;
+        report_dns("cached answers (10,000 names asked before)", &cached);
+        report_dns("uncached answers (names never asked; the ISP's unbound answers from memory)", &uncached);
+        println!("\nrouterd's memory (release build, daemon without its keeper):");
+        println!("  1,000 leases and a warm DNS cache: {memory:>7} KiB (goal: at most 25 MB)");
+    }
+    if wanted("memory") {
+        let (large, load_ms) = memory_with_leases(&lab, &work, 100_000)?;
+        println!("  100,000 leases: {large:>7} KiB ({load_ms:.0} ms from start to serving DHCP)");
+    }
+    if wanted("startup") {
+        let startup = uplink_startup(&lab)?;
+        println!(
+            "\nstart-up with a saved uplink lease: address and default route configured {} ms after routerd \
+             started (goal: within 1000 ms)",
+            startup.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -485,6 +493,11 @@ fn memory_with_leases(lab: &Lab, work: &Path, count: u32) -> Result<(u64, f64), 
 /// first: how many ms from spawning routerd until the default route is back.
 fn uplink_startup(lab: &Lab) -> Result<Vec<f64>, LabError> {
     let _ = fs::remove_dir_all(lab.router().perm().join("dhcp4d"));
+    // A first run that gets (and saves) the uplink's lease.
+    lab.router().start_routerd()?;
+    lab.router()
+        .wait_for_status("an uplink lease", Duration::from_secs(30), |s| s["uplink"]["dhcp4"]["state"] == "bound")?;
+    lab.router().stop_routerd();
     let mut times = Vec::new();
     for _ in 0..3 {
         let netns = lab.router().netns();

@@ -28,11 +28,12 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), LabError> {
+    let parts: Vec<String> = std::env::args().skip(2).collect();
     match std::env::args().nth(1).as_deref() {
         Some("nat") => nat(),
         Some("update") => update_gap(),
         Some("system-update") => system_update_gap(),
-        Some("lan") | None => lan::run(),
+        Some("lan") | None => lan::run(&parts),
         Some(other) => Err(LabError::unexpected(
             "bench",
             format!("unknown benchmark {other:?}: use lan, nat, update or system-update"),

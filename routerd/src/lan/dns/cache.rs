@@ -1,5 +1,8 @@
 //! Answers from upstream, kept for their TTL (negative answers for the SOA's minimum, RFC 2308), handed out
 //! with the TTLs counted down.
+//!
+//! An entry is the answer's wire form and where its TTLs are in it: a hit is one copy with a few bytes patched
+//! (ID, question, TTLs), and an entry costs about its wire size, not a decoded message's many allocations.
 
 use std::{
     collections::HashMap,
@@ -23,14 +26,14 @@ const ENTRY_OVERHEAD: usize = 256;
 pub const DEFAULT_BYTES: usize = 8 << 20;
 
 struct Entry {
-    response: Message,
+    /// The response as the upstream sent it (after rebinding protection), its TTLs as of `stored`.
+    wire: Box<[u8]>,
+    /// Where the TTLs of its records are (every record but EDNS's OPT, whose TTL field holds flags).
+    ttls: Box<[u16]>,
     stored: Instant,
     ttl: Duration,
     /// What the entry counts against the cache's size.
     cost: usize,
-    /// The response encoded for one age in whole seconds: most hits within a second reuse these bytes and
-    /// only get their ID and question patched in.
-    encoded: Option<(u64, Vec<u8>)>,
 }
 
 pub struct Cache {
@@ -61,54 +64,28 @@ impl Cache {
     /// The cached response for (name, type) with TTLs reduced by its age, for a request with `id`.
     pub fn get(&self, name: &str, record_type: RecordType, id: u16, now: Instant) -> Option<Message> {
         let entry = self.entries.get(&(name.to_string(), record_type))?;
-        let age = now.saturating_duration_since(entry.stored);
-        if age >= entry.ttl {
-            return None;
-        }
-        let elapsed = u32::try_from(age.as_secs()).unwrap_or(u32::MAX);
-        let mut response = entry.response.clone();
-        response.metadata.id = id;
-        for record in response.answers.iter_mut().chain(response.authorities.iter_mut()) {
-            record.ttl = record.ttl.saturating_sub(elapsed);
-        }
-        Some(response)
+        let mut bytes = entry.counted_down(now)?;
+        bytes[..2].copy_from_slice(&id.to_be_bytes());
+        Message::from_vec(&bytes).ok()
     }
 
     /// Like [`Cache::get`], as bytes: the wire form of the answer to `request` (whose first `question_end` bytes
-    /// are its header and question), reusing the encoding of the same second.
+    /// are its header and question).
     pub fn get_encoded(
-        &mut self,
+        &self,
         name: &str,
         record_type: RecordType,
         request: &[u8],
         question_end: usize,
         now: Instant,
     ) -> Option<Vec<u8>> {
-        let entry = self.entries.get_mut(&(name.to_string(), record_type))?;
-        let age = now.saturating_duration_since(entry.stored);
-        if age >= entry.ttl {
+        let entry = self.entries.get(&(name.to_string(), record_type))?;
+        if entry.wire.len() < question_end || request.len() < question_end {
             return None;
         }
-        let seconds = age.as_secs();
-        let reusable = entry.encoded.as_ref().filter(|(at, _)| *at == seconds).map(|(_, bytes)| bytes.clone());
-        let mut bytes = match reusable {
-            Some(bytes) => bytes,
-            None => {
-                let elapsed = u32::try_from(seconds).unwrap_or(u32::MAX);
-                let mut response = entry.response.clone();
-                for record in response.answers.iter_mut().chain(response.authorities.iter_mut()) {
-                    record.ttl = record.ttl.saturating_sub(elapsed);
-                }
-                let bytes = response.to_vec().ok()?;
-                entry.encoded = Some((seconds, bytes.clone()));
-                bytes
-            }
-        };
+        let mut bytes = entry.counted_down(now)?;
         // The ID, and the question exactly as asked (its letter case may differ: DNS 0x20), which has the same
         // length as the cached one. The RD flag is echoed.
-        if bytes.len() < question_end || request.len() < question_end {
-            return None;
-        }
         bytes[..2].copy_from_slice(&request[..2]);
         bytes[2] = (bytes[2] & !0x01) | (request[2] & 0x01);
         bytes[12..question_end].copy_from_slice(&request[12..question_end]);
@@ -125,10 +102,11 @@ impl Cache {
             _ => None,
         };
         let Some(ttl) = ttl.map(|t| t.min(MAX_TTL)).filter(|t| !t.is_zero()) else { return };
-        let Some(wire) = response.to_vec().ok().map(|b| b.len()).filter(|len| *len <= MAX_ENTRY_BYTES) else {
+        let Some(wire) = response.to_vec().ok().filter(|wire| wire.len() <= MAX_ENTRY_BYTES) else {
             return;
         };
-        let cost = wire + name.len() + ENTRY_OVERHEAD;
+        let Some(ttls) = ttl_offsets(&wire) else { return };
+        let cost = wire.len() + name.len() + ENTRY_OVERHEAD;
         let key = (name.to_string(), record_type);
         if let Some(old) = self.entries.remove(&key) {
             self.bytes -= old.cost;
@@ -159,8 +137,64 @@ impl Cache {
             }
         }
         self.bytes += cost;
-        let entry = Entry { response: response.clone(), stored: now, ttl, cost, encoded: None };
+        let entry = Entry { wire: wire.into(), ttls: ttls.into(), stored: now, ttl, cost };
         self.entries.insert(key, entry);
+    }
+}
+
+impl Entry {
+    /// A copy of the answer with its TTLs counted down to `now`, if it is still live.
+    fn counted_down(&self, now: Instant) -> Option<Vec<u8>> {
+        let age = now.saturating_duration_since(self.stored);
+        if age >= self.ttl {
+            return None;
+        }
+        let mut bytes = self.wire.to_vec();
+        let elapsed = u32::try_from(age.as_secs()).unwrap_or(u32::MAX);
+        if elapsed > 0 {
+            for &at in self.ttls.iter() {
+                let field = bytes.get_mut(usize::from(at)..usize::from(at) + 4)?;
+                let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]).saturating_sub(elapsed);
+                field.copy_from_slice(&ttl.to_be_bytes());
+            }
+        }
+        Some(bytes)
+    }
+}
+
+/// The offsets of the TTL fields of every record of a message on the wire but OPT's, or `None` if it does not
+/// parse (such an answer is not cached).
+fn ttl_offsets(wire: &[u8]) -> Option<Vec<u16>> {
+    let count =
+        |at: usize| -> Option<usize> { Some(usize::from(u16::from_be_bytes([*wire.get(at)?, *wire.get(at + 1)?]))) };
+    let (questions, records) = (count(4)?, count(6)? + count(8)? + count(10)?);
+    let mut at = 12;
+    for _ in 0..questions {
+        at = skip_name(wire, at)? + 4;
+    }
+    let mut offsets = Vec::with_capacity(records);
+    for _ in 0..records {
+        at = skip_name(wire, at)?;
+        let record_type = count(at)?;
+        let data_length = count(at + 8)?;
+        if record_type != 41 {
+            offsets.push(u16::try_from(at + 4).ok()?);
+        }
+        at += 10 + data_length;
+    }
+    (at <= wire.len()).then_some(offsets)
+}
+
+/// The offset just past the (possibly compressed) name at `at`.
+fn skip_name(wire: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let length = *wire.get(at)?;
+        match length & 0xc0 {
+            0 if length == 0 => return Some(at + 1),
+            0 => at += 1 + usize::from(length),
+            0xc0 => return wire.get(at + 1).map(|_| at + 2),
+            _ => return None,
+        }
     }
 }
 
@@ -207,6 +241,39 @@ mod tests {
         assert_eq!(hit.answers[0].ttl, 200);
         assert!(cache.get("example.com", RecordType::A, 1, t0 + Duration::from_secs(300)).is_none());
         assert!(cache.get("example.com", RecordType::AAAA, 1, t0).is_none());
+    }
+
+    #[test]
+    fn the_wire_form_counts_down_every_ttl_but_edns_flags() {
+        let mut response = answer(300);
+        response
+            .add_query(hickory_proto::op::Query::query(Name::from_str("example.com.").expect("name"), RecordType::A));
+        let soa = hickory_proto::rr::rdata::SOA::new(
+            Name::from_str("ns.example.com.").expect("name"),
+            Name::from_str("admin.example.com.").expect("name"),
+            1,
+            3600,
+            600,
+            86400,
+            60,
+        );
+        response.add_authority(Record::from_rdata(Name::from_str("example.com.").expect("name"), 120, RData::SOA(soa)));
+        let mut edns = hickory_proto::op::Edns::new();
+        edns.set_dnssec_ok(true);
+        response.set_edns(edns);
+        let mut cache = Cache::new(DEFAULT_BYTES);
+        let t0 = Instant::now();
+        cache.put("example.com", RecordType::A, &response, t0);
+        let request = response.to_vec().expect("encodes");
+        let end = 12 + "example.com".len() + 2 + 4;
+        let later = cache.get_encoded("example.com", RecordType::A, &request, end, t0 + Duration::from_secs(100));
+        let later = Message::from_vec(&later.expect("a hit")).expect("decodes");
+        assert_eq!((later.answers[0].ttl, later.authorities[0].ttl), (200, 20));
+        assert!(later.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok), "OPT's flags are not a TTL");
+        assert_eq!(ttl_offsets(&[0; 11]), None);
+        let mut truncated = request.clone();
+        truncated.truncate(request.len() - 3);
+        assert_eq!(ttl_offsets(&truncated), None, "a record running past the end");
     }
 
     #[test]
