@@ -125,6 +125,37 @@ fn capture_streams_the_backfill_then_live_packets_as_pcapng() {
     lab.tracker().stop(live_pid);
     let _ = stalled.kill();
     let _ = stalled.wait();
+
+    // DNS is captured while someone watches; with nobody watching it stays out of the ring (the default,
+    // capture_dns_history off), so the backfill of a capture started later has the DHCP but not that DNS.
+    let names =
+        |file: &std::path::Path| integration::tshark::fields(file, Some("dns"), &["dns.qry.name"]).expect("tshark");
+    assert!(names(&live).contains("www.example.org"), "DNS while watched: {}", names(&live));
+    std::thread::sleep(Duration::from_secs(3));
+    let unwatched = lab.check(lab.lan(1).dig("192.0.2.1", "example.net", "A"), "DNS with nobody watching");
+    assert_eq!(unwatched, ["203.0.113.80"]);
+    let later = lab.work_dir().join("later.pcapng");
+    let args: Vec<String> =
+        rtrctl_args(&lab).into_iter().chain(["capture".into(), "-w".into(), later.display().to_string()]).collect();
+    let later_pid = lab.check(
+        lab.tracker().spawn(
+            "rtrctl capture (later)",
+            lab.router().netns(),
+            lab.router().rtrctl_binary(),
+            &args,
+            &[],
+            &lab.work_dir().join("later.log"),
+        ),
+        "a later capture",
+    );
+    lab.check(
+        integration::wait::until("the later capture's backfill", Duration::from_secs(10), || {
+            Ok(tshark(&later).contains("lan1-again").then_some(()))
+        }),
+        "backfill of the later capture",
+    );
+    lab.tracker().stop(later_pid);
+    assert!(!names(&later).contains("example.net"), "DNS asked while nobody watched is in the ring: {}", names(&later));
 }
 
 /// Sends N queries for a cached name as fast as the socket takes them, then counts the answers.

@@ -362,9 +362,10 @@ fn start_capture(
         .unwrap_or(crate::capture::ring::DEFAULT_CAPACITY);
     let hub = crate::capture::service::CaptureHub::new(interfaces, capacity);
     let shared = hub.clone();
+    let dns_history = config.routerd.capture_dns_history.unwrap_or(false);
     supervisor.spawn("capture", move |context| {
         let (hub, netconfig) = (shared.clone(), netconfig.clone());
-        async move { crate::capture::service::run(hub, netconfig, context).await }
+        async move { crate::capture::service::run(hub, netconfig, dns_history, context).await }
     });
     hub
 }

@@ -95,7 +95,16 @@ impl CaptureService for CaptureApi {
                 return;
             }
             let mut reported = 0;
-            while let Some(packet) = reader.next().await {
+            loop {
+                // A client that went away releases its reader at once, not at the next packet (while a reader
+                // is connected, DNS is captured too).
+                let packet = tokio::select! {
+                    packet = reader.next() => match packet {
+                        Some(packet) => packet,
+                        None => return,
+                    },
+                    _ = sender.closed() => return,
+                };
                 let mut bytes = Vec::new();
                 if reader.dropped() > reported {
                     // This reader fell behind: say how many it lost, on every interface.

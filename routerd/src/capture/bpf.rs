@@ -136,11 +136,14 @@ pub fn attach(socket: std::os::fd::BorrowedFd<'_>, filter: &[libc::sock_filter])
     if attached == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
-/// The capture filter for Ethernet frames (a SOCK_RAW packet socket): UDP to or from ports 67, 68 and 53 over
-/// IPv4 (not fragments), UDP to or from 546, 547 and 53 over IPv6, and ICMPv6 router/neighbour solicitations
-/// and advertisements. IPv6 extension headers are not followed (configuration traffic does not use them).
-pub fn configuration_traffic() -> Program {
+/// The capture filter for Ethernet frames (a SOCK_RAW packet socket): UDP to or from ports 67 and 68 over IPv4
+/// (not fragments), UDP to or from 546 and 547 over IPv6, ICMPv6 router/neighbour solicitations and
+/// advertisements, and with `dns` UDP to or from port 53 over both. IPv6 extension headers are not followed
+/// (configuration traffic does not use them).
+pub fn configuration_traffic(dns: bool) -> Program {
     const ACCEPT: u32 = 0x0004_0000;
+    // Without DNS, its checks test a port no datagram carries (0), so the program keeps one shape.
+    let dns_port = if dns { 53 } else { 0 };
     Program::default()
         .load_half(12)
         .if_equal_else(0x0800, "ipv4", "not-ipv4")
@@ -154,11 +157,11 @@ pub fn configuration_traffic() -> Program {
         .load_half_indirect(14)
         .if_equal(67, "accept")
         .if_equal(68, "accept")
-        .if_equal(53, "accept")
+        .if_equal(dns_port, "accept")
         .load_half_indirect(16)
         .if_equal(67, "accept")
         .if_equal(68, "accept")
-        .if_equal_else(53, "accept", "drop")
+        .if_equal_else(dns_port, "accept", "drop")
         .label("not-ipv4")
         .if_equal_else(0x86dd, "ipv6", "drop")
         .label("ipv6")
@@ -168,11 +171,11 @@ pub fn configuration_traffic() -> Program {
         .load_half(54)
         .if_equal(546, "accept")
         .if_equal(547, "accept")
-        .if_equal(53, "accept")
+        .if_equal(dns_port, "accept")
         .load_half(56)
         .if_equal(546, "accept")
         .if_equal(547, "accept")
-        .if_equal_else(53, "accept", "drop")
+        .if_equal_else(dns_port, "accept", "drop")
         .label("not-udp6")
         .if_equal_else(58, "icmp6", "drop")
         .label("icmp6")
@@ -245,8 +248,12 @@ mod tests {
 
     #[test]
     fn the_filter_keeps_configuration_traffic_only() {
-        let program = configuration_traffic().assemble().expect("assembles");
+        let program = configuration_traffic(true).assemble().expect("assembles");
         let kept = |frame: &[u8]| run(&program, frame) != 0;
+        let without_dns = configuration_traffic(false).assemble().expect("assembles");
+        let kept_without_dns = |frame: &[u8]| run(&without_dns, frame) != 0;
+        assert!(kept_without_dns(&ipv4_udp(68, 67, 0)) && kept_without_dns(&ipv6(58, &[134, 0, 0, 0])));
+        assert!(!kept_without_dns(&ipv4_udp(40000, 53, 0)) && !kept_without_dns(&ipv4_udp(53, 40000, 0)));
         assert!(kept(&ipv4_udp(68, 67, 0)), "DHCPv4 request");
         assert!(kept(&ipv4_udp(67, 68, 0x4000)), "DHCPv4 reply, don't-fragment set");
         assert!(kept(&ipv4_udp(40000, 53, 0)) && kept(&ipv4_udp(53, 40000, 0)), "DNS");
@@ -256,6 +263,7 @@ mod tests {
         tcp[23] = 6;
         assert!(!kept(&tcp), "TCP");
         let udp6 = |src: u16, dst: u16| ipv6(17, &[src.to_be_bytes(), dst.to_be_bytes(), [0, 8], [0, 0]].concat());
+        assert!(!kept_without_dns(&udp6(50000, 53)) && kept_without_dns(&udp6(546, 547)));
         assert!(kept(&udp6(546, 547)) && kept(&udp6(547, 546)) && kept(&udp6(50000, 53)), "DHCPv6 and DNS");
         assert!(!kept(&udp6(50000, 443)));
         for kind in 133..=136 {
@@ -275,7 +283,7 @@ mod tests {
     #[test]
     fn the_kernel_accepts_the_program() {
         use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-        let filter = configuration_traffic().assemble().expect("assembles");
+        let filter = configuration_traffic(true).assemble().expect("assembles");
         // SAFETY: plain socket creation; the descriptor is owned right away.
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {

@@ -107,6 +107,12 @@ impl Ring {
         self.packets.push_back(packet);
     }
 
+    /// Whether a live reader is connected (readers that went away are forgotten here).
+    pub fn has_live_readers(&mut self) -> bool {
+        self.readers.retain(|reader| !reader.packets.is_closed());
+        !self.readers.is_empty()
+    }
+
     /// A reader that starts with the ring's contents (if `backfill`) and then gets every new packet.
     pub fn reader(&mut self, backfill: bool) -> Reader {
         let (sender, receiver) = mpsc::channel(LIVE_BACKLOG);

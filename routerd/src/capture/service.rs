@@ -31,12 +31,26 @@ impl CaptureHub {
     }
 }
 
-pub async fn run(hub: CaptureHub, netconfig: Netconfig, mut context: ServiceContext) -> Result<(), ServiceError> {
-    let filter = bpf::configuration_traffic().assemble()?;
+/// How soon DNS joins the capture once a reader connects, and leaves it once the last one is gone.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `dns_history`: keep DNS in the ring at all times; otherwise DNS is captured only while a live reader is
+/// connected, so that a busy LAN's queries neither push the DHCP and ND history out of the ring nor cost a copy
+/// each when nobody watches.
+pub async fn run(
+    hub: CaptureHub,
+    netconfig: Netconfig,
+    dns_history: bool,
+    mut context: ServiceContext,
+) -> Result<(), ServiceError> {
+    let with_dns = bpf::configuration_traffic(true).assemble()?;
+    let without_dns = bpf::configuration_traffic(false).assemble()?;
     let mut readers = JoinSet::new();
+    let mut sockets = Vec::new();
     for (index, name) in hub.interfaces.iter().enumerate() {
         let ifindex = netconfig.link_index(name).await?;
-        let socket = PacketSocket::frames(ifindex, &filter)?;
+        let socket = Arc::new(PacketSocket::frames(ifindex, if dns_history { &with_dns } else { &without_dns })?);
+        sockets.push(socket.clone());
         let ring = hub.ring.clone();
         let interface = index as u32;
         readers.spawn(async move {
@@ -50,8 +64,22 @@ pub async fn run(hub: CaptureHub, netconfig: Netconfig, mut context: ServiceCont
         });
     }
     context.report(ServiceState::Running, format!("capturing on {}", hub.interfaces.join(", ")));
-    tokio::select! {
-        _ = context.shutdown.wait() => Ok(()),
-        Some(done) = readers.join_next() => Err(format!("a capture socket stopped: {done:?}").into()),
+    let mut capturing_dns = dns_history;
+    let mut watch = tokio::time::interval(WATCH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = context.shutdown.wait() => return Ok(()),
+            Some(done) = readers.join_next() => return Err(format!("a capture socket stopped: {done:?}").into()),
+            _ = watch.tick(), if !dns_history => {
+                let watched = hub.ring.lock().unwrap_or_else(|p| p.into_inner()).has_live_readers();
+                if watched != capturing_dns {
+                    for socket in &sockets {
+                        socket.set_filter(if watched { &with_dns } else { &without_dns })?;
+                    }
+                    capturing_dns = watched;
+                    tracing::debug!("DNS {} the capture", if watched { "joins" } else { "leaves" });
+                }
+            }
+        }
     }
 }

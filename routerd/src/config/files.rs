@@ -159,6 +159,10 @@ pub struct RouterdFile {
     /// 1000000 (each packet takes its size plus about 80 bytes of memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_ring_packets: Option<usize>,
+    /// Keep DNS in the capture ring at all times. By default DNS is captured only while `rtrctl capture` (or
+    /// another reader) is connected, so queries neither push DHCP and ND out of the ring nor cost a copy each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_dns_history: Option<bool>,
     /// Seconds a new routerd version has to report healthy before it is rolled back, when the update request
     /// does not say (default 120, 10–3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -64,6 +64,11 @@ impl PacketSocket {
         PacketSocket::open(ifindex, libc::SOCK_RAW, libc::ETH_P_ALL as u16, filter)
     }
 
+    /// Replaces the kernel filter (atomically: every frame meets the old program or the new one).
+    pub fn set_filter(&self, filter: &[libc::sock_filter]) -> io::Result<()> {
+        crate::capture::bpf::attach(self.fd.get_ref().as_fd(), filter)
+    }
+
     fn open(ifindex: u32, kind: libc::c_int, protocol: u16, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
         let protocol = protocol.to_be();
         // SAFETY: plain socket creation; the descriptor is owned right away.

@@ -41,7 +41,7 @@ const RELAY: &str = "198.18.0.2";
 const POOL: (&str, &str) = ("198.18.0.10", "198.19.255.250");
 const CLIENTS: &str = "100000";
 const TRIAL_SECONDS: &str = "10";
-/// Request rates tried, lowest first, until one fails the criteria.
+/// Request rates tried, lowest first, until one fails the criteria twice in a row.
 const RATES: &[u32] = &[250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000, 10000, 12000];
 const MAX_LOST: f64 = 0.01;
 const MAX_LATENCY_MS: f64 = 20.0;
@@ -176,8 +176,13 @@ fn dhcp_trials(lab: &Lab, work: &Path, server: Dhcp4Server) -> Result<DhcpResult
     let mut sustained = None;
     let (mut cpu_us, mut rss_kib) = (0.0, 0);
     for &rate in RATES {
-        let (run, cpu, rss) = dhcp_trial(lab, work, server, rate)?;
-        let passed = run.lost < MAX_LOST && run.latency_ms < MAX_LATENCY_MS;
+        let within = |run: &DhcpRun| run.lost < MAX_LOST && run.latency_ms < MAX_LATENCY_MS;
+        let (mut run, mut cpu, mut rss) = dhcp_trial(lab, work, server, rate)?;
+        if !within(&run) {
+            // A failed rate is tried once more, so one disturbed trial does not end the search.
+            (run, cpu, rss) = dhcp_trial(lab, work, server, rate)?;
+        }
+        let passed = within(&run);
         println!(
             "  {:<20} {rate:>6}/s asked: {:>7.0}/s, {:>5.2} % lost, {:>6.2} ms per exchange {}",
             server.name(),
