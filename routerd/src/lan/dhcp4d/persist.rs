@@ -168,6 +168,8 @@ pub struct LeaseStore {
     journal: Arc<Mutex<Journal>>,
     compaction: Option<oneshot::Receiver<Result<(), StoreError>>>,
     entries_override: Option<usize>,
+    /// After a failed compaction: the journal length at which to try again.
+    retry_at: usize,
 }
 
 impl LeaseStore {
@@ -179,6 +181,7 @@ impl LeaseStore {
             journal: Arc::new(Mutex::new(journal)),
             compaction: None,
             entries_override: compaction_entries_override(),
+            retry_at: 0,
         })
     }
 
@@ -191,19 +194,27 @@ impl LeaseStore {
     /// Whether the journal is long enough for a table of `leases` to be written out again, and no compaction
     /// is running.
     pub fn compaction_due(&mut self, leases: usize) -> bool {
+        let mut failed = false;
         if let Some(running) = &mut self.compaction {
             match running.try_recv() {
                 Err(TryRecvError::Empty) => return false,
-                Ok(Err(error)) => tracing::error!(
-                    "writing the leases file failed (the journal keeps every lease; trying again later): {error}"
-                ),
-                Ok(Ok(())) | Err(TryRecvError::Closed) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(
+                        "writing the leases file failed (the journal keeps every lease; trying again later): {error}"
+                    );
+                    failed = true;
+                }
+                Ok(Ok(())) | Err(TryRecvError::Closed) => self.retry_at = 0,
             }
             self.compaction = None;
         }
         let entries = self.journal.lock().unwrap_or_else(|p| p.into_inner()).entries();
         let threshold = self.entries_override.unwrap_or(MIN_COMPACTION_ENTRIES.max(2 * leases));
-        entries >= threshold
+        if failed {
+            // Not again at every batch: the next try after as many changes again.
+            self.retry_at = entries + threshold;
+        }
+        entries >= threshold && entries >= self.retry_at
     }
 
     /// Rotates the journal (unless an earlier compaction left its rotated journal behind, which this one then
@@ -371,6 +382,37 @@ mod tests {
         let loaded = load(perm, "lan0").expect("load");
         assert_eq!(loaded.iter().map(|l| l.addr).collect::<Vec<_>>(), [Ipv4Addr::new(192, 0, 2, 60)]);
         assert_eq!(read_file(perm, "lan0"), loaded);
+    }
+
+    #[tokio::test]
+    async fn a_failed_compaction_keeps_the_journal_and_is_not_retried_at_every_batch() {
+        let perm = tempfile::tempdir().expect("tempdir");
+        let perm = perm.path();
+        // leases.json cannot be written: a directory is in its place.
+        std::fs::create_dir_all(leases_path(perm)).expect("mkdir");
+        let mut server = server();
+        let mut store = LeaseStore::open(perm).expect("open");
+        store.entries_override = Some(2);
+        let mut attempts = 0;
+        for n in 1..=12u8 {
+            server.put_lease(lease(n, 10 + n, "x"));
+            let changes = server.take_changes();
+            let mut lines = Vec::new();
+            journal_lines(&server, &changes.clients, &mut lines);
+            store.append(lines, changes.clients.len()).await.expect("the journal still takes changes");
+            if store.compaction.is_some() {
+                // Let the background write fail, so that every batch sees the outcome of the one before.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if store.compaction_due(server.leases().len()) {
+                attempts += 1;
+                store.compact(records(std::slice::from_ref(&server))).await.expect("rotation works");
+            }
+        }
+        // Due from the 2nd batch on: 11 tries without the backoff, a try every 3 batches with it.
+        assert_eq!(attempts, 4, "tries in 12 batches");
+        std::fs::remove_dir(leases_path(perm)).expect("rmdir");
+        assert_eq!(load(perm, "lan0").expect("load").len(), 12, "the journals kept every lease");
     }
 
     #[tokio::test]
