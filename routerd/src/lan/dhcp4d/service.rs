@@ -55,7 +55,15 @@ pub async fn run(
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
     let default_interface = pools.first().map(|p| p.interface.clone()).unwrap_or_default();
-    let saved = persist::load(&perm, &default_interface).map_err(unsaved)?;
+    // Reading and folding a large table takes a while (100,000 leases: about half a second): not on the runtime's
+    // threads, which the uplink needs at start.
+    let saved = {
+        let (perm, interface) = (perm.clone(), default_interface.clone());
+        tokio::task::spawn_blocking(move || persist::load(&perm, &interface))
+            .await
+            .map_err(|e| ServiceError::from(format!("loading the leases: {e}")))?
+            .map_err(unsaved)?
+    };
     let servers: Vec<Server> = pools.into_iter().map(|pool| Server::new(pool, saved.iter().cloned())).collect();
     let mut publisher = Publisher::default();
     for server in &servers {
