@@ -67,6 +67,9 @@ pub struct DhcpRun {
     pub rate: f64,
     pub lost: f64,
     pub latency_ms: f64,
+    /// Of the latency: DISCOVER→OFFER and REQUEST→ACK.
+    pub offer_ms: f64,
+    pub ack_ms: f64,
     pub exchanges: f64,
 }
 
@@ -76,10 +79,13 @@ pub fn parse_perfdhcp(text: &str) -> Option<DhcpRun> {
     let request = section("REQUEST-ACK")?;
     let discovers = number_after(discover, "sent packets:")?;
     let acks = number_after(request, "received packets:")?;
+    let (offer_ms, ack_ms) = (number_after(discover, "avg delay:")?, number_after(request, "avg delay:")?);
     Some(DhcpRun {
         rate: number_after(text, "Rate:")?,
         lost: if discovers > 0.0 { 1.0 - acks / discovers } else { 1.0 },
-        latency_ms: number_after(discover, "avg delay:")? + number_after(request, "avg delay:")?,
+        latency_ms: offer_ms + ack_ms,
+        offer_ms,
+        ack_ms,
         exchanges: acks,
     })
 }
