@@ -11,6 +11,24 @@ fn rtrctl_args(lab: &Lab) -> Vec<String> {
     ["--router", "127.0.0.1:9339", "--identity", &lab.router().identity().to_string_lossy()].map(String::from).to_vec()
 }
 
+/// `rtrctl capture -w FILE EXTRA…` on the router, until the lab stops it; its PID.
+fn start_capture(lab: &Lab, name: &str, file: &std::path::Path, extra: &[&str]) -> u32 {
+    let args: Vec<String> = rtrctl_args(lab)
+        .into_iter()
+        .chain(["capture".to_string(), "-w".to_string(), file.display().to_string()])
+        .chain(extra.iter().map(|a| a.to_string()))
+        .collect();
+    let spawned = lab.tracker().spawn(
+        &format!("rtrctl capture ({name})"),
+        lab.router().netns(),
+        lab.router().rtrctl_binary(),
+        &args,
+        &[],
+        &lab.work_dir().join(format!("{name}.log")),
+    );
+    lab.check(spawned, &format!("the {name} capture"))
+}
+
 fn tshark(file: &std::path::Path) -> String {
     let fields = ["frame.interface_name", "dhcp.option.dhcp", "dhcp.option.hostname"];
     integration::tshark::fields(file, None, &fields).expect("tshark")
@@ -38,36 +56,8 @@ fn capture_streams_the_backfill_then_live_packets_as_pcapng() {
     // Backfill: the lease lan2 got before the capture started.
     let backfill = lab.work_dir().join("backfill.pcapng");
     let live = lab.work_dir().join("live.pcapng");
-    let args: Vec<String> = rtrctl_args(&lab)
-        .into_iter()
-        .chain(["capture".into(), "-w".into(), live.display().to_string(), "--no-backfill".into()])
-        .collect();
-    let live_pid = lab.check(
-        lab.tracker().spawn(
-            "rtrctl capture (live)",
-            lab.router().netns(),
-            lab.router().rtrctl_binary(),
-            &args,
-            &[],
-            &lab.work_dir().join("live.log"),
-        ),
-        "live capture",
-    );
-    let args: Vec<String> = rtrctl_args(&lab)
-        .into_iter()
-        .chain(["capture".into(), "-w".into(), backfill.display().to_string(), "--protocol".into(), "dhcp4".into()])
-        .collect();
-    let backfill_pid = lab.check(
-        lab.tracker().spawn(
-            "rtrctl capture (backfill)",
-            lab.router().netns(),
-            lab.router().rtrctl_binary(),
-            &args,
-            &[],
-            &lab.work_dir().join("backfill.log"),
-        ),
-        "capture",
-    );
+    let live_pid = start_capture(&lab, "live", &live, &["--no-backfill"]);
+    let backfill_pid = start_capture(&lab, "backfill", &backfill, &["--protocol", "dhcp4"]);
     let decoded = lab.check(
         integration::wait::until("lan2's DHCP exchange in the backfill", Duration::from_secs(10), || {
             let text = tshark(&backfill);
@@ -135,19 +125,7 @@ fn capture_streams_the_backfill_then_live_packets_as_pcapng() {
     let unwatched = lab.check(lab.lan(1).dig("192.0.2.1", "example.net", "A"), "DNS with nobody watching");
     assert_eq!(unwatched, ["203.0.113.80"]);
     let later = lab.work_dir().join("later.pcapng");
-    let args: Vec<String> =
-        rtrctl_args(&lab).into_iter().chain(["capture".into(), "-w".into(), later.display().to_string()]).collect();
-    let later_pid = lab.check(
-        lab.tracker().spawn(
-            "rtrctl capture (later)",
-            lab.router().netns(),
-            lab.router().rtrctl_binary(),
-            &args,
-            &[],
-            &lab.work_dir().join("later.log"),
-        ),
-        "a later capture",
-    );
+    let later_pid = start_capture(&lab, "later", &later, &[]);
     lab.check(
         integration::wait::until("the later capture's backfill", Duration::from_secs(10), || {
             Ok(tshark(&later).contains("lan1-again").then_some(()))

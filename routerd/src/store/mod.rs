@@ -54,10 +54,7 @@ impl StoreError {
 
 /// Writes `contents` to `path` atomically, creating parent directories as needed.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> Result<(), StoreError> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = parent(path);
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let file_name = path
         .file_name()
@@ -82,6 +79,19 @@ fn write_and_rename(temp: &Path, path: &Path, dir: &Path, contents: &[u8], mode:
     file.sync_all().map_err(|e| StoreError::io(temp, e))?;
     drop(file);
     fs::rename(temp, path).map_err(|e| StoreError::io(path, e))?;
+    sync_dir(dir)
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Flushes a directory's entries (a rename, a new or removed file) to disk.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(dir, e))
 }
 

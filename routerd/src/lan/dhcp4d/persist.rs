@@ -307,12 +307,18 @@ mod tests {
         }
     }
 
-    /// Appends what changed in `server` to `journal`, as the service does per batch.
-    fn journal_changes(server: &mut Server, journal: &mut Journal) {
+    /// The journal lines for what changed in `server` since the last call, and how many, as the service makes
+    /// them per batch.
+    fn changed_lines(server: &mut Server) -> (Vec<u8>, usize) {
         let changes = server.take_changes();
         let mut lines = Vec::new();
         journal_lines(server, &changes.clients, &mut lines);
-        journal.append(&lines, changes.clients.len()).expect("append");
+        (lines, changes.clients.len())
+    }
+
+    fn journal_changes(server: &mut Server, journal: &mut Journal) {
+        let (lines, count) = changed_lines(server);
+        journal.append(&lines, count).expect("append");
     }
 
     fn table(leases: &[Lease]) -> Vec<(Ipv4Addr, Mac, Option<String>)> {
@@ -402,10 +408,8 @@ mod tests {
         let mut attempts = 0;
         for n in 1..=12u8 {
             server.put_lease(lease(n, 10 + n, "x"));
-            let changes = server.take_changes();
-            let mut lines = Vec::new();
-            journal_lines(&server, &changes.clients, &mut lines);
-            store.append(lines, changes.clients.len()).await.expect("the journal still takes changes");
+            let (lines, count) = changed_lines(&mut server);
+            store.append(lines, count).await.expect("the journal still takes changes");
             if store.compaction.is_some() {
                 // Let the background write fail, so that every batch sees the outcome of the one before.
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -430,10 +434,8 @@ mod tests {
         store.entries_override = Some(3);
         for n in 1..=4u8 {
             server.put_lease(lease(n, 10 + n, "x"));
-            let changes = server.take_changes();
-            let mut lines = Vec::new();
-            journal_lines(&server, &changes.clients, &mut lines);
-            store.append(lines, changes.clients.len()).await.expect("append");
+            let (lines, count) = changed_lines(&mut server);
+            store.append(lines, count).await.expect("append");
             if store.compaction_due(server.leases().len()) {
                 store.compact(records(std::slice::from_ref(&server))).await.expect("compact");
             }

@@ -129,21 +129,19 @@ pub async fn run(
 }
 
 impl Dhcp4Service {
-    fn metrics(&self) -> &Dhcp4ServerMetrics {
-        &self.metrics.dhcp4_server
-    }
-
     async fn handle_batch(&mut self, batch: Vec<(usize, Vec<u8>)>) -> Result<(), ServiceError> {
+        let all_metrics = self.metrics.clone();
+        let metrics: &Dhcp4ServerMetrics = &all_metrics.dhcp4_server;
         let mut replies = Vec::new();
         for (index, payload) in batch {
             let Some(server) = self.servers.get_mut(index) else { continue };
             if let Some(kind) = crate::dhcp4_wire::message_type(&payload) {
-                self.metrics.dhcp4_server.received(kind);
+                metrics.received(kind);
             }
             let handled = match server.handle(crate::clock::now(), &payload) {
                 Ok(handled) => handled,
                 Err(ignored) => {
-                    self.metrics.dhcp4_server.ignored.inc();
+                    metrics.ignored.inc();
                     tracing::debug!("ignored a DHCP packet on {}: {ignored}", self.names[index]);
                     continue;
                 }
@@ -155,7 +153,7 @@ impl Dhcp4Service {
         }
         self.commit().await?;
         let offers = self.servers.iter().map(Server::offers_outstanding).sum::<usize>();
-        self.metrics().offers_outstanding.store(offers as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics.offers_outstanding.store(offers as u64, std::sync::atomic::Ordering::Relaxed);
         for (index, reply) in replies {
             let target = match reply.to {
                 ReplyTo::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
@@ -163,7 +161,7 @@ impl Dhcp4Service {
                 ReplyTo::Relay(addr) => SocketAddrV4::new(addr, SERVER_PORT),
             };
             match self.sockets[index].send_to(&reply.payload, SocketAddr::V4(target)).await {
-                Ok(_) => self.metrics().sent(u8::from(reply.message_type)),
+                Ok(_) => metrics.sent(u8::from(reply.message_type)),
                 Err(error) => {
                     tracing::warn!("{}: sending {:?} to {target}: {error}", self.names[index], reply.message_type)
                 }
