@@ -3,7 +3,8 @@
 # Debian 12): DHCPv4 sustained exchanges/s for 100,000 clients on a /15 (perfdhcp as a relay) against routerd,
 # kea-dhcp4 and dnsmasq; DNS answers/s cached and uncached (dnsperf) against routerd, unbound and dnsmasq; CPU per
 # request, memory, start-up. Prints the ratios; not a test. Arguments pick parts: dhcp dns memory startup (and
-# latency: DHCP at 100 exchanges/s only, three trials each for routerd and kea).
+# latency: DHCP at 100 exchanges/s only, three trials each for routerd and kea; full: routerd holding 100,000
+# leases against an empty one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -51,6 +51,8 @@ const UNCACHED_NAMES: usize = 400_000;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Dhcp4Server {
     Routerd,
+    /// routerd holding 100,000 leases already (saved before it starts).
+    RouterdFull,
     Kea,
     Dnsmasq,
 }
@@ -59,6 +61,7 @@ impl Dhcp4Server {
     fn name(self) -> &'static str {
         match self {
             Dhcp4Server::Routerd => "routerd",
+            Dhcp4Server::RouterdFull => "routerd (100,000 held)",
             Dhcp4Server::Kea => "kea-dhcp4 (memfile)",
             Dhcp4Server::Dnsmasq => "dnsmasq",
         }
@@ -87,7 +90,8 @@ impl DnsResult {
 }
 
 /// `parts`: any of `dhcp`, `dns`, `memory`, `startup` (all when empty), and `latency` (only when asked: DHCP at
-/// 100 exchanges/s, three trials each for routerd and kea).
+/// 100 exchanges/s, three trials each for routerd and kea) and `full` (routerd holding 100,000 leases against an
+/// empty one, at 1,000–3,000 exchanges/s).
 pub fn run(parts: &[String]) -> Result<(), LabError> {
     let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     integration::programs::require(&[PERFDHCP, KEA_DHCP4, DNSPERF, UNBOUND, DNSMASQ])?;
@@ -125,6 +129,23 @@ pub fn run(parts: &[String]) -> Result<(), LabError> {
             }
         }
     }
+    if parts.iter().any(|p| p == "full") {
+        println!("DHCPv4 with 100,000 leases held already (new clients get the 31,057 addresses left):");
+        for rate in [1000, 2000, 3000] {
+            let (held, _, _) = dhcp_trial(&lab, &work, Dhcp4Server::RouterdFull, rate)?;
+            let (fresh, _, _) = dhcp_trial(&lab, &work, Dhcp4Server::Routerd, rate)?;
+            println!(
+                "  {rate:>5}/s asked: {:>6.0}/s, {:.2} % lost, {:.2} ms per exchange (empty table: {:>6.0}/s, \
+                 {:.2} % lost, {:.2} ms)",
+                held.rate,
+                held.lost * 100.0,
+                held.latency_ms,
+                fresh.rate,
+                fresh.lost * 100.0,
+                fresh.latency_ms
+            );
+        }
+    }
     if wanted("dns") {
         println!(
             "\nDNS: dnsperf on lan1, -c 4 -q 500, {TRIAL_SECONDS} s per run (routerd's per-device limits lifted for the \
@@ -137,7 +158,7 @@ pub fn run(parts: &[String]) -> Result<(), LabError> {
         println!("  1,000 leases and a warm DNS cache: {memory:>7} KiB (goal: at most 25 MB)");
     }
     if wanted("memory") {
-        let (large, load_ms) = memory_with_leases(&lab, &work, 100_000)?;
+        let (large, load_ms) = memory_with_leases(&lab, 100_000)?;
         println!("  100,000 leases: {large:>7} KiB ({load_ms:.0} ms from start to serving DHCP)");
     }
     if wanted("startup") {
@@ -227,7 +248,7 @@ fn dhcp_trial(lab: &Lab, work: &Path, server: Dhcp4Server, rate: u32) -> Result<
     let args = ["-4", "-l", RELAY, "-r", &rate, "-R", CLIENTS, "-p", TRIAL_SECONDS, SERVER];
     let output = command::run_unchecked(lab.lan(1).netns().command(binary).args(args))?;
     let cpu = measure::cpu_seconds(pid) - before;
-    let rss = daemon_rss(pid, server == Dhcp4Server::Routerd);
+    let rss = daemon_rss(pid, server != Dhcp4Server::Kea && server != Dhcp4Server::Dnsmasq);
     stop_dhcp4(lab, server, pid);
     let run = measure::parse_perfdhcp(&output.stdout).ok_or_else(|| unexpected("perfdhcp", output.combined()))?;
     Ok((run, cpu, rss))
@@ -239,6 +260,10 @@ fn start_dhcp4(lab: &Lab, work: &Path, server: Dhcp4Server) -> Result<u32, LabEr
         Dhcp4Server::Routerd => {
             let leases = lab.router().perm().join("dhcp4d");
             let _ = fs::remove_dir_all(&leases);
+            lab.router().start_routerd()?
+        }
+        Dhcp4Server::RouterdFull => {
+            write_leases(&lab.router().perm(), 100_000)?;
             lab.router().start_routerd()?
         }
         Dhcp4Server::Kea => {
@@ -292,7 +317,7 @@ fn start_dhcp4(lab: &Lab, work: &Path, server: Dhcp4Server) -> Result<u32, LabEr
 
 fn stop_dhcp4(lab: &Lab, server: Dhcp4Server, pid: u32) {
     match server {
-        Dhcp4Server::Routerd => lab.router().stop_routerd(),
+        Dhcp4Server::Routerd | Dhcp4Server::RouterdFull => lab.router().stop_routerd(),
         _ => lab.tracker().stop(pid),
     }
 }
@@ -498,8 +523,7 @@ fn write_leases(perm: &Path, count: u32) -> Result<(), LabError> {
 
 /// routerd's RSS after starting with `count` saved leases, and the time from its start until its DHCP port is
 /// open (the table is loaded by then).
-fn memory_with_leases(lab: &Lab, work: &Path, count: u32) -> Result<(u64, f64), LabError> {
-    let _ = work;
+fn memory_with_leases(lab: &Lab, count: u32) -> Result<(u64, f64), LabError> {
     write_leases(&lab.router().perm(), count)?;
     let started = Instant::now();
     let pid = lab.router().start_routerd()?;

@@ -33,8 +33,6 @@ use crate::{
 
 const PORT: u16 = 53;
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// How often, at most, local names are rebuilt from the lease table.
-const LOCAL_REFRESH: Duration = Duration::from_millis(100);
 
 async fn sleep_until_due(due: Option<tokio::time::Instant>) {
     match due {
@@ -353,10 +351,23 @@ pub async fn run(
         tasks.spawn(serve_tcp(tcp, shared.clone()));
     }
     context.report(ServiceState::Running, format!("on {}", options.lans.join(", ")));
-    // Local names are rebuilt at most every LOCAL_REFRESH: right away after a quiet spell, so a new device's
-    // name resolves at once, and once per interval while the DHCP server is busy (a rebuild reads every lease).
-    let mut last_refresh = Instant::now();
+    // Local names are rebuilt when the leases change, but after a rebuild not again for twenty times as long as it
+    // took: a rebuild reads every lease, which with a home's few is microseconds (so a new device's name resolves
+    // at once) and with 100,000 tens of milliseconds; either way rebuilding takes at most a twentieth of a core.
+    let mut next_refresh = Instant::now();
     let mut refresh_due: Option<tokio::time::Instant> = None;
+    let refresh = |leases: &mut watch::Receiver<LeaseSnapshot>| {
+        let started = Instant::now();
+        let snapshot = leases.borrow_and_update().clone();
+        // Off the runtime's other work (the DHCP server's batches) while it reads every lease.
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| shared.refresh_local(&snapshot))
+            }
+            _ => shared.refresh_local(&snapshot),
+        }
+        Instant::now() + started.elapsed() * 20
+    };
     loop {
         tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
@@ -364,18 +375,15 @@ pub async fn run(
                 if changed.is_err() {
                     return Ok(());
                 }
-                let next = last_refresh + LOCAL_REFRESH;
-                if Instant::now() >= next {
-                    shared.refresh_local(&leases.borrow_and_update());
-                    last_refresh = Instant::now();
+                if Instant::now() >= next_refresh {
+                    next_refresh = refresh(&mut leases);
                 } else {
-                    refresh_due = Some(next.into());
+                    refresh_due = Some(next_refresh.into());
                 }
             }
             _ = sleep_until_due(refresh_due) => {
                 refresh_due = None;
-                shared.refresh_local(&leases.borrow_and_update());
-                last_refresh = Instant::now();
+                next_refresh = refresh(&mut leases);
             }
             Some(snapshot) = next_snapshot(&mut uplink) => {
                 shared.refresh_upstreams(Some(&snapshot));
