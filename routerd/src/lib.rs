@@ -20,6 +20,7 @@ pub mod netconfig;
 pub mod pki;
 pub mod store;
 pub mod supervisor;
+pub mod sys;
 pub mod system;
 pub mod timesync;
 pub mod update;

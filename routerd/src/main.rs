@@ -146,6 +146,7 @@ fn keep(args: RunArgs) -> Result<(), String> {
 }
 
 fn serve(args: RunArgs) -> Result<(), String> {
+    routerd::sys::malloc::use_one_heap();
     routerd::limits::raise_open_files();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

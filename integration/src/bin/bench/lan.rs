@@ -155,7 +155,11 @@ pub fn run(parts: &[String]) -> Result<(), LabError> {
         report_dns("cached answers (10,000 names asked before)", &cached);
         report_dns("uncached answers (names never asked; the ISP's unbound answers from memory)", &uncached);
         println!("\nrouterd's memory (release build, daemon without its keeper):");
-        println!("  1,000 leases and a warm DNS cache: {memory:>7} KiB (goal: at most 25 MB)");
+        let (total, anonymous, files) = memory;
+        println!(
+            "  1,000 leases and a warm DNS cache: {total:>7} KiB (goal: at most 25 MB; {anonymous} KiB allocated, \
+             {files} KiB of mapped binary and libraries)"
+        );
     }
     if wanted("memory") {
         let (large, load_ms) = memory_with_leases(&lab, 100_000)?;
@@ -333,6 +337,11 @@ pub fn wait_for_port(pid: u32, protocol: Protocol, port: u16) -> Result<(), LabE
 }
 
 /// routerd's daemon (the keeper's child) alone; other servers' whole process.
+/// routerd's daemon (`routerd serve`), the child of the keeper `pid`.
+fn pid_of_daemon(keeper: u32) -> u32 {
+    measure::tree(keeper).get(1).copied().unwrap_or(keeper)
+}
+
 fn daemon_rss(pid: u32, routerd: bool) -> u64 {
     let tree = measure::rss_kib(pid);
     if routerd { tree.get(1).copied().unwrap_or(0) } else { tree.iter().sum() }
@@ -410,7 +419,10 @@ fn warm(lab: &Lab, queries: &Path) -> Result<(), LabError> {
 
 /// Cached and uncached runs against routerd, unbound and dnsmasq; and routerd's RSS with 1,000 leases and the
 /// warm cache.
-fn dns_runs(lab: &Lab, work: &Path) -> Result<(Vec<DnsResult>, Vec<DnsResult>, u64), LabError> {
+/// routerd's resident memory in KiB: in all, allocated, and mapped files.
+type Memory = (u64, u64, u64);
+
+fn dns_runs(lab: &Lab, work: &Path) -> Result<(Vec<DnsResult>, Vec<DnsResult>, Memory), LabError> {
     let cached_names = query_file(work, "c", CACHED_NAMES)?;
     let (mut cached, mut uncached) = (Vec::new(), Vec::new());
 
@@ -421,7 +433,7 @@ fn dns_runs(lab: &Lab, work: &Path) -> Result<(Vec<DnsResult>, Vec<DnsResult>, u
     wait_for_port(pid, Protocol::Udp, 53)?;
     let forwarders = ["routerd", "unbound (1 thread)", "dnsmasq"];
     let routerd = pid;
-    let mut memory = 0;
+    let mut memory = (0, 0, 0);
     for (index, server) in forwarders.into_iter().enumerate() {
         let pid = match index {
             0 => routerd,
@@ -434,7 +446,8 @@ fn dns_runs(lab: &Lab, work: &Path) -> Result<(Vec<DnsResult>, Vec<DnsResult>, u
         let cpu_seconds = measure::cpu_seconds(pid) - before;
         let rss_kib = daemon_rss(pid, index == 0);
         if index == 0 {
-            memory = rss_kib;
+            let (anonymous, files) = measure::rss_split_kib(pid_of_daemon(pid));
+            memory = (rss_kib, anonymous, files);
         }
         cached.push(DnsResult { server, run, cpu_seconds, rss_kib });
 

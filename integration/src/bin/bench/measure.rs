@@ -4,7 +4,7 @@
 use std::fs;
 
 /// The process and all its descendants.
-fn tree(pid: u32) -> Vec<u32> {
+pub fn tree(pid: u32) -> Vec<u32> {
     let mut all = vec![pid];
     let mut index = 0;
     while index < all.len() {
@@ -51,6 +51,20 @@ pub fn rss_kib(pid: u32) -> Vec<u64> {
                 .unwrap_or(0)
         })
         .collect()
+}
+
+/// The resident memory of `pid` alone, split into allocated (anonymous) and mapped files (its binary and
+/// libraries), in KiB.
+pub fn rss_split_kib(pid: u32) -> (u64, u64) {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |label: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("RssAnon:"), field("RssFile:"))
 }
 
 /// The number after `label` on the first line (trimmed) that starts with it.

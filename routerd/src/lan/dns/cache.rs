@@ -37,10 +37,18 @@ struct Entry {
 }
 
 pub struct Cache {
-    entries: HashMap<(String, RecordType), Entry>,
+    /// By [`key`]: a lookup on the fast path borrows the bytes it built in a reused buffer, no allocation.
+    entries: HashMap<Box<[u8]>, Entry>,
     /// The most the entries may cost together, in bytes.
     max_bytes: usize,
     bytes: usize,
+}
+
+/// The key of (name, type) in `out`: the lower-case name without the trailing dot, then the type's two bytes.
+pub fn key(name: &str, record_type: RecordType, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&u16::from(record_type).to_be_bytes());
 }
 
 impl Cache {
@@ -63,33 +71,36 @@ impl Cache {
 
     /// The cached response for (name, type) with TTLs reduced by its age, for a request with `id`.
     pub fn get(&self, name: &str, record_type: RecordType, id: u16, now: Instant) -> Option<Message> {
-        let entry = self.entries.get(&(name.to_string(), record_type))?;
-        let mut bytes = entry.counted_down(now)?;
+        let mut lookup = Vec::new();
+        key(name, record_type, &mut lookup);
+        let mut bytes = Vec::new();
+        if !self.entries.get(lookup.as_slice())?.counted_down(now, &mut bytes) {
+            return None;
+        }
         bytes[..2].copy_from_slice(&id.to_be_bytes());
         Message::from_vec(&bytes).ok()
     }
 
-    /// Like [`Cache::get`], as bytes: the wire form of the answer to `request` (whose first `question_end` bytes
-    /// are its header and question).
+    /// Like [`Cache::get`], by [`key`] and as bytes: the wire form of the answer to `request` (whose first
+    /// `question_end` bytes are its header and question) in `out`. False if there is none.
     pub fn get_encoded(
         &self,
-        name: &str,
-        record_type: RecordType,
+        key: &[u8],
         request: &[u8],
         question_end: usize,
         now: Instant,
-    ) -> Option<Vec<u8>> {
-        let entry = self.entries.get(&(name.to_string(), record_type))?;
-        if entry.wire.len() < question_end || request.len() < question_end {
-            return None;
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let Some(entry) = self.entries.get(key) else { return false };
+        if entry.wire.len() < question_end || request.len() < question_end || !entry.counted_down(now, out) {
+            return false;
         }
-        let mut bytes = entry.counted_down(now)?;
         // The ID, and the question exactly as asked (its letter case may differ: DNS 0x20), which has the same
         // length as the cached one. The RD flag is echoed.
-        bytes[..2].copy_from_slice(&request[..2]);
-        bytes[2] = (bytes[2] & !0x01) | (request[2] & 0x01);
-        bytes[12..question_end].copy_from_slice(&request[12..question_end]);
-        Some(bytes)
+        out[..2].copy_from_slice(&request[..2]);
+        out[2] = (out[2] & !0x01) | (request[2] & 0x01);
+        out[12..question_end].copy_from_slice(&request[12..question_end]);
+        true
     }
 
     /// Stores a NOERROR or NXDOMAIN response; others (SERVFAIL, REFUSED) are not cached.
@@ -107,8 +118,10 @@ impl Cache {
         };
         let Some(ttls) = ttl_offsets(&wire) else { return };
         let cost = wire.len() + name.len() + ENTRY_OVERHEAD;
-        let key = (name.to_string(), record_type);
-        if let Some(old) = self.entries.remove(&key) {
+        let mut entry_key = Vec::with_capacity(name.len() + 2);
+        key(name, record_type, &mut entry_key);
+        let entry_key: Box<[u8]> = entry_key.into();
+        if let Some(old) = self.entries.remove(&entry_key) {
             self.bytes -= old.cost;
         }
         if self.bytes + cost > self.max_bytes {
@@ -126,11 +139,11 @@ impl Cache {
                 let mut ages: Vec<_> = self.entries.iter().map(|(k, e)| (e.stored, k.clone())).collect();
                 ages.sort();
                 let target = self.max_bytes.saturating_sub(self.max_bytes / 10).saturating_sub(cost);
-                for (_, key) in ages {
+                for (_, oldest) in ages {
                     if self.bytes <= target {
                         break;
                     }
-                    if let Some(old) = self.entries.remove(&key) {
+                    if let Some(old) = self.entries.remove(&oldest) {
                         self.bytes -= old.cost;
                     }
                 }
@@ -138,27 +151,28 @@ impl Cache {
         }
         self.bytes += cost;
         let entry = Entry { wire: wire.into(), ttls: ttls.into(), stored: now, ttl, cost };
-        self.entries.insert(key, entry);
+        self.entries.insert(entry_key, entry);
     }
 }
 
 impl Entry {
-    /// A copy of the answer with its TTLs counted down to `now`, if it is still live.
-    fn counted_down(&self, now: Instant) -> Option<Vec<u8>> {
+    /// A copy of the answer in `out` with its TTLs counted down to `now`; false if it is no longer live.
+    fn counted_down(&self, now: Instant, out: &mut Vec<u8>) -> bool {
         let age = now.saturating_duration_since(self.stored);
         if age >= self.ttl {
-            return None;
+            return false;
         }
-        let mut bytes = self.wire.to_vec();
+        out.clear();
+        out.extend_from_slice(&self.wire);
         let elapsed = u32::try_from(age.as_secs()).unwrap_or(u32::MAX);
         if elapsed > 0 {
             for &at in self.ttls.iter() {
-                let field = bytes.get_mut(usize::from(at)..usize::from(at) + 4)?;
+                let Some(field) = out.get_mut(usize::from(at)..usize::from(at) + 4) else { return false };
                 let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]).saturating_sub(elapsed);
                 field.copy_from_slice(&ttl.to_be_bytes());
             }
         }
-        Some(bytes)
+        true
     }
 }
 
@@ -266,8 +280,10 @@ mod tests {
         cache.put("example.com", RecordType::A, &response, t0);
         let request = response.to_vec().expect("encodes");
         let end = 12 + "example.com".len() + 2 + 4;
-        let later = cache.get_encoded("example.com", RecordType::A, &request, end, t0 + Duration::from_secs(100));
-        let later = Message::from_vec(&later.expect("a hit")).expect("decodes");
+        let (mut lookup, mut later) = (Vec::new(), Vec::new());
+        key("example.com", RecordType::A, &mut lookup);
+        assert!(cache.get_encoded(&lookup, &request, end, t0 + Duration::from_secs(100), &mut later), "a hit");
+        let later = Message::from_vec(&later).expect("decodes");
         assert_eq!((later.answers[0].ttl, later.authorities[0].ttl), (200, 20));
         assert!(later.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok), "OPT's flags are not a TTL");
         assert_eq!(ttl_offsets(&[0; 11]), None);

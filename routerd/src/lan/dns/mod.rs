@@ -5,4 +5,5 @@ pub mod cache;
 pub mod local;
 pub mod policy;
 pub mod service;
+mod udp;
 pub mod upstream;

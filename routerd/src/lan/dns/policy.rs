@@ -26,8 +26,9 @@ fn is_private_v4(v4: Ipv4Addr) -> bool {
 
 /// Whether `name` (lower case, no trailing dot) is `domain` or below it.
 pub fn is_within(name: &str, domain: &str) -> bool {
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    name == domain || name.ends_with(&format!(".{domain}"))
+    let (name, domain) = (name.as_bytes(), domain.trim_end_matches('.').as_bytes());
+    let Some(start) = name.len().checked_sub(domain.len()) else { return false };
+    name[start..].eq_ignore_ascii_case(domain) && (start == 0 || name[start - 1] == b'.')
 }
 
 /// The address a reverse-lookup name stands for (`4.3.2.1.in-addr.arpa`, nibbles under `ip6.arpa`).
@@ -64,9 +65,15 @@ pub fn is_private_reverse_zone(name: &str) -> bool {
         "a.e.f.ip6.arpa",
         "b.e.f.ip6.arpa",
     ];
-    ZONES.iter().any(|zone| is_within(name, zone))
-        || (16..32).any(|b| is_within(name, &format!("{b}.172.in-addr.arpa")))
-        || reverse_address(name).is_some_and(is_private)
+    if !is_within(name, "arpa") {
+        return false;
+    }
+    let in_172_16 = name
+        .strip_suffix(".172.in-addr.arpa")
+        .and_then(|rest| rest.rsplit('.').next())
+        .and_then(|octet| octet.parse::<u8>().ok())
+        .is_some_and(|octet| (16..32).contains(&octet));
+    ZONES.iter().any(|zone| is_within(name, zone)) || in_172_16 || reverse_address(name).is_some_and(is_private)
 }
 
 #[cfg(test)]
@@ -105,6 +112,10 @@ mod tests {
         assert!(is_private_reverse_zone("5.0.0.10.in-addr.arpa"));
         assert!(is_private_reverse_zone("1.20.172.in-addr.arpa"));
         assert!(!is_private_reverse_zone("80.113.0.203.in-addr.arpa"));
+        assert!(is_private_reverse_zone("31.172.in-addr.arpa") && is_private_reverse_zone("x.16.172.in-addr.arpa"));
+        assert!(!is_private_reverse_zone("15.172.in-addr.arpa") && !is_private_reverse_zone("32.172.in-addr.arpa"));
+        assert!(!is_private_reverse_zone("172.in-addr.arpa") && !is_private_reverse_zone("www.example.org"));
         assert!(is_within("a.lan", "lan") && is_within("lan", "lan.") && !is_within("plan", "lan"));
+        assert!(is_within("nas.example.org", "Example.ORG") && !is_within("lan", "a.lan"));
     }
 }

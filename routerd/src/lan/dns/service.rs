@@ -14,7 +14,7 @@ use hickory_proto::{
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, UdpSocket},
+    net::TcpListener,
     sync::watch,
     task::JoinSet,
 };
@@ -22,6 +22,7 @@ use tokio::{
 use super::{
     cache::Cache,
     local::{self, Decision, LocalData},
+    udp::UdpThread,
     upstream,
 };
 use crate::{
@@ -58,8 +59,8 @@ pub struct DnsOptions {
     pub waiting_per_device: usize,
 }
 
-struct Shared {
-    options: DnsOptions,
+pub(super) struct Shared {
+    pub(super) options: DnsOptions,
     local: RwLock<LocalData>,
     cache: Mutex<Cache>,
     upstreams: RwLock<Vec<SocketAddr>>,
@@ -69,9 +70,9 @@ struct Shared {
     /// of going upstream again.
     pending: Mutex<Pending>,
     /// Queries waiting for an upstream, in all and per client: one device cannot take every slot.
-    waiting: Arc<crate::limits::ConnectionLimit>,
+    pub(super) waiting: Arc<crate::limits::ConnectionLimit>,
     /// Queries per second per client ([`DnsOptions::queries_per_device`]).
-    budget: crate::limits::RateLimit,
+    pub(super) budget: crate::limits::RateLimit,
 }
 
 /// What one LAN device may ask per second (in bursts of twice that): far above what a household's devices, or a
@@ -98,9 +99,9 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// The cache key of a plain query (one IN question, a name that is not local), read straight from the bytes:
-/// (lower-case name without the trailing dot, type, end of the question).
-fn forwardable_key(request: &[u8]) -> Option<(String, RecordType, usize)> {
+/// The cache key ([`cache::key`]) of a plain query (one IN question, a name that is not local) in `key`, read
+/// straight from the bytes; returns where the question ends.
+pub(super) fn forwardable_key(request: &[u8], key: &mut Vec<u8>) -> Option<usize> {
     let header = request.get(..12)?;
     let flags = u16::from_be_bytes([header[2], header[3]]);
     let counts = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
@@ -108,7 +109,7 @@ fn forwardable_key(request: &[u8]) -> Option<(String, RecordType, usize)> {
     if flags & 0xf800 != 0 || counts(4) != 1 || counts(6) != 0 || counts(8) != 0 || counts(10) > 1 {
         return None;
     }
-    let mut name = String::new();
+    key.clear();
     let mut at = 12;
     loop {
         let len = usize::from(*request.get(at)?);
@@ -116,38 +117,58 @@ fn forwardable_key(request: &[u8]) -> Option<(String, RecordType, usize)> {
             at += 1;
             break;
         }
-        if len > 63 || name.len() + len > 253 {
+        if len > 63 || key.len() + len > 253 {
             return None;
         }
         let label = request.get(at + 1..at + 1 + len)?;
-        if !name.is_empty() {
-            name.push('.');
+        // Other bytes (a dot inside a label, non-ASCII) are escaped in the names the cache is filled with: such
+        // a query takes the slow path, so two different names can never share a key.
+        if !label.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_') {
+            return None;
         }
-        name.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+        if !key.is_empty() {
+            key.push(b'.');
+        }
+        key.extend(label.iter().map(u8::to_ascii_lowercase));
         at += 1 + len;
     }
-    let record_type = RecordType::from(u16::from_be_bytes([*request.get(at)?, *request.get(at + 1)?]));
+    let name = key.as_slice();
+    let local =
+        !name.contains(&b'.') || name.ends_with(b".lan") || name.ends_with(b".arpa") || name.ends_with(b"localhost");
+    let record_type = request.get(at..at + 2)?;
     let class = u16::from_be_bytes([*request.get(at + 2)?, *request.get(at + 3)?]);
-    let local = !name.contains('.') || name.ends_with(".lan") || name.ends_with(".arpa") || name.ends_with("localhost");
-    (class == 1 && !local).then_some((name, record_type, at + 4))
+    if class != 1 || local {
+        return None;
+    }
+    key.extend_from_slice(record_type);
+    Some(at + 4)
 }
 
 impl Shared {
-    async fn handle(&self, request_bytes: &[u8]) -> Option<Vec<u8>> {
+    /// The answer to one query, from wherever it comes.
+    pub(super) async fn handle(&self, request_bytes: &[u8]) -> Option<Vec<u8>> {
         // The common case first: an answer in the cache, served without decoding or encoding a message.
-        if let Some((name, record_type, question_end)) = forwardable_key(request_bytes) {
-            let hit = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get_encoded(
-                &name,
-                record_type,
-                request_bytes,
-                question_end,
-                Instant::now(),
-            );
-            if hit.is_some() {
-                self.options.metrics.dns.cache_hit.inc();
-                return hit;
-            }
+        let (mut key, mut answer) = (Vec::new(), Vec::new());
+        if let Some(question_end) = forwardable_key(request_bytes, &mut key)
+            && self.cached(&key, request_bytes, question_end, &mut answer)
+        {
+            return Some(answer);
         }
+        self.handle_uncached(request_bytes).await
+    }
+
+    /// The cached answer to `request` (whose [`forwardable_key`] is `key`) in `out`, if there is one.
+    pub(super) fn cached(&self, key: &[u8], request: &[u8], question_end: usize, out: &mut Vec<u8>) -> bool {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = cache.get_encoded(key, request, question_end, Instant::now(), out);
+        if hit {
+            self.options.metrics.dns.cache_hit.inc();
+        }
+        hit
+    }
+
+    /// The answer to a query that is not a plain cache hit: local, forwarded, or an error.
+    pub(super) async fn handle_uncached(&self, request_bytes: &[u8]) -> Option<Vec<u8>> {
         let request = Message::from_vec(request_bytes).ok()?;
         let decision = {
             let local = self.local.read().unwrap_or_else(|p| p.into_inner());
@@ -297,7 +318,7 @@ impl Shared {
 /// UDP sockets (at least one per CPU, sharing the port: the kernel spreads clients over them by address and
 /// port, so queries are answered in parallel and one flooding client fills only its own socket's buffer) and a
 /// TCP listener on port 53 of one interface, for IPv4 and IPv6 alike.
-fn sockets(lan: &str) -> std::io::Result<(Vec<UdpSocket>, TcpListener)> {
+fn sockets(lan: &str) -> std::io::Result<(Vec<std::net::UdpSocket>, TcpListener)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let address = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, PORT, 0, 0));
     let prepare = |kind: Type, protocol: Protocol| -> std::io::Result<Socket> {
@@ -316,7 +337,7 @@ fn sockets(lan: &str) -> std::io::Result<(Vec<UdpSocket>, TcpListener)> {
         let socket = prepare(Type::DGRAM, Protocol::UDP)?;
         // Room for a burst while the service catches up (the kernel caps it at net.core.rmem_max).
         let _ = socket.set_recv_buffer_size(1 << 20);
-        udp.push(UdpSocket::from_std(socket.into())?);
+        udp.push(socket.into());
     }
     let tcp = prepare(Type::STREAM, Protocol::TCP)?;
     tcp.listen(64)?;
@@ -327,7 +348,7 @@ pub async fn run(
     options: DnsOptions,
     mut leases: watch::Receiver<LeaseSnapshot>,
     mut uplink: Option<watch::Receiver<UplinkSnapshot>>,
-    mut context: ServiceContext,
+    context: ServiceContext,
 ) -> Result<(), ServiceError> {
     let shared = Arc::new(Shared {
         options: options.clone(),
@@ -343,14 +364,27 @@ pub async fn run(
     shared.refresh_upstreams(uplink.as_mut().map(|u| u.borrow_and_update().clone()).as_ref());
 
     let mut tasks = JoinSet::new();
+    let mut udp_sockets = Vec::new();
     for lan in &options.lans {
         let (udp, tcp) = sockets(lan)?;
-        for socket in udp {
-            tasks.spawn(serve_udp(Arc::new(socket), shared.clone()));
-        }
+        udp_sockets.extend(udp);
         tasks.spawn(serve_tcp(tcp, shared.clone()));
     }
-    context.report(ServiceState::Running, format!("on {}", options.lans.join(", ")));
+    let mut udp = UdpThread::start(udp_sockets, shared.clone())?;
+    let result = serve(&shared, &mut tasks, &mut udp, leases, uplink, context).await;
+    udp.stop().await;
+    result
+}
+/// The service's own loop, its listeners started: local names and upstreams follow the leases and the uplink.
+async fn serve(
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+    udp: &mut UdpThread,
+    mut leases: watch::Receiver<LeaseSnapshot>,
+    mut uplink: Option<watch::Receiver<UplinkSnapshot>>,
+    mut context: ServiceContext,
+) -> Result<(), ServiceError> {
+    context.report(ServiceState::Running, format!("on {}", shared.options.lans.join(", ")));
     // Local names are rebuilt when the leases change, but after a rebuild not again for twenty times as long as it
     // took: a rebuild reads every lease, which with a home's few is microseconds (so a new device's name resolves
     // at once) and with 100,000 tens of milliseconds; either way rebuilding takes at most a twentieth of a core.
@@ -393,6 +427,7 @@ pub async fn run(
             Some(done) = tasks.join_next() => {
                 return Err(format!("a DNS listener stopped: {done:?}").into());
             }
+            why = udp.failed() => return Err(why.into()),
         }
     }
 }
@@ -405,58 +440,6 @@ async fn next_snapshot(uplink: &mut Option<watch::Receiver<UplinkSnapshot>>) -> 
         },
         None => std::future::pending().await,
     }
-}
-
-async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
-    let mut buffer = vec![0u8; 4096];
-    loop {
-        let Ok((len, client)) = socket.recv_from(&mut buffer).await else { continue };
-        if !shared.budget.allow(client.ip(), Instant::now()) {
-            shared.options.metrics.dns.dropped.inc();
-            continue;
-        }
-        let request = &buffer[..len];
-        // Without EDNS a client takes 512 bytes over UDP (RFC 1035), with it what it says, capped here.
-        let limit = if request.len() >= 12 && request[11] > 0 { 1232 } else { 512 };
-        // Cache hits are answered right here; anything that may wait for an upstream gets its own task, so a
-        // slow upstream never holds up other queries.
-        if let Some((name, record_type, question_end)) = forwardable_key(request) {
-            let hit = shared.cache.lock().unwrap_or_else(|p| p.into_inner()).get_encoded(
-                &name,
-                record_type,
-                request,
-                question_end,
-                Instant::now(),
-            );
-            if let Some(response) = hit {
-                shared.options.metrics.dns.cache_hit.inc();
-                let response = if response.len() > limit { truncated(&response).unwrap_or(response) } else { response };
-                let _ = socket.send_to(&response, client).await;
-                continue;
-            }
-        }
-        let Some(slot) = shared.waiting.try_acquire(client.ip()) else {
-            shared.options.metrics.dns.dropped.inc();
-            continue;
-        };
-        let request = request.to_vec();
-        let (socket, shared) = (socket.clone(), shared.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            if let Some(mut response) = shared.handle(&request).await {
-                if response.len() > limit {
-                    response = truncated(&response).unwrap_or(response);
-                }
-                let _ = socket.send_to(&response, client).await;
-            }
-        });
-    }
-}
-
-/// The header and question only, with TC set: the client asks again over TCP.
-fn truncated(response: &[u8]) -> Option<Vec<u8>> {
-    let message = Message::from_vec(response).ok()?;
-    message.truncate().to_vec().ok()
 }
 
 /// DNS over TCP connections at once, and from one LAN device (each is a task and a descriptor).
@@ -545,9 +528,12 @@ pub fn fuzz_input(data: &[u8]) {
         let _ = local::drop_rebinding(&mut response, &name, &[], &[(IpAddr::from([198, 51, 100, 7]), 32)]);
         let mut cache = Cache::new(64 << 10);
         cache.put(&name, RecordType::A, &response, Instant::now());
-        if let Some((name, kind, question_end)) = forwardable_key(data) {
-            cache.put(&name, kind, &response, Instant::now());
-            let _ = cache.get_encoded(&name, kind, data, question_end, Instant::now());
+        let mut key = Vec::new();
+        if let Some(question_end) = forwardable_key(data, &mut key) {
+            let (name, kind) = key.split_at(key.len() - 2);
+            let kind = RecordType::from(u16::from_be_bytes([kind[0], kind[1]]));
+            cache.put(&String::from_utf8_lossy(name), kind, &response, Instant::now());
+            let _ = cache.get_encoded(&key, data, question_end, Instant::now(), &mut Vec::new());
         }
     }
 }
@@ -573,16 +559,23 @@ mod tests {
 
     #[test]
     fn plain_queries_are_keyed_from_their_bytes_and_local_names_are_not() {
-        let (name, kind, end) = forwardable_key(&query_bytes("WWW.Example.org.", 1)).expect("forwardable");
-        assert_eq!((name.as_str(), kind), ("www.example.org", RecordType::A));
+        let mut key = Vec::new();
+        let end = forwardable_key(&query_bytes("WWW.Example.org.", 1), &mut key).expect("forwardable");
+        let mut expected = Vec::new();
+        crate::lan::dns::cache::key("www.example.org", RecordType::A, &mut expected);
+        assert_eq!(key, expected);
         assert_eq!(end, query_bytes("WWW.Example.org.", 1).len());
         for local in ["lan2.lan.", "lan2.", "1.2.0.192.in-addr.arpa.", "localhost."] {
-            assert!(forwardable_key(&query_bytes(local, 1)).is_none(), "{local}");
+            assert!(forwardable_key(&query_bytes(local, 1), &mut key).is_none(), "{local}");
         }
         let bytes = query_bytes("www.example.org.", 1);
         for len in 0..bytes.len() {
-            assert!(forwardable_key(&bytes[..len]).is_none(), "{len} bytes");
+            assert!(forwardable_key(&bytes[..len], &mut key).is_none(), "{len} bytes");
         }
+        // One label "a.example" is not the two labels of a.example: it must not share their key.
+        let mut dotted = query_bytes("a.", 1)[..12].to_vec();
+        dotted.extend_from_slice(b"\x09a.example\x00\x00\x01\x00\x01");
+        assert!(forwardable_key(&dotted, &mut key).is_none(), "{dotted:?}");
     }
 
     #[test]
@@ -602,19 +595,22 @@ mod tests {
         for at in [13, 15, 18, 20, 22, 26] {
             request[at] = request[at].to_ascii_uppercase();
         }
-        let (name, kind, end) = forwardable_key(&request).expect("forwardable");
-        let bytes = cache.get_encoded(&name, kind, &request, end, now).expect("a hit");
+        let mut key = Vec::new();
+        let end = forwardable_key(&request, &mut key).expect("forwardable");
+        let mut bytes = Vec::new();
+        assert!(cache.get_encoded(&key, &request, end, now, &mut bytes), "a hit");
         let decoded = Message::from_vec(&bytes).expect("decodes");
         assert_eq!(decoded.metadata.id, 4242);
         assert_eq!(decoded.queries[0].name().to_ascii(), "WwW.eXaMpLe.oRg.");
         assert_eq!(decoded.answers.len(), 1);
-        let later = cache.get_encoded(&name, kind, &request, end, now + Duration::from_secs(100)).expect("a hit");
+        let mut later = Vec::new();
+        assert!(cache.get_encoded(&key, &request, end, now + Duration::from_secs(100), &mut later), "a hit");
         assert_eq!(Message::from_vec(&later).expect("decodes").answers[0].ttl, 200);
     }
 
     /// An upstream on loopback that answers every question after `delay`, counting what it was asked.
     async fn slow_upstream(delay: Duration) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = socket.local_addr().expect("addr");
         let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = asked.clone();
