@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod backup;
+pub mod blocking;
 pub mod capture;
 pub mod clock;
 pub mod command_channel;

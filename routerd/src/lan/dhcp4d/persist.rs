@@ -186,15 +186,10 @@ impl LeaseStore {
     }
 
     /// Appends `count` journal lines and returns once they are on disk. The write and its flush run in place on
-    /// this thread, with the runtime's other work handed to another one (`block_in_place`): the ACKs wait for it
-    /// anyway, and a hop to the blocking pool and back cost about as much as the write at low load.
-    pub async fn append(&self, lines: Vec<u8>, count: usize) -> Result<(), StoreError> {
-        let journal = self.journal.clone();
-        let write = move || journal.lock().unwrap_or_else(|p| p.into_inner()).append(&lines, count);
-        match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(write),
-            _ => run_blocking(write).await,
-        }
+    /// this thread ([`crate::blocking::in_place`]): the ACKs wait for it anyway, and a hop to the blocking pool and
+    /// back cost about as much as the write at low load.
+    pub fn append(&self, lines: &[u8], count: usize) -> Result<(), StoreError> {
+        crate::blocking::in_place(|| self.journal.lock().unwrap_or_else(|p| p.into_inner()).append(lines, count))
     }
 
     /// Whether the journal is long enough for a table of `leases` to be written out again, and no compaction
@@ -409,7 +404,7 @@ mod tests {
         for n in 1..=12u8 {
             server.put_lease(lease(n, 10 + n, "x"));
             let (lines, count) = changed_lines(&mut server);
-            store.append(lines, count).await.expect("the journal still takes changes");
+            store.append(&lines, count).expect("the journal still takes changes");
             if store.compaction.is_some() {
                 // Let the background write fail, so that every batch sees the outcome of the one before.
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -435,7 +430,7 @@ mod tests {
         for n in 1..=4u8 {
             server.put_lease(lease(n, 10 + n, "x"));
             let (lines, count) = changed_lines(&mut server);
-            store.append(lines, count).await.expect("append");
+            store.append(&lines, count).expect("append");
             if store.compaction_due(server.leases().len()) {
                 store.compact(records(std::slice::from_ref(&server))).await.expect("compact");
             }

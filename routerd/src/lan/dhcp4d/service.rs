@@ -188,7 +188,7 @@ impl Dhcp4Service {
         if count == 0 {
             return Ok(());
         }
-        self.store.append(lines, count).await.map_err(unsaved)?;
+        self.store.append(&lines, count).map_err(unsaved)?;
         for (index, blocks) in changed {
             self.publisher.update(&self.servers[index], blocks);
         }

@@ -375,6 +375,7 @@ pub async fn run(
     udp.stop().await;
     result
 }
+
 /// The service's own loop, its listeners started: local names and upstreams follow the leases and the uplink.
 async fn serve(
     shared: &Arc<Shared>,
@@ -394,12 +395,7 @@ async fn serve(
         let started = Instant::now();
         let snapshot = leases.borrow_and_update().clone();
         // Off the runtime's other work (the DHCP server's batches) while it reads every lease.
-        match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| shared.refresh_local(&snapshot))
-            }
-            _ => shared.refresh_local(&snapshot),
-        }
+        crate::blocking::in_place(|| shared.refresh_local(&snapshot));
         Instant::now() + started.elapsed() * 20
     };
     loop {
