@@ -194,7 +194,8 @@ pub struct RouterdFile {
 
 /// The range routerd.json's `dns_queries_per_second_per_device` may take.
 pub const DNS_QUERIES_PER_SECOND_PER_DEVICE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
-/// The range routerd.json's `dns_waiting_per_device` may take (at most every waiting slot).
+/// The range routerd.json's `dns_waiting_per_device` may take; its end is every waiting slot there is (the DNS
+/// service's limit for all devices together).
 pub const DNS_WAITING_PER_DEVICE: std::ops::RangeInclusive<usize> = 1..=2048;
 
 /// The range routerd.json's `dns_cache_bytes` may take.
@@ -295,13 +296,17 @@ impl RouterdFile {
         if let Some(rate) = self.dns_queries_per_second_per_device
             && !DNS_QUERIES_PER_SECOND_PER_DEVICE.contains(&rate)
         {
-            problems
-                .push((super::ROUTERD_JSON, format!("dns_queries_per_second_per_device: {rate} is outside 1–1000000")));
+            let (low, high) = (DNS_QUERIES_PER_SECOND_PER_DEVICE.start(), DNS_QUERIES_PER_SECOND_PER_DEVICE.end());
+            problems.push((
+                super::ROUTERD_JSON,
+                format!("dns_queries_per_second_per_device: {rate} is outside {low}–{high}"),
+            ));
         }
         if let Some(waiting) = self.dns_waiting_per_device
             && !DNS_WAITING_PER_DEVICE.contains(&waiting)
         {
-            problems.push((super::ROUTERD_JSON, format!("dns_waiting_per_device: {waiting} is outside 1–2048")));
+            let (low, high) = (DNS_WAITING_PER_DEVICE.start(), DNS_WAITING_PER_DEVICE.end());
+            problems.push((super::ROUTERD_JSON, format!("dns_waiting_per_device: {waiting} is outside {low}–{high}")));
         }
         if let Some(seconds) = self.update_confirm_window_seconds
             && !(10..=3600).contains(&seconds)

@@ -84,7 +84,7 @@ type Pending = HashMap<(String, RecordType), watch::Receiver<Option<Message>>>;
 
 /// Queries that may wait for an upstream at once, and from one client. Beyond that a client's queries are
 /// dropped (it asks again), so a flood from one device leaves room for the others.
-const MAX_WAITING: usize = 2048;
+const MAX_WAITING: usize = *crate::config::DNS_WAITING_PER_DEVICE.end();
 pub const WAITING_PER_DEVICE: usize = 64;
 
 /// Removes a question from the pending ones when its asker is done, also when it is cancelled.
