@@ -312,7 +312,8 @@ fn start_lan(
     supervisor.spawn("dhcp4d", move |context| {
         let (perm, pools, lease_table, inbox) = (perm.clone(), pools.clone(), lease_table.clone(), inbox.clone());
         let metrics = metrics.clone();
-        async move { crate::lan::dhcp4d::service::run(perm, pools, lease_table, inbox, metrics, context).await }
+        let server = crate::lan::dhcp4d::service::run(perm, pools, lease_table, inbox, metrics, context);
+        crate::own_thread::run("dhcp4d", server)
     });
     Some(control)
 }

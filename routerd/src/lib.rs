@@ -18,6 +18,7 @@ pub mod lan;
 pub mod limits;
 pub mod metrics;
 pub mod netconfig;
+pub mod own_thread;
 pub mod pki;
 pub mod store;
 pub mod supervisor;

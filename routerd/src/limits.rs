@@ -34,8 +34,10 @@ impl ConnectionLimit {
         self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A slot for one more from `source`, or `None` at either bound; the slot is free again when dropped.
+    /// A slot for one more from `source`, or `None` at either bound; the slot is free again when dropped. An
+    /// IPv4 device counts as itself whether it came through an IPv4 socket or a dual-stack one (`::ffff:a.b.c.d`).
     pub fn try_acquire(self: &Arc<Self>, source: IpAddr) -> Option<Slot> {
+        let source = source.to_canonical();
         let mut counts = self.counts();
         if counts.in_use >= self.total {
             return None;
@@ -93,8 +95,9 @@ impl RateLimit {
         RateLimit { rate: f64::from(rate), burst: f64::from(burst), buckets: Mutex::new(HashMap::new()) }
     }
 
-    /// Whether `source` may have one more at `now` (and takes it).
+    /// Whether `source` may have one more at `now` (and takes it); an IPv4-mapped address counts as the IPv4 one.
     pub fn allow(&self, source: IpAddr, now: std::time::Instant) -> bool {
+        let source = source.to_canonical();
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if buckets.len() >= MAX_RATE_SOURCES && !buckets.contains_key(&source) {
             let (rate, burst) = (self.rate, self.burst);
@@ -202,5 +205,19 @@ mod tests {
         assert_eq!(limit.in_use(), 10);
         drop(slots);
         assert!(limit.try_acquire(one).is_some(), "slots come back when connections end");
+    }
+
+    #[test]
+    fn an_ipv4_device_is_one_source_through_ipv4_and_dual_stack_sockets() {
+        let plain: IpAddr = "192.0.2.10".parse().expect("literal");
+        let mapped: IpAddr = "::ffff:192.0.2.10".parse().expect("literal");
+        let limit = ConnectionLimit::new(10, 2);
+        let slots = [limit.try_acquire(plain), limit.try_acquire(mapped)];
+        assert!(slots.iter().all(Option::is_some));
+        assert!(limit.try_acquire(mapped).is_none() && limit.try_acquire(plain).is_none(), "one device, one share");
+        let rate = RateLimit::new(1, 2);
+        let t0 = std::time::Instant::now();
+        assert!(rate.allow(plain, t0) && rate.allow(mapped, t0));
+        assert!(!rate.allow(mapped, t0) && !rate.allow(plain, t0), "one device, one bucket");
     }
 }

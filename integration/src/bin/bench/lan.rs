@@ -41,6 +41,8 @@ const RELAY: &str = "198.18.0.2";
 const POOL: (&str, &str) = ("198.18.0.10", "198.19.255.250");
 const CLIENTS: &str = "100000";
 const TRIAL_SECONDS: &str = "10";
+/// Rounds of the DNS runs (all servers each round): one run is at the mercy of what else the machine does.
+const DNS_ROUNDS: usize = 3;
 /// Request rates tried, lowest first, until one fails the criteria twice in a row.
 const RATES: &[u32] = &[250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000, 10000, 12000];
 const MAX_LOST: f64 = 0.01;
@@ -115,9 +117,14 @@ pub fn run(parts: &[String]) -> Result<(), LabError> {
         report_dhcp(&dhcp);
     }
     if parts.iter().any(|p| p == "latency") {
-        println!("DHCPv4 latency at 100 exchanges/s ({CLIENTS} clients, {TRIAL_SECONDS} s, a fresh server each):");
-        for server in [Dhcp4Server::Routerd, Dhcp4Server::Kea] {
-            for _ in 0..3 {
+        println!(
+            "DHCPv4 latency at 100 exchanges/s ({CLIENTS} clients, {TRIAL_SECONDS} s, a fresh server each, routerd \
+             and kea taking turns):"
+        );
+        let mut ratios = Vec::new();
+        for _ in 0..3 {
+            let mut round = Vec::new();
+            for server in [Dhcp4Server::Routerd, Dhcp4Server::Kea] {
                 let (run, _, _) = dhcp_trial(&lab, &work, server, 100)?;
                 println!(
                     "  {:<20} {:.2} ms per exchange ({:.2} to the OFFER, {:.2} to the ACK)",
@@ -126,8 +133,15 @@ pub fn run(parts: &[String]) -> Result<(), LabError> {
                     run.offer_ms,
                     run.ack_ms
                 );
+                round.push(run.latency_ms);
+            }
+            if let [routerd, kea] = round[..]
+                && kea > 0.0
+            {
+                ratios.push(routerd / kea);
             }
         }
+        println!("  routerd's time per exchange against kea's, turn by turn: {}", spread(&ratios));
     }
     if parts.iter().any(|p| p == "full") {
         println!("DHCPv4 with 100,000 leases held already (new clients get the 31,057 addresses left):");
@@ -364,30 +378,52 @@ fn report_dhcp(results: &[DhcpResult]) {
     }
 }
 
-fn report_dns(title: &str, results: &[DnsResult]) {
-    println!("\nDNS {title}:");
-    let base = results.iter().find(|r| r.server.starts_with("unbound"));
-    for r in results {
-        let ratio = base
-            .filter(|b| b.run.rate > 0.0 && b.per_cpu_second() > 0.0)
-            .map(|b| {
-                format!(
-                    "{:.2}x unbound ({:.2}x per CPU-second)",
-                    r.run.rate / b.run.rate,
-                    r.per_cpu_second() / b.per_cpu_second()
-                )
-            })
-            .unwrap_or_default();
+/// Each server's median round, and its ratios to unbound: the median and range of the per-round ratios, as each
+/// round ran the servers back to back and shares the machine's state of the moment.
+fn report_dns(title: &str, rounds: &[Vec<DnsResult>]) {
+    println!("\nDNS {title}, median of {} rounds:", rounds.len());
+    let base = FORWARDERS.iter().position(|s| s.starts_with("unbound"));
+    for index in 0..FORWARDERS.len() {
+        let runs: Vec<&DnsResult> = rounds.iter().filter_map(|round| round.get(index)).collect();
+        let Some(first) = runs.first() else { continue };
+        let median_of = |value: &dyn Fn(&DnsResult) -> f64| median(runs.iter().map(|r| value(r)).collect());
+        let ratios = |value: &dyn Fn(&DnsResult) -> f64| -> Vec<f64> {
+            rounds
+                .iter()
+                .filter_map(|round| {
+                    let (base, this) = (value(round.get(base?)?), value(round.get(index)?));
+                    (base > 0.0).then_some(this / base)
+                })
+                .collect()
+        };
+        let (rate, per_cpu) = (ratios(&|r| r.run.rate), ratios(&|r| r.per_cpu_second()));
+        let ratio = if rate.is_empty() {
+            String::new()
+        } else {
+            format!("{} unbound ({} per CPU-second)", spread(&rate), spread(&per_cpu))
+        };
         println!(
             "  {:<22} {:>8.0} q/s   {:>5.2} % lost   {:>6.2} ms   {:>8.0} q per CPU-second   RSS {:>7} KiB   {ratio}",
-            r.server,
-            r.run.rate,
-            r.run.lost * 100.0,
-            r.run.latency_ms,
-            r.per_cpu_second(),
-            r.rss_kib
+            first.server,
+            median_of(&|r| r.run.rate),
+            median_of(&|r| r.run.lost) * 100.0,
+            median_of(&|r| r.run.latency_ms),
+            median_of(&|r| r.per_cpu_second()),
+            median_of(&|r| r.rss_kib as f64) as u64,
         );
     }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `1.02x (0.95-1.10)`: the median ratio and its range.
+fn spread(ratios: &[f64]) -> String {
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.2}x ({low:.2}-{high:.2})", median(ratios.to_vec()))
 }
 
 /// The query files: `names` lines `PREFIXn.bench.example A`.
@@ -417,51 +453,63 @@ fn warm(lab: &Lab, queries: &Path) -> Result<(), LabError> {
     command::run_unchecked(lab.lan(1).netns().command(binary).args(args)).map(drop)
 }
 
-/// Cached and uncached runs against routerd, unbound and dnsmasq; and routerd's RSS with 1,000 leases and the
-/// warm cache.
 /// routerd's resident memory in KiB: in all, allocated, and mapped files.
 type Memory = (u64, u64, u64);
 
-fn dns_runs(lab: &Lab, work: &Path) -> Result<(Vec<DnsResult>, Vec<DnsResult>, Memory), LabError> {
+/// Results of every round, indexed `[round][server]`.
+type Rounds = Vec<Vec<DnsResult>>;
+
+/// The DNS servers compared, in the order each round runs them.
+const FORWARDERS: [&str; 3] = ["routerd", "unbound (1 thread)", "dnsmasq"];
+
+/// Cached and uncached runs against routerd, unbound and dnsmasq, [`DNS_ROUNDS`] rounds of all three one after
+/// the other (a fresh server each); and routerd's RSS with 1,000 leases and the warm
+/// cache (first round).
+fn dns_runs(lab: &Lab, work: &Path) -> Result<(Rounds, Rounds, Memory), LabError> {
     let cached_names = query_file(work, "c", CACHED_NAMES)?;
     let (mut cached, mut uncached) = (Vec::new(), Vec::new());
-
-    write_leases(&lab.router().perm(), 1_000)?;
-    let pid = lab.router().start_routerd()?;
-    lab.router()
-        .wait_for_status("an uplink lease", Duration::from_secs(30), |s| s["uplink"]["dhcp4"]["state"] == "bound")?;
-    wait_for_port(pid, Protocol::Udp, 53)?;
-    let forwarders = ["routerd", "unbound (1 thread)", "dnsmasq"];
-    let routerd = pid;
     let mut memory = (0, 0, 0);
-    for (index, server) in forwarders.into_iter().enumerate() {
-        let pid = match index {
-            0 => routerd,
-            1 => start_unbound(lab, work)?,
-            _ => start_dnsmasq_dns(lab, work)?,
-        };
-        warm(lab, &cached_names)?;
-        let before = measure::cpu_seconds(pid);
-        let run = dnsperf(lab, &cached_names, TRIAL_SECONDS)?;
-        let cpu_seconds = measure::cpu_seconds(pid) - before;
-        let rss_kib = daemon_rss(pid, index == 0);
-        if index == 0 {
-            let (anonymous, files) = measure::rss_split_kib(pid_of_daemon(pid));
-            memory = (rss_kib, anonymous, files);
-        }
-        cached.push(DnsResult { server, run, cpu_seconds, rss_kib });
+    write_leases(&lab.router().perm(), 1_000)?;
+    for round in 0..DNS_ROUNDS {
+        let (mut cached_round, mut uncached_round) = (Vec::new(), Vec::new());
+        for (index, server) in FORWARDERS.into_iter().enumerate() {
+            let pid = match index {
+                0 => {
+                    let pid = lab.router().start_routerd()?;
+                    lab.router().wait_for_status("an uplink lease", Duration::from_secs(30), |s| {
+                        s["uplink"]["dhcp4"]["state"] == "bound"
+                    })?;
+                    wait_for_port(pid, Protocol::Udp, 53)?;
+                    pid
+                }
+                1 => start_unbound(lab, work)?,
+                _ => start_dnsmasq_dns(lab, work)?,
+            };
+            warm(lab, &cached_names)?;
+            let before = measure::cpu_seconds(pid);
+            let run = dnsperf(lab, &cached_names, TRIAL_SECONDS)?;
+            let cpu_seconds = measure::cpu_seconds(pid) - before;
+            let rss_kib = daemon_rss(pid, index == 0);
+            if index == 0 && round == 0 {
+                let (anonymous, files) = measure::rss_split_kib(pid_of_daemon(pid));
+                memory = (rss_kib, anonymous, files);
+            }
+            cached_round.push(DnsResult { server, run, cpu_seconds, rss_kib });
 
-        let never_asked = query_file(work, &format!("u{index}-"), UNCACHED_NAMES)?;
-        let before = measure::cpu_seconds(pid);
-        let run = dnsperf(lab, &never_asked, TRIAL_SECONDS)?;
-        let cpu_seconds = measure::cpu_seconds(pid) - before;
-        uncached.push(DnsResult { server, run, cpu_seconds, rss_kib: daemon_rss(pid, index == 0) });
-        let _ = fs::remove_file(&never_asked);
-        if index == 0 {
-            lab.router().stop_routerd();
-        } else {
-            lab.tracker().stop(pid);
+            let never_asked = query_file(work, &format!("u{round}-{index}-"), UNCACHED_NAMES)?;
+            let before = measure::cpu_seconds(pid);
+            let run = dnsperf(lab, &never_asked, TRIAL_SECONDS)?;
+            let cpu_seconds = measure::cpu_seconds(pid) - before;
+            uncached_round.push(DnsResult { server, run, cpu_seconds, rss_kib: daemon_rss(pid, index == 0) });
+            let _ = fs::remove_file(&never_asked);
+            if index == 0 {
+                lab.router().stop_routerd();
+            } else {
+                lab.tracker().stop(pid);
+            }
         }
+        cached.push(cached_round);
+        uncached.push(uncached_round);
     }
     Ok((cached, uncached, memory))
 }

@@ -185,9 +185,10 @@ impl LeaseStore {
         })
     }
 
-    /// Appends `count` journal lines and returns once they are on disk. The write and its flush run in place on
-    /// this thread ([`crate::blocking::in_place`]): the ACKs wait for it anyway, and a hop to the blocking pool and
-    /// back cost about as much as the write at low load.
+    /// Appends `count` journal lines and returns once they are on disk. The write and its flush run on this
+    /// thread: the ACKs wait for it anyway, and a hop to another thread and back costs about as much as the write
+    /// at low load. The server has a thread of its own ([`crate::own_thread`]), where this blocks nothing else;
+    /// on a shared runtime [`crate::blocking::in_place`] hands the runtime's other tasks to another worker.
     pub fn append(&self, lines: &[u8], count: usize) -> Result<(), StoreError> {
         crate::blocking::in_place(|| self.journal.lock().unwrap_or_else(|p| p.into_inner()).append(lines, count))
     }

@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
@@ -315,15 +315,22 @@ impl Shared {
     }
 }
 
-/// UDP sockets (at least one per CPU, sharing the port: the kernel spreads clients over them by address and
-/// port, so queries are answered in parallel and one flooding client fills only its own socket's buffer) and a
-/// TCP listener on port 53 of one interface, for IPv4 and IPv6 alike.
+/// UDP sockets and a TCP listener on port 53 of one interface. UDP has a set of sockets per family sharing the
+/// port (the kernel spreads clients over them by address and port, so one flooding client fills only its own
+/// socket's buffer), IPv4 apart from IPv6: an IPv4 answer sent through a dual-stack socket goes through the IPv6
+/// send path first, which on a cached answer is a measurable part of the work. TCP takes both families on one
+/// listener.
 fn sockets(lan: &str) -> std::io::Result<(Vec<std::net::UdpSocket>, TcpListener)> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let address = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, PORT, 0, 0));
-    let prepare = |kind: Type, protocol: Protocol| -> std::io::Result<Socket> {
-        let socket = Socket::new(Domain::IPV6, kind, Some(protocol))?;
-        socket.set_only_v6(false)?;
+    let prepare = |domain: Domain, kind: Type, protocol: Protocol| -> std::io::Result<Socket> {
+        let socket = Socket::new(domain, kind, Some(protocol))?;
+        let address = if domain == Domain::IPV4 {
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT))
+        } else {
+            // UDP's IPv6 sockets take IPv6 only; TCP's listener takes both families.
+            socket.set_only_v6(kind == Type::DGRAM)?;
+            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, PORT, 0, 0))
+        };
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.bind_device(Some(lan.as_bytes()))?;
@@ -333,13 +340,15 @@ fn sockets(lan: &str) -> std::io::Result<(Vec<std::net::UdpSocket>, TcpListener)
     };
     let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(8, 16);
     let mut udp = Vec::new();
-    for _ in 0..parallel {
-        let socket = prepare(Type::DGRAM, Protocol::UDP)?;
-        // Room for a burst while the service catches up (the kernel caps it at net.core.rmem_max).
-        let _ = socket.set_recv_buffer_size(1 << 20);
-        udp.push(socket.into());
+    for domain in [Domain::IPV4, Domain::IPV6] {
+        for _ in 0..parallel {
+            let socket = prepare(domain, Type::DGRAM, Protocol::UDP)?;
+            // Room for a burst while the service catches up (the kernel caps it at net.core.rmem_max).
+            let _ = socket.set_recv_buffer_size(1 << 20);
+            udp.push(socket.into());
+        }
     }
-    let tcp = prepare(Type::STREAM, Protocol::TCP)?;
+    let tcp = prepare(Domain::IPV6, Type::STREAM, Protocol::TCP)?;
     tcp.listen(64)?;
     Ok((udp, TcpListener::from_std(tcp.into())?))
 }
