@@ -242,6 +242,13 @@ fn dns_answers_local_names_forwards_the_rest_and_blocks_rebinding() {
     assert_eq!(dig(&format!("{}.in-addr.arpa", reverse.join(".")), "PTR"), ["lan2.lan."]);
     assert_eq!(dig("www.example.org", "A"), [INTERNET_HOST_V4.to_string()], "forwarded to the ISP");
     assert_eq!(dig("www.example.org", "AAAA"), [INTERNET_HOST_V6.to_string()]);
+    // Over IPv6 too (its UDP sockets are apart from IPv4's): to the router's link-local address on the LAN.
+    let shown = lab.router().netns().run("ip", &["-6", "-o", "addr", "show", "dev", "lan0", "scope", "link"]);
+    let shown = lab.check(shown, "the router's link-local address");
+    let link_local = shown.split_whitespace().nth(3).and_then(|a| a.split('/').next()).unwrap_or_default();
+    assert!(link_local.starts_with("fe80:"), "no link-local address on lan0: {shown}");
+    let over_ipv6 = lab.lan(1).dig(&format!("{link_local}%{}", integration::lan::INTERFACE), "lan2.lan", "A");
+    assert_eq!(lab.check(over_ipv6, "dig over IPv6"), std::slice::from_ref(&lan2));
     let unknown =
         lab.check(integration::clients::dig_full(lab.lan(1).netns(), &router, "nowhere.example.com", "A"), "dig");
     assert!(unknown.stdout.contains("status: NXDOMAIN"), "{}", unknown.stdout);
