@@ -139,17 +139,28 @@ impl Cache {
             });
             self.bytes -= freed;
             if self.bytes > target {
-                // Still full of live entries: the oldest go, rather than the cache growing without bound.
-                let mut ages: Vec<_> = self.entries.iter().map(|(k, e)| (e.stored, k.clone())).collect();
-                ages.sort();
-                for (_, oldest) in ages {
-                    if self.bytes <= target {
+                // Still full of live entries: the oldest go, rather than the cache growing without bound. Ages
+                // and sizes only (no copy of each key), then one pass dropping everything stored up to the cut.
+                let mut ages: Vec<(Instant, usize)> = self.entries.values().map(|e| (e.stored, e.cost)).collect();
+                ages.sort_unstable_by_key(|(stored, _)| *stored);
+                let mut excess = self.bytes - target;
+                let mut cut = None;
+                for (stored, cost) in ages {
+                    cut = Some(stored);
+                    if excess <= cost {
                         break;
                     }
-                    if let Some(old) = self.entries.remove(&oldest) {
-                        self.bytes -= old.cost;
-                    }
+                    excess -= cost;
                 }
+                let mut freed = 0;
+                self.entries.retain(|_, e| {
+                    let keep = cut.is_none_or(|cut| e.stored > cut);
+                    if !keep {
+                        freed += e.cost;
+                    }
+                    keep
+                });
+                self.bytes -= freed;
             }
         }
         self.bytes += cost;
