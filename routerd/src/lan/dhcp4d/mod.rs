@@ -3,9 +3,13 @@
 
 pub mod leases;
 pub mod offers;
+#[cfg(test)]
+mod pair_tests;
 pub mod persist;
 pub mod pool_map;
 pub mod published;
+#[cfg(test)]
+mod replay_tests;
 pub mod server;
 pub mod service;
 
