@@ -15,6 +15,12 @@ pub mod pairing_code;
 /// The TCP port routerd serves gRPC on by default (registered for gRPC network management).
 pub const DEFAULT_PORT: u16 = 9339;
 
+/// The seconds a new version may be given to report healthy after an update, wherever a window is set
+/// (`ActivateUpdateRequest.confirm_window`, routerd.json `update_confirm_window_seconds`, `rtrctl update
+/// --confirm-window`): under 10 s a new version has no time to start and check itself, so every update would roll
+/// back.
+pub const CONFIRM_WINDOW_SECONDS: std::ops::RangeInclusive<u64> = 10..=3600;
+
 /// Lower-case hex, as routerd's files and messages write hashes and DUIDs.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

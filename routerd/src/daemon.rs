@@ -253,7 +253,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         update_confirm_window: config
             .routerd
             .update_confirm_window_seconds
-            .filter(|s| (10..=3600).contains(s))
+            .filter(|s| routerd_proto::CONFIRM_WINDOW_SECONDS.contains(s))
             .map(Duration::from_secs)
             .unwrap_or(api::update::DEFAULT_CONFIRM_WINDOW),
         listeners: Arc::new(listeners),

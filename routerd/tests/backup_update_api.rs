@@ -174,5 +174,16 @@ async fn uploads_are_staged_only_whole_and_with_the_right_hash() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A confirm window outside 10 s – 1 h is refused with the range (the same as routerd.json's and rtrctl's),
+    // and the staged version stays staged.
+    for seconds in [0, 5, 9, 3601] {
+        let request = pb::ActivateUpdateRequest { confirm_window: Some(prost_types::Duration { seconds, nanos: 0 }) };
+        let error = client.activate_update(request).await.expect_err("a window out of range");
+        assert_eq!(error.code(), tonic::Code::InvalidArgument, "{seconds} s");
+        assert!(error.message().contains("outside 10–3600 s"), "{}", error.message());
+    }
+    let status = client.get_update_status(pb::GetUpdateStatusRequest {}).await.expect("status").into_inner();
+    assert_eq!(status.phase, pb::UpdatePhase::Staged as i32);
     router.shutdown().await;
 }

@@ -182,7 +182,7 @@ pub struct UpdateArgs {
     pub force: bool,
     /// Seconds the new version has to report healthy before the router rolls it back (default: the router's
     /// setting, 120 s unless routerd.json says otherwise).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(routerd_proto::CONFIRM_WINDOW_SECONDS))]
     pub confirm_window: Option<u64>,
     /// A name for the new version in the router's records (default: its SHA-256 prefix).
     #[arg(long, value_name = "NAME")]

@@ -7,7 +7,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use routerd_proto::v1::{self as pb, update_service_server::UpdateService};
+use routerd_proto::{
+    CONFIRM_WINDOW_SECONDS,
+    v1::{self as pb, update_service_server::UpdateService},
+};
 use tokio_stream::StreamExt;
 
 use crate::{
@@ -22,7 +25,6 @@ use crate::{
 
 /// How long a new version has to report healthy unless the request says otherwise.
 pub const DEFAULT_CONFIRM_WINDOW: Duration = Duration::from_secs(120);
-const MAX_CONFIRM_WINDOW: Duration = Duration::from_secs(3600);
 
 pub struct UpdateApi {
     perm: PathBuf,
@@ -136,14 +138,14 @@ impl UpdateService for UpdateApi {
         let _one = self.busy()?;
         let window = match request.into_inner().confirm_window {
             None => self.default_window,
-            Some(d) if d.seconds >= 1 && d.seconds as u64 <= MAX_CONFIRM_WINDOW.as_secs() => {
-                Duration::from_secs(d.seconds as u64)
+            Some(d) if u64::try_from(d.seconds).is_ok_and(|s| CONFIRM_WINDOW_SECONDS.contains(&s)) => {
+                Duration::from_secs(d.seconds.unsigned_abs())
             }
             Some(d) => {
+                let (low, high) = (CONFIRM_WINDOW_SECONDS.start(), CONFIRM_WINDOW_SECONDS.end());
                 return Err(tonic::Status::invalid_argument(format!(
-                    "confirm_window: {} s is outside 1–{} s",
-                    d.seconds,
-                    MAX_CONFIRM_WINDOW.as_secs()
+                    "confirm_window: {} s is outside {low}–{high} s",
+                    d.seconds
                 )));
             }
         };

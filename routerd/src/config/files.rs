@@ -309,10 +309,12 @@ impl RouterdFile {
             problems.push((super::ROUTERD_JSON, format!("dns_waiting_per_device: {waiting} is outside {low}–{high}")));
         }
         if let Some(seconds) = self.update_confirm_window_seconds
-            && !(10..=3600).contains(&seconds)
+            && !routerd_proto::CONFIRM_WINDOW_SECONDS.contains(&seconds)
         {
-            problems
-                .push((super::ROUTERD_JSON, format!("update_confirm_window_seconds: {seconds} is outside 10–3600")));
+            let (low, high) =
+                (routerd_proto::CONFIRM_WINDOW_SECONDS.start(), routerd_proto::CONFIRM_WINDOW_SECONDS.end());
+            let problem = format!("update_confirm_window_seconds: {seconds} is outside {low}–{high}");
+            problems.push((super::ROUTERD_JSON, problem));
         }
         for target in &self.diagnostics.tcp_targets {
             if target.parse::<std::net::SocketAddr>().is_err() {
