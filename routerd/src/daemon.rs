@@ -18,6 +18,7 @@ use crate::{
     lan::{commands::LeaseControl, dhcp4d::PoolConfig, dns::service::DnsOptions},
     netconfig::{self, Netconfig},
     pki::{Authority, PkiError, PkiPaths},
+    restart::Restarter,
     supervisor::{Backoff, Shutdown, Statuses, Supervisor},
     system,
     uplink::{
@@ -60,26 +61,6 @@ pub struct Running {
     trigger: watch::Sender<bool>,
     supervisor: Supervisor,
     restart: watch::Receiver<bool>,
-}
-
-/// Lets a service ask for the daemon to be started again (after an update is activated or a backup restored).
-#[derive(Clone)]
-pub struct Restarter(Arc<watch::Sender<bool>>);
-
-impl Restarter {
-    pub fn new() -> (Restarter, watch::Receiver<bool>) {
-        let (sender, receiver) = watch::channel(false);
-        (Restarter(Arc::new(sender)), receiver)
-    }
-
-    /// Asks for a restart after `delay` (so the answer to the request that caused it gets out first).
-    pub fn request_after(&self, delay: Duration) {
-        let sender = self.0.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = sender.send(true);
-        });
-    }
 }
 
 /// Why the daemon stopped.

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod netconfig;
 pub mod own_thread;
 pub mod pki;
+pub mod restart;
 pub mod store;
 pub mod supervisor;
 pub mod sys;

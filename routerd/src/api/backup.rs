@@ -8,8 +8,8 @@ use tokio_stream::StreamExt;
 
 use crate::{
     backup::{Limits, archive, restore},
-    daemon::Restarter,
     lan::commands::LeaseCommand,
+    restart::Restarter,
 };
 
 const CHUNK: usize = 64 * 1024;

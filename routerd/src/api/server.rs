@@ -51,7 +51,7 @@ pub struct ApiContext {
     pub capture: Option<crate::capture::service::CaptureHub>,
     pub diagnostics: crate::diag::Diagnostics,
     pub perm: std::path::PathBuf,
-    pub restarter: crate::daemon::Restarter,
+    pub restarter: crate::restart::Restarter,
     /// How long a new version has when the request does not say.
     pub update_confirm_window: std::time::Duration,
     /// Bound once at start; each (re)start of the service serves on clones of them.
@@ -148,7 +148,7 @@ const IDENTITY_CHECK: std::time::Duration = std::time::Duration::from_millis(250
 async fn watch_identities(
     tls: Arc<TlsSource>,
     sessions: Arc<Sessions>,
-    restarter: crate::daemon::Restarter,
+    restarter: crate::restart::Restarter,
     mut shutdown: crate::supervisor::Shutdown,
 ) {
     let ca_path = tls.ca_path();

@@ -14,8 +14,8 @@ use routerd_proto::{
 use tokio_stream::StreamExt;
 
 use crate::{
-    daemon::Restarter,
     diag::Diagnostics,
+    restart::Restarter,
     update::{
         self,
         staging::{Announced, Upload, UploadError},

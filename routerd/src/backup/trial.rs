@@ -6,8 +6,8 @@ use std::{path::PathBuf, time::Duration};
 
 use super::restore;
 use crate::{
-    daemon::Restarter,
     diag::Diagnostics,
+    restart::Restarter,
     supervisor::{ServiceContext, ServiceError, ServiceState},
     update::trial::next_verdict,
 };
