@@ -1,5 +1,7 @@
 //! The `router.v1` gRPC API of routerd: messages, clients and servers generated from `router/v1/*.proto`.
 
+#![forbid(unsafe_code)]
+
 /// Package `router.v1`.
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]

@@ -154,15 +154,8 @@ where
 /// Raises the open-file limit to the hard limit: every LAN client's connection is a descriptor, and the default
 /// soft limit (1024) is a denial of service waiting for a busy LAN.
 pub fn raise_open_files() {
-    // SAFETY: getrlimit and setrlimit read and write only the struct passed.
-    unsafe {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                tracing::info!("open files: raised the limit from {} to {}", limit.rlim_cur, limit.rlim_max);
-            }
-        }
+    if let Some((old, new)) = crate::sys::process::raise_open_files() {
+        tracing::info!("open files: raised the limit from {old} to {new}");
     }
 }
 

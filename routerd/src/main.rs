@@ -1,5 +1,7 @@
 //! routerd: the daemon (`routerd run`) and its local administration commands (`routerd pki …`).
 
+#![forbid(unsafe_code)]
+
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};

@@ -1,5 +1,7 @@
 //! rtrctl: the command-line client for routerd's gRPC API.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod commands;
 pub mod connect;

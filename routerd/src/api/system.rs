@@ -63,8 +63,10 @@ impl SystemService for SystemApi {
         // After the answer has gone out: init stops routerd first.
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            // SAFETY: kill takes no pointers; PID 1 is routerd-init, which asked for exactly these signals.
-            unsafe { libc::kill(1, signal) };
+            // PID 1 is routerd-init, which asked for exactly these signals.
+            if let Err(error) = crate::sys::process::signal(1, signal) {
+                tracing::error!("signalling init for the {what}: {error}");
+            }
         });
         Ok(tonic::Response::new(pb::RebootResponse {}))
     }

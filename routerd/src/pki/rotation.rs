@@ -7,9 +7,7 @@
 //! `renameat2(RENAME_EXCHANGE)`; a crash before the swap leaves the old CA, after it the new one.
 
 use std::{
-    ffi::CString,
     fs,
-    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
 
@@ -17,6 +15,7 @@ use routerd_proto::pairing_code::PairingCode;
 use time::OffsetDateTime;
 
 use super::{Authority, PkiError, PkiPaths};
+use crate::sys::files::exchange;
 
 /// Where the new `tls/` is built (a dot directory: never backed up, removed at the next rotation).
 const BUILDING: &str = ".tls-rotating";
@@ -58,15 +57,6 @@ pub fn rotate_ca(perm: &Path, router_name: &str, now: OffsetDateTime) -> Result<
     tracing::warn!("replaced the router's CA: every client identity is invalid; pair again with the new code");
     let authority = Authority::load_or_create(live, router_name)?;
     Ok(Rotated { authority, pairing_code: code, pairing_code_expires: expires })
-}
-
-/// Swaps two directories atomically.
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let (a, b) = (c(a)?, c(b)?);
-    // SAFETY: two valid NUL-terminated paths; renameat2 reads them and touches no other memory.
-    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 fn sync_dir(dir: &Path) {

@@ -187,8 +187,7 @@ fn temp_file_owner(file_name: &str) -> Option<i32> {
 }
 
 fn process_alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks whether the process exists.
-    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+    crate::sys::process::is_alive(pid)
 }
 
 /// An exclusive advisory lock on a directory, for read-modify-write of files that several processes change
@@ -199,7 +198,6 @@ pub struct DirLock {
 
 /// Blocks until this process holds the lock of `dir` (the file `dir/.lock`).
 pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
-    use std::os::fd::AsRawFd;
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let path = dir.join(".lock");
     let file = OpenOptions::new()
@@ -209,11 +207,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| StoreError::io(&path, e))?;
-    // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-    if rc != 0 {
-        return Err(StoreError::io(&path, io::Error::last_os_error()));
-    }
+    crate::sys::files::lock_exclusive(&file).map_err(|e| StoreError::io(&path, e))?;
     Ok(DirLock { _file: file })
 }
 

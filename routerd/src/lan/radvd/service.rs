@@ -5,7 +5,6 @@
 use std::{
     collections::BTreeMap,
     net::{Ipv6Addr, SocketAddr, SocketAddrV6},
-    os::fd::AsRawFd,
     sync::Arc,
     time::Duration,
 };
@@ -72,29 +71,8 @@ impl Lan {
 
 /// A raw ICMPv6 socket on `lan` that receives only router solicitations and sends with hop limit 255.
 fn icmpv6_socket(lan: &str, index: u32) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
-    socket.bind_device(Some(lan.as_bytes()))?;
-    socket.set_multicast_if_v6(index)?;
-    socket.set_multicast_hops_v6(255)?;
-    socket.set_unicast_hops_v6(255)?;
-    socket.set_multicast_loop_v6(false)?;
-    // ICMP6_FILTER: a set bit blocks that type; let only router solicitations through.
-    let mut filter = [u32::MAX; 8];
-    filter[usize::from(ROUTER_SOLICITATION >> 5)] &= !(1 << (ROUTER_SOLICITATION & 31));
-    // SAFETY: the filter outlives the call; the kernel copies it.
-    let set = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_ICMPV6,
-            1, // ICMP6_FILTER
-            filter.as_ptr().cast(),
-            std::mem::size_of_val(&filter) as libc::socklen_t,
-        )
-    };
-    if set != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let socket = crate::sys::icmpv6::neighbor_discovery_socket(lan, index)?;
+    crate::sys::icmpv6::receive_only(&socket, ROUTER_SOLICITATION)?;
     socket.set_nonblocking(true)?;
     // tokio has no raw socket type; its UDP socket only does sendto/recvfrom on the descriptor, which is what a
     // raw ICMPv6 socket needs.

@@ -41,8 +41,10 @@ pub async fn run(
             if let Err(error) = std::fs::write(&path, format!("{reason}\n")) {
                 tracing::warn!("writing {}: {error}", path.display());
             }
-            // SAFETY: kill takes no pointers; PID 1 is routerd-init, which restarts the machine on SIGTERM.
-            unsafe { libc::kill(1, libc::SIGTERM) };
+            // PID 1 is routerd-init, which restarts the machine on SIGTERM.
+            if let Err(error) = crate::sys::process::signal(1, libc::SIGTERM) {
+                tracing::error!("signalling init to restart the machine: {error}");
+            }
             context.shutdown.wait().await;
             return Ok(());
         }

@@ -230,13 +230,8 @@ async fn apply(
 
 /// One ICMPv6 Router Solicitation (RFC 4861 §4.1) to all routers on the uplink; the kernel fills in the checksum.
 fn send_router_solicitation(uplink: &str, index: u32) -> std::io::Result<()> {
-    use socket2::{Domain, Protocol, Socket, Type};
     const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
-    let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
-    socket.bind_device(Some(uplink.as_bytes()))?;
-    socket.set_multicast_if_v6(index)?;
-    // Neighbor discovery messages must arrive with a hop limit of 255.
-    socket.set_multicast_hops_v6(255)?;
+    let socket = crate::sys::icmpv6::neighbor_discovery_socket(uplink, index)?;
     let solicitation = [133u8, 0, 0, 0, 0, 0, 0, 0];
     socket.send_to(&solicitation, &SocketAddr::V6(SocketAddrV6::new(ALL_ROUTERS, 0, 0, index)).into())?;
     Ok(())

@@ -1,0 +1,46 @@
+//! Processes: signals, liveness, resource limits.
+
+use std::io;
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: i32, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes no pointers.
+    if unsafe { libc::kill(pid, signal) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Whether process `pid` exists (also when it belongs to another user).
+pub fn is_alive(pid: i32) -> bool {
+    pid > 0
+        && match signal(pid, 0) {
+            Ok(()) => true,
+            Err(error) => error.raw_os_error() == Some(libc::EPERM),
+        }
+}
+
+/// Raises the soft open-file limit to the hard limit; returns the (old, new) limits when it changed.
+pub fn raise_open_files() -> Option<(u64, u64)> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes only the struct passed, which lives across the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= limit.rlim_max {
+        return None;
+    }
+    let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+    // SAFETY: setrlimit reads only the struct passed, which lives across the call.
+    (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0).then_some((limit.rlim_cur, limit.rlim_max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_reaped_child_is_not() {
+        assert!(is_alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let pid = child.id() as i32;
+        child.wait().expect("reaped");
+        assert!(!is_alive(pid));
+        assert!(!is_alive(0) && !is_alive(-1));
+        assert!(signal(pid, 0).is_err());
+    }
+}
