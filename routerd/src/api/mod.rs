@@ -12,7 +12,6 @@ pub mod sessions;
 mod system;
 pub mod tls;
 pub mod update;
-#[allow(unsafe_code)] // Still has calls of its own into the C library; they are to move into `sys`.
 pub mod update_system;
 
 pub use lease::LeaseView;

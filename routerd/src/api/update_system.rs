@@ -94,8 +94,10 @@ pub fn activate(perm: &Path, window: Duration, baseline: Vec<String>) -> Result<
     );
     tokio::spawn(async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        // SAFETY: kill takes no pointers; PID 1 is routerd-init, which loads the kexec request on SIGUSR1.
-        unsafe { libc::kill(1, libc::SIGUSR1) };
+        // PID 1 is routerd-init, which loads the kexec request on SIGUSR1.
+        if let Err(error) = crate::sys::process::signal(1, libc::SIGUSR1) {
+            tracing::error!("signalling init to switch systems: {error}");
+        }
     });
     Ok(version)
 }
@@ -114,8 +116,10 @@ pub fn roll_back(perm: &Path) -> Result<Option<String>, tonic::Status> {
     tracing::warn!("rolling the system back to {} (slot {}) on request: restarting", previous.version, previous.slot);
     tokio::spawn(async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        // SAFETY: as above; SIGTERM restarts the machine, which boots the new default.
-        unsafe { libc::kill(1, libc::SIGTERM) };
+        // SIGTERM restarts the machine, which boots the new default.
+        if let Err(error) = crate::sys::process::signal(1, libc::SIGTERM) {
+            tracing::error!("signalling init to restart the machine: {error}");
+        }
     });
     Ok(Some(previous.version))
 }

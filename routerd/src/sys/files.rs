@@ -18,6 +18,23 @@ pub fn lock_exclusive(file: &File) -> io::Result<()> {
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// Mounts the file system of type `fstype` on `device` at `target`, with `flags` (`MS_…`) and no options.
+pub fn mount(device: &Path, target: &Path, fstype: &str, flags: libc::c_ulong) -> io::Result<()> {
+    let c = |bytes: &[u8]| CString::new(bytes).map_err(io::Error::other);
+    let (source, target, fstype) =
+        (c(device.as_os_str().as_bytes())?, c(target.as_os_str().as_bytes())?, c(fstype.as_bytes())?);
+    // SAFETY: NUL-terminated strings that outlive the call; no data argument.
+    let result = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, std::ptr::null()) };
+    if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Tells the kernel that `file`'s cached pages are not needed any more, so that what is read next comes from
+/// the device (a read-back check after a write). Only advice: failing is harmless.
+pub fn drop_cached(file: &File) {
+    // SAFETY: advice on a descriptor `file` keeps open across the call; no memory is passed.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! The rest of routerd has no `unsafe` of its own (`#![deny(unsafe_code)]` in lib.rs), except the modules lib.rs
 //! still lists, which are to move here.
 
+pub mod clock;
 pub mod files;
 pub mod icmpv6;
 pub mod malloc;

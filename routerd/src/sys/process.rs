@@ -1,6 +1,48 @@
 //! Processes: signals, liveness, resource limits.
 
-use std::io;
+use std::{
+    io,
+    process::Command,
+    sync::atomic::{AtomicI32, Ordering},
+};
+
+/// The termination signal this process got, once [`catch_termination`] is in place (0: none yet).
+static TERMINATION: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn record_termination(signal: libc::c_int) {
+    TERMINATION.store(signal, Ordering::SeqCst);
+}
+
+/// From now on SIGTERM and SIGINT do not end this process; [`termination_signal`] tells whether one came.
+pub fn catch_termination() {
+    let handler = record_termination as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+}
+
+/// SIGTERM or SIGINT, if one came since [`catch_termination`].
+pub fn termination_signal() -> Option<libc::c_int> {
+    Some(TERMINATION.load(Ordering::SeqCst)).filter(|signal| *signal != 0)
+}
+
+/// Makes the process `command` starts get SIGTERM when this one dies (`PR_SET_PDEATHSIG`), so that it never
+/// outlives its keeper.
+pub fn terminate_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl, which is
+    // async-signal-safe; it sets only that process's parent-death signal.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
 
 /// Sends `signal` to process `pid`.
 pub fn signal(pid: i32, signal: libc::c_int) -> io::Result<()> {

@@ -56,7 +56,7 @@ pub fn apply_at_start(perm: &Path, owns_the_clock: bool) {
         tracing::warn!("the clock is behind the last time it was known good ({shown}); the host should fix it");
         return;
     }
-    match super::rtc::set_system_clock(floor) {
+    match crate::sys::clock::set_system_clock(floor) {
         Ok(()) => tracing::warn!(
             "the clock was behind the last time it was known good: set forward to {shown} until NTP answers"
         ),

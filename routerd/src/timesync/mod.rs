@@ -3,8 +3,6 @@
 //! not start in the past. Lease timers never depend on the wall clock ([`crate::clock`]); certificates do.
 
 pub mod floor;
-#[allow(unsafe_code)] // Still has calls of its own into the C library; they are to move into `sys`.
-pub mod rtc;
 pub mod service;
 pub mod sntp;
 

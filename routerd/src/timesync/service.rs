@@ -11,7 +11,7 @@ use std::{
 
 use tokio::{net::UdpSocket, sync::watch, time::Instant};
 
-use super::{ClockState, ClockStatus, floor, rtc, sntp};
+use super::{ClockState, ClockStatus, floor, sntp};
 use crate::{
     supervisor::{ServiceContext, ServiceError, ServiceState},
     uplink::state::UplinkSnapshot,
@@ -126,14 +126,14 @@ fn correct(config: &TimesyncConfig, server: IpAddr, offset_seconds: f64) -> Opti
         let now = SystemTime::now();
         let step = Duration::from_secs_f64(offset_seconds.abs());
         let target = if offset_seconds > 0.0 { now + step } else { now - step };
-        match rtc::set_system_clock(target) {
+        match crate::sys::clock::set_system_clock(target) {
             Ok(()) => tracing::warn!("clock: set from {server}, which was {offset_seconds:+.3} s off"),
             Err(error) => problems.push(format!("setting the system clock: {error}")),
         }
     } else {
         tracing::info!("clock: {server} agrees within {offset_seconds:+.3} s");
     }
-    if let Err(error) = rtc::set_hardware_clock(SystemTime::now()) {
+    if let Err(error) = crate::sys::clock::set_hardware_clock(SystemTime::now()) {
         problems.push(format!("setting the hardware clock: {error}"));
     }
     if let Err(error) = floor::save(&config.perm, SystemTime::now()) {

@@ -10,18 +10,11 @@ use std::{
     ffi::OsString,
     path::PathBuf,
     process::{Child, Command, ExitStatus},
-    sync::atomic::{AtomicI32, Ordering},
     time::{Duration, Instant},
 };
 
 use super::{ARTIFACT_ENV, KEEPER_ENV, RESTART_EXIT_CODE, TRIAL_ENV, state::UpdateState};
-
-/// The signal that asked the keeper to stop (0: none yet).
-static TERMINATE: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_signal(signal: libc::c_int) {
-    TERMINATE.store(signal, Ordering::SeqCst);
-}
+use crate::sys;
 
 pub struct Keeper {
     pub perm: PathBuf,
@@ -44,7 +37,7 @@ const POLL: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 fn terminated() -> bool {
-    TERMINATE.load(Ordering::SeqCst) != 0
+    sys::process::termination_signal().is_some()
 }
 
 /// Sleeps, waking early when the keeper is told to stop.
@@ -57,8 +50,8 @@ fn sleep_unless_terminated(duration: Duration) {
 
 /// `signal` (SIGTERM, or the one the keeper got), then SIGKILL after `grace`; the exit status.
 fn stop(child: &mut Child, grace: Duration, signal: libc::c_int) -> Option<ExitStatus> {
-    // SAFETY: kill on our own child's PID, which stays reserved until we reap it.
-    unsafe { libc::kill(child.id() as i32, signal) };
+    // Our own child's PID stays reserved until we reap it.
+    let _ = sys::process::signal(child.id() as i32, signal);
     let until = Instant::now() + grace;
     while Instant::now() < until {
         if let Ok(Some(status)) = child.try_wait() {
@@ -72,7 +65,6 @@ fn stop(child: &mut Child, grace: Duration, signal: libc::c_int) -> Option<ExitS
 }
 
 fn spawn(keeper: &Keeper, binary: &PathBuf, artifact_sha256: Option<&str>, trial: bool) -> std::io::Result<Child> {
-    use std::os::unix::process::CommandExt;
     let mut command = Command::new(binary);
     command.args(&keeper.child_args).env(KEEPER_ENV, std::process::id().to_string());
     match artifact_sha256 {
@@ -84,15 +76,7 @@ fn spawn(keeper: &Keeper, binary: &PathBuf, artifact_sha256: Option<&str>, trial
     } else {
         command.env_remove(TRIAL_ENV);
     }
-    // SAFETY: prctl is async-signal-safe; it only sets this (forked) process's parent-death signal.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    sys::process::terminate_with_parent(&mut command);
     command.spawn()
 }
 
@@ -101,7 +85,8 @@ fn watch(keeper: &Keeper, child: &mut Child, mut trial: bool) -> Ended {
     let mut last_check = Instant::now();
     loop {
         if terminated() {
-            let status = stop(child, Duration::from_secs(20), TERMINATE.load(Ordering::SeqCst));
+            let status =
+                stop(child, Duration::from_secs(20), sys::process::termination_signal().unwrap_or(libc::SIGTERM));
             return Ended::Terminated(status.and_then(|s| s.code()).unwrap_or(0));
         }
         match child.try_wait() {
@@ -147,11 +132,7 @@ const FIRST_START_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until the keeper is told to stop; returns the exit status for the keeper.
 pub fn run(keeper: Keeper) -> i32 {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-    }
+    sys::process::catch_termination();
     let mut backoff = Duration::from_secs(1);
     let mut first_start = true;
     loop {

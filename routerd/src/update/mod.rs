@@ -3,7 +3,6 @@
 //! process that rolls back to the previous binary when the new one exits at start or is not healthy in time.
 //! [`state`] is the one record of all this, `update/state.json` under `--perm`.
 
-#[allow(unsafe_code)] // Still has calls of its own into the C library; they are to move into `sys`.
 pub mod keeper;
 pub mod staging;
 pub mod state;

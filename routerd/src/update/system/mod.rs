@@ -4,7 +4,6 @@
 //! stayed the boot default throughout, and says why.
 
 pub mod bundle;
-#[allow(unsafe_code)] // Still has calls of its own into the C library; they are to move into `sys`.
 pub mod slots;
 pub mod state;
 pub mod trial;

@@ -5,7 +5,6 @@
 use std::{
     fs::{File, OpenOptions},
     io::{Read, Seek, SeekFrom, Write},
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
@@ -34,21 +33,7 @@ pub fn mount_boot() -> Result<PathBuf, String> {
 }
 
 fn mount(device: &Path, target: &Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other);
-    let (source, target) = (c(device)?, c(target)?);
-    let fstype = CString::new("vfat").map_err(std::io::Error::other)?;
-    // SAFETY: NUL-terminated strings that outlive the call; no data.
-    let result = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            std::ptr::null(),
-        )
-    };
-    if result == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    crate::sys::files::mount(device, target, "vfat", libc::MS_NOSUID | libc::MS_NODEV)
 }
 
 /// Copies `length` bytes at `offset` of the bundle into `out`, and returns their SHA-256.
@@ -73,8 +58,7 @@ fn copy_part(bundle: &Path, offset: u64, length: u64, out: &mut File) -> Result<
 /// The SHA-256 of the first `length` bytes of `path`, read from the device (the page cache dropped first).
 fn read_back(path: &Path, length: u64) -> Result<String, String> {
     let file = File::open(path).map_err(|e| format!("reading {} back: {e}", path.display()))?;
-    // SAFETY: advice on an open descriptor; no memory is passed.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    crate::sys::files::drop_cached(&file);
     let mut input = file.take(length);
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buffer = vec![0u8; 1 << 20];
