@@ -27,7 +27,6 @@ pub mod store;
 pub mod supervisor;
 #[allow(unsafe_code)] // The one place for calls into the C library, each behind a safe function.
 pub mod sys;
-#[allow(unsafe_code)] // Still has calls of its own into the C library; they are to move into `sys`.
 pub mod system;
 pub mod timesync;
 pub mod update;

@@ -118,24 +118,6 @@ impl Program {
     }
 }
 
-/// Attaches `filter` to a socket (the kernel checks the program here).
-pub fn attach(socket: std::os::fd::BorrowedFd<'_>, filter: &[libc::sock_filter]) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let length = u16::try_from(filter.len()).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let program = libc::sock_fprog { len: length, filter: filter.as_ptr().cast_mut() };
-    // SAFETY: the program outlives the call; the kernel copies it.
-    let attached = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&program as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if attached == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-}
-
 /// The capture filter for Ethernet frames (a SOCK_RAW packet socket): UDP to or from ports 67 and 68 over IPv4
 /// (not fragments), UDP to or from 546 and 547 over IPv6, ICMPv6 router/neighbour solicitations and
 /// advertisements, and with `dns` UDP to or from port 53 over both. IPv6 extension headers are not followed
@@ -282,16 +264,11 @@ mod tests {
     /// this touches no traffic.
     #[test]
     fn the_kernel_accepts_the_program() {
-        use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+        use std::os::fd::AsFd;
         let filter = configuration_traffic(true).assemble().expect("assembles");
-        // SAFETY: plain socket creation; the descriptor is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            panic!("packet sockets need root (CAP_NET_RAW): {}", std::io::Error::last_os_error());
-        }
-        // SAFETY: raw is a fresh descriptor nobody else owns.
-        let socket = unsafe { OwnedFd::from_raw_fd(raw) };
-        let attached = attach(socket.as_fd(), &filter);
+        let socket = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, None)
+            .unwrap_or_else(|error| panic!("packet sockets need root (CAP_NET_RAW): {error}"));
+        let attached = crate::sys::socket::attach_filter(socket.as_fd(), &filter);
         assert!(attached.is_ok(), "{attached:?}");
     }
 

@@ -5,5 +5,7 @@
 pub mod clock;
 pub mod files;
 pub mod icmpv6;
+pub mod interfaces;
 pub mod malloc;
 pub mod process;
+pub mod socket;

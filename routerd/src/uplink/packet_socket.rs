@@ -66,7 +66,7 @@ impl PacketSocket {
 
     /// Replaces the kernel filter (atomically: every frame meets the old program or the new one).
     pub fn set_filter(&self, filter: &[libc::sock_filter]) -> io::Result<()> {
-        crate::capture::bpf::attach(self.fd.get_ref().as_fd(), filter)
+        crate::sys::socket::attach_filter(self.fd.get_ref().as_fd(), filter)
     }
 
     fn open(ifindex: u32, kind: libc::c_int, protocol: u16, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
@@ -80,7 +80,7 @@ impl PacketSocket {
         }
         // SAFETY: `raw` is a fresh, valid descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        crate::capture::bpf::attach(fd.as_fd(), filter)?;
+        crate::sys::socket::attach_filter(fd.as_fd(), filter)?;
         // SAFETY: sockaddr_ll is plain old data; zero is a valid starting point.
         let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         address.sll_family = libc::AF_PACKET as u16;
