@@ -6,13 +6,12 @@
 
 use std::{
     io,
-    mem::MaybeUninit,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6},
     time::{Duration, Instant},
 };
 
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::unix::AsyncFd;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::net::UdpSocket;
 
 use crate::uplink::entropy::{Entropy, SystemEntropy};
 
@@ -115,9 +114,10 @@ fn matching(echo: &[u8], expected_type: u8, identifier: u16) -> Option<u16> {
     (id == identifier).then_some(sequence)
 }
 
-/// A raw ICMP socket of one family with its own echo identifier.
+/// A raw ICMP socket of one family with its own echo identifier. tokio has no raw socket type; its UDP socket
+/// only does sendto/recvfrom on the descriptor, which is what a raw socket needs.
 pub struct Pinger {
-    socket: AsyncFd<Socket>,
+    socket: UdpSocket,
     v6: bool,
     identifier: u16,
     /// Interface index for link-local IPv6 destinations.
@@ -135,20 +135,17 @@ impl Pinger {
         let scope = match interface {
             Some(name) => {
                 socket.bind_device(Some(name.as_bytes()))?;
-                let name = std::ffi::CString::new(name).map_err(|_| io::Error::other("interface name with NUL"))?;
-                // SAFETY: name is a valid NUL-terminated string; if_nametoindex only reads it.
-                unsafe { libc::if_nametoindex(name.as_ptr()) }
+                crate::sys::interfaces::index(name)?
             }
             None => 0,
         };
         let identifier = SystemEntropy::default().next_u32() as u16;
-        // SAFETY: the Socket owns its descriptor and keeps it open for as long as the AsyncFd owns the Socket.
-        let socket = unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)?;
+        let socket = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
         Ok(Pinger { socket, v6, identifier, scope })
     }
 
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        let socket = self.socket.get_ref();
+        let socket = SockRef::from(&self.socket);
         if self.v6 { socket.set_unicast_hops_v6(ttl) } else { socket.set_ttl_v4(ttl) }
     }
 
@@ -161,26 +158,25 @@ impl Pinger {
             IpAddr::V4(v4) => SocketAddr::new(IpAddr::V4(v4), 0),
         };
         let packet = echo_request(self.v6, self.identifier, sequence, size);
-        self.socket.get_ref().send_to(&packet, &address.into()).map(drop)
+        // Straight to the socket: tokio's own try_send_to refuses until its reactor has seen the socket writable.
+        SockRef::from(&self.socket).send_to(&packet, &address.into()).map(drop)
     }
 
     /// The next reply to this pinger until `deadline`; `Ok(None)` when none came.
     pub async fn receive(&self, deadline: Instant) -> io::Result<Option<Reply>> {
-        let mut buffer = [MaybeUninit::<u8>::uninit(); 2048];
+        let mut buffer = [0u8; 2048];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(None);
             }
-            let Ok(guard) = tokio::time::timeout(left, self.socket.readable()).await else { return Ok(None) };
-            let mut guard = guard?;
-            let received = guard.try_io(|socket| socket.get_ref().recv_from(&mut buffer));
-            let Ok(result) = received else { continue };
-            let (len, from) = result?;
-            // SAFETY: recv_from initialised the first `len` bytes.
-            let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len) };
-            let reply = match from.as_socket() {
-                Some(SocketAddr::V6(from)) if self.v6 => parse_v6(bytes, *from.ip(), self.identifier),
+            let Ok(received) = tokio::time::timeout(left, self.socket.recv_from(&mut buffer)).await else {
+                return Ok(None);
+            };
+            let (len, from) = received?;
+            let bytes = &buffer[..len];
+            let reply = match from {
+                SocketAddr::V6(from) if self.v6 => parse_v6(bytes, *from.ip(), self.identifier),
                 _ if !self.v6 => parse_v4(bytes, self.identifier),
                 _ => None,
             };

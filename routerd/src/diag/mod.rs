@@ -3,7 +3,6 @@
 //! traceroute from the router ([`ping`], over [`icmp`]).
 
 pub mod facts;
-#[allow(unsafe_code)] // Still has calls of its own into the C library; they are to move into `sys`.
 pub mod icmp;
 pub mod ping;
 pub mod plan;

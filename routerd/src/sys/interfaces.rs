@@ -67,6 +67,16 @@ unsafe fn sockaddr_ip(addr: *const libc::sockaddr) -> Option<IpAddr> {
     }
 }
 
+/// The index of interface `name`.
+pub fn index(name: &str) -> std::io::Result<u32> {
+    let c_name = std::ffi::CString::new(name).map_err(|_| std::io::Error::other("an interface name with NUL"))?;
+    // SAFETY: a valid NUL-terminated string that outlives the call; if_nametoindex only reads it.
+    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
+        0 => Err(std::io::Error::last_os_error()),
+        index => Ok(index),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -76,5 +86,7 @@ mod tests {
             addresses.iter().any(|(name, addr, prefix)| name == "lo" && addr.is_loopback() && *prefix == 8),
             "{addresses:?}"
         );
+        assert_eq!(super::index("lo").expect("lo has an index"), 1);
+        assert!(super::index("no-such-if0").is_err());
     }
 }
