@@ -7,5 +7,6 @@ pub mod files;
 pub mod icmpv6;
 pub mod interfaces;
 pub mod malloc;
+pub mod packet;
 pub mod process;
 pub mod socket;

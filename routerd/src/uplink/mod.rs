@@ -6,7 +6,6 @@ pub mod dhcp6;
 pub mod entropy;
 pub mod ipv4_udp;
 pub mod lease_times;
-#[allow(unsafe_code)] // Still has calls of its own into the C library; they are to move into `sys`.
 pub mod packet_socket;
 #[cfg(test)]
 pub(crate) mod pcap;

@@ -2,15 +2,14 @@
 //! DHCP server may answer by unicast to an address the interface does not have yet. A kernel BPF filter keeps
 //! everything else (all the forwarded traffic of the uplink) out of the socket.
 
-use std::{
-    io,
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
-};
+use std::io;
 
-use tokio::io::unix::AsyncFd;
+use crate::sys::packet::{self, Framing};
+
+const ETH_P_IP: u16 = libc::ETH_P_IP as u16;
 
 pub struct PacketSocket {
-    fd: AsyncFd<OwnedFd>,
+    socket: packet::PacketSocket,
 }
 
 /// An IPv4 header (checksummed) and a UDP header (checksum 0: none, allowed over IPv4) around `payload`, from
@@ -56,50 +55,19 @@ fn udp_port_filter(port: u16) -> Vec<libc::sock_filter> {
 impl PacketSocket {
     /// Opens the socket on interface `ifindex` for UDP datagrams to `port`.
     pub fn udp_port(ifindex: u32, port: u16) -> io::Result<PacketSocket> {
-        PacketSocket::open(ifindex, libc::SOCK_DGRAM, libc::ETH_P_IP as u16, &udp_port_filter(port))
+        let socket = packet::PacketSocket::open(ifindex, Framing::Packets, ETH_P_IP, &udp_port_filter(port))?;
+        Ok(PacketSocket { socket })
     }
 
     /// Whole Ethernet frames in both directions on `ifindex` that pass `filter` (for the capture).
     pub fn frames(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
-        PacketSocket::open(ifindex, libc::SOCK_RAW, libc::ETH_P_ALL as u16, filter)
+        let socket = packet::PacketSocket::open(ifindex, Framing::Frames, libc::ETH_P_ALL as u16, filter)?;
+        Ok(PacketSocket { socket })
     }
 
     /// Replaces the kernel filter (atomically: every frame meets the old program or the new one).
     pub fn set_filter(&self, filter: &[libc::sock_filter]) -> io::Result<()> {
-        crate::sys::socket::attach_filter(self.fd.get_ref().as_fd(), filter)
-    }
-
-    fn open(ifindex: u32, kind: libc::c_int, protocol: u16, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
-        let protocol = protocol.to_be();
-        // SAFETY: plain socket creation; the descriptor is owned right away.
-        let raw = unsafe {
-            libc::socket(libc::AF_PACKET, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(protocol))
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh, valid descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        crate::sys::socket::attach_filter(fd.as_fd(), filter)?;
-        // SAFETY: sockaddr_ll is plain old data; zero is a valid starting point.
-        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        address.sll_family = libc::AF_PACKET as u16;
-        address.sll_protocol = protocol;
-        address.sll_ifindex = i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: the address is a valid sockaddr_ll of the given size.
-        let bound = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&address as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if bound != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: OwnedFd keeps the same open descriptor for as long as the AsyncFd owns it.
-        let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-        Ok(PacketSocket { fd })
+        self.socket.set_filter(filter)
     }
 
     /// Sends an IPv4 UDP datagram from 0.0.0.0:`source_port` to 255.255.255.255:`destination_port` as an
@@ -113,50 +81,12 @@ impl PacketSocket {
         payload: &[u8],
     ) -> io::Result<()> {
         let packet = broadcast_udp(source_port, destination_port, payload);
-        // SAFETY: sockaddr_ll is plain old data; zero is a valid starting point.
-        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        address.sll_family = libc::AF_PACKET as u16;
-        address.sll_protocol = (libc::ETH_P_IP as u16).to_be();
-        address.sll_ifindex = i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        address.sll_halen = 6;
-        address.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-        loop {
-            let mut guard = self.fd.writable().await?;
-            let result = guard.try_io(|fd| {
-                // SAFETY: packet and address are valid for the sizes given.
-                let sent = unsafe {
-                    libc::sendto(
-                        fd.as_raw_fd(),
-                        packet.as_ptr().cast(),
-                        packet.len(),
-                        0,
-                        (&address as *const libc::sockaddr_ll).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                    )
-                };
-                if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-            });
-            match result {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
-        }
+        self.socket.send_broadcast(ifindex, ETH_P_IP, &packet).await
     }
 
     /// Receives the next packet (from its IP header on for `udp_port`, whole frames for `frames`).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let result = guard.try_io(|fd| {
-                // SAFETY: buf is valid for writes of buf.len() bytes.
-                let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
-            });
-            match result {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
-        }
+        self.socket.recv(buf).await
     }
 }
 
