@@ -1,6 +1,6 @@
 //! routerd: a home internet router daemon, managed through typed gRPC over mutual TLS.
 
-#![deny(unsafe_code)]
+#![deny(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
 pub mod api;
 pub mod backup;

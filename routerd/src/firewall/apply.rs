@@ -1,9 +1,7 @@
 //! Loading the ruleset into the kernel as one transaction, through libnftables (no `nft` binary at runtime).
 
-use super::{
-    libnftables::Nft,
-    ruleset::{Counters, Ruleset},
-};
+use super::ruleset::{Counters, Ruleset};
+use crate::sys::nftables::Nft;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

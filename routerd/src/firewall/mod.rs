@@ -3,7 +3,5 @@
 
 pub mod apply;
 pub mod forwards;
-#[allow(unsafe_code)] // Still has calls of its own into the C library; they are to move into `sys`.
-mod libnftables;
 pub mod ruleset;
 pub mod service;

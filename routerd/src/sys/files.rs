@@ -59,8 +59,7 @@ mod tests {
         lock_exclusive(&first).expect("lock");
         // A second descriptor cannot take it meanwhile (flock locks belong to the open file description).
         let second = File::open(&path).expect("open");
-        // SAFETY (test): a non-blocking attempt on a descriptor we own.
-        #[allow(unsafe_code)]
+        // SAFETY: a non-blocking attempt on a descriptor we own, open across the call.
         let busy = unsafe { libc::flock(second.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         assert_eq!(busy, -1);
         drop(first);
