@@ -14,7 +14,7 @@ use crate::log::Log;
 /// How long the disk may take to appear (drivers probe in the background; under software emulation, slowly).
 const ROOT_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn run(log: &Log) -> Result<std::convert::Infallible, String> {
+pub(crate) fn run(log: &Log) -> Result<std::convert::Infallible, String> {
     crate::mount_kernel_file_systems(log);
     crate::load_modules(log, Path::new("/etc/modules.load"));
     let cmdline = Cmdline::read().map_err(|e| format!("reading /proc/cmdline: {e}"))?;

@@ -20,17 +20,17 @@ struct Sinks {
 }
 
 #[derive(Clone, Default)]
-pub struct Log {
+pub(crate) struct Log {
     sinks: Arc<Mutex<Sinks>>,
 }
 
 impl Log {
-    pub fn new() -> Log {
+    pub(crate) fn new() -> Log {
         let console = OpenOptions::new().write(true).open("/dev/console").ok();
         Log { sinks: Arc::new(Mutex::new(Sinks { console, ..Sinks::default() })) }
     }
 
-    pub fn line(&self, text: &str) {
+    pub(crate) fn line(&self, text: &str) {
         let mut guard = self.sinks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let sinks = &mut *guard;
         let line = format!("{text}\n");
@@ -55,7 +55,7 @@ impl Log {
 
     /// Starts writing to `DIR/boot.log` (the previous one becomes `boot.previous.log`), with what was logged
     /// before.
-    pub fn persist(&self, dir: &Path) -> std::io::Result<()> {
+    pub(crate) fn persist(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let current = dir.join("boot.log");
         if current.exists() {
@@ -72,7 +72,7 @@ impl Log {
     }
 
     /// Flushes and closes the file (before /perm is unmounted).
-    pub fn close_file(&self) {
+    pub(crate) fn close_file(&self) {
         let mut sinks = self.sinks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(file) = sinks.file.take() {
             let _ = file.sync_all();

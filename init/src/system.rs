@@ -33,9 +33,9 @@ const STABLE_RUN: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The environment variable that tells routerd it runs under this init (so reboot and power-off are possible).
-pub const INIT_ENV: &str = "ROUTERD_INIT";
+pub(crate) const INIT_ENV: &str = "ROUTERD_INIT";
 
-pub fn run(log: &Log) -> String {
+pub(crate) fn run(log: &Log) -> String {
     let signals = sys::block_signals(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGUSR2]);
     crate::mount_kernel_file_systems(log);
     for target in ["/run", "/tmp"] {

@@ -577,20 +577,20 @@ mod appliance {
         serde_json::from_str(&rtrctl(lab, &["-o", "json", "status"])?).map_err(|e| format!("status JSON: {e}"))
     }
 
-    pub fn image_built_and_booted(lab: &Lab) -> Result<String, String> {
+    pub(super) fn image_built_and_booted(lab: &Lab) -> Result<String, String> {
         lab.boot_appliance().map_err(lab_error)?;
         let image = lab.work_dir().join("appliance/router.img");
         let blocks = std::fs::metadata(&image).map(|m| std::os::unix::fs::MetadataExt::blocks(&m)).unwrap_or(0);
         Ok(format!("routerd-image built {} ({} MiB on disk) and qemu booted it", image.display(), (blocks * 512) >> 20))
     }
 
-    pub fn routerd_serves(lab: &Lab) -> Result<String, String> {
+    pub(super) fn routerd_serves(lab: &Lab) -> Result<String, String> {
         let vm = vm(lab)?;
         vm.wait_for_console(SERVING, 0, BOOT).map_err(lab_error)?;
         Ok(format!("routerd serves its API on the LAN {:.1} s after power-on", vm.powered_on.elapsed().as_secs_f64()))
     }
 
-    pub fn lan_lease(lab: &Lab) -> Result<String, String> {
+    pub(super) fn lan_lease(lab: &Lab) -> Result<String, String> {
         let client = lab
             .lan(1)
             .start_dhcp_client(crate::DhcpClientKind::Udhcpc { hostname: Some("lan1".into()) })
@@ -599,7 +599,7 @@ mod appliance {
         Ok(format!("lan1 (udhcpc) got {} from the appliance", lease.get("ip").unwrap_or_default()))
     }
 
-    pub fn status(lab: &Lab) -> Result<String, String> {
+    pub(super) fn status(lab: &Lab) -> Result<String, String> {
         let status = crate::wait::until("the uplink's lease and prefix", STEP, || {
             let status = status_json(lab).map_err(|e| crate::LabError::unexpected("status", e))?;
             let ready = status["uplink"]["dhcp4"]["state"] == "bound"
@@ -614,7 +614,7 @@ mod appliance {
         ))
     }
 
-    pub fn clock(lab: &Lab) -> Result<String, String> {
+    pub(super) fn clock(lab: &Lab) -> Result<String, String> {
         let status = crate::wait::until("the clock set", STEP, || {
             let status = status_json(lab).map_err(|e| crate::LabError::unexpected("status", e))?;
             Ok((status["clock"]["state"] == "synchronized").then_some(status))
@@ -629,7 +629,7 @@ mod appliance {
         ))
     }
 
-    pub fn names(lab: &Lab) -> Result<String, String> {
+    pub(super) fn names(lab: &Lab) -> Result<String, String> {
         let answer = lab.lan(1).dig(&ROUTER_LAN_V4.to_string(), "www.example.org", "A").map_err(lab_error)?;
         if answer != [INTERNET_HOST_V4.to_string()] {
             return Err(format!("www.example.org resolved to {answer:?}"));
@@ -637,13 +637,13 @@ mod appliance {
         Ok(format!("from lan1: www.example.org = {INTERNET_HOST_V4}, through the appliance's DNS"))
     }
 
-    pub fn internet(lab: &Lab) -> Result<String, String> {
+    pub(super) fn internet(lab: &Lab) -> Result<String, String> {
         let seen =
             crate::clients::curl(lab.lan(1).netns(), &format!("http://{INTERNET_HOST_V4}/")).map_err(lab_error)?;
         Ok(format!("lan1 → {INTERNET_HOST_V4}: the internet host sees {}", seen.trim().trim_start_matches("client=")))
     }
 
-    pub fn diagnostics(lab: &Lab) -> Result<String, String> {
+    pub(super) fn diagnostics(lab: &Lab) -> Result<String, String> {
         let mut last = String::new();
         let tree = crate::wait::until("a healthy diagnostics tree", STEP, || {
             let output = lab.lan(1).rtrctl_with_identity(&lab.router().identity(), &["diag"])?;
@@ -654,7 +654,7 @@ mod appliance {
         Ok(format!("rtrctl diag: {}", tree.lines().last().unwrap_or_default()))
     }
 
-    pub fn reboot(lab: &Lab) -> Result<String, String> {
+    pub(super) fn reboot(lab: &Lab) -> Result<String, String> {
         let vm = vm(lab)?;
         let before = vm.console_text().len();
         rtrctl(lab, &["reboot", "--yes"])?;

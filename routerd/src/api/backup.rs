@@ -14,9 +14,9 @@ use crate::{
 
 const CHUNK: usize = 64 * 1024;
 /// Largest archive a restore accepts.
-pub const MAX_ARCHIVE: u64 = 64 << 20;
+pub(super) const MAX_ARCHIVE: u64 = 64 << 20;
 
-pub struct BackupApi {
+pub(super) struct BackupApi {
     perm: PathBuf,
     restarter: Restarter,
     diagnostics: crate::diag::Diagnostics,
@@ -29,7 +29,7 @@ pub struct BackupApi {
 }
 
 impl BackupApi {
-    pub fn new(
+    pub(super) fn new(
         perm: PathBuf,
         restarter: Restarter,
         diagnostics: crate::diag::Diagnostics,

@@ -6,12 +6,12 @@ use routerd_proto::v1::{self as pb, capture_service_server::CaptureService};
 
 use crate::capture::{pcapng, ring::Packet, service::CaptureHub};
 
-pub struct CaptureApi {
+pub(super) struct CaptureApi {
     hub: Option<CaptureHub>,
 }
 
 impl CaptureApi {
-    pub fn new(hub: Option<CaptureHub>) -> Self {
+    pub(super) fn new(hub: Option<CaptureHub>) -> Self {
         CaptureApi { hub }
     }
 }

@@ -13,12 +13,12 @@ use crate::diag::{
     ping::{self, Hop, PingEvent, PingOptions, TraceOptions},
 };
 
-pub struct DiagnosticsApi {
+pub(super) struct DiagnosticsApi {
     diagnostics: Diagnostics,
 }
 
 impl DiagnosticsApi {
-    pub fn new(diagnostics: Diagnostics) -> Self {
+    pub(super) fn new(diagnostics: Diagnostics) -> Self {
         DiagnosticsApi { diagnostics }
     }
 

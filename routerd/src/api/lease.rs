@@ -23,12 +23,12 @@ pub struct LeaseView {
     pub control: Option<LeaseControl>,
 }
 
-pub struct LeaseApi {
+pub(super) struct LeaseApi {
     view: LeaseView,
 }
 
 impl LeaseApi {
-    pub fn new(view: LeaseView) -> Self {
+    pub(super) fn new(view: LeaseView) -> Self {
         LeaseApi { view }
     }
 
@@ -63,7 +63,7 @@ fn mac_argument(field: &str, text: &str) -> Result<[u8; 6], tonic::Status> {
     })
 }
 
-pub fn lease_state(lease: &Lease, now: SystemTime) -> pb::LeaseState {
+pub(super) fn lease_state(lease: &Lease, now: SystemTime) -> pb::LeaseState {
     if lease.is_static() {
         pb::LeaseState::Static
     } else if lease.expired(now) {
@@ -73,7 +73,7 @@ pub fn lease_state(lease: &Lease, now: SystemTime) -> pb::LeaseState {
     }
 }
 
-pub fn lease_to_proto(lease: &Lease, now: SystemTime) -> pb::Lease {
+pub(super) fn lease_to_proto(lease: &Lease, now: SystemTime) -> pb::Lease {
     pb::Lease {
         hardware_addr: format_mac(&lease.hardware_addr),
         addr: lease.addr.to_string(),

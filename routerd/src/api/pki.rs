@@ -16,13 +16,13 @@ use tonic::{Request, Response, Status};
 use super::tls::ConnectionInfo;
 use crate::pki::{Authority, PairingError, PkiError, throttle::PairingThrottle, validate_identity_name};
 
-pub struct PkiApi {
+pub(super) struct PkiApi {
     authority: Arc<Authority>,
     throttle: Arc<Mutex<PairingThrottle>>,
 }
 
 impl PkiApi {
-    pub fn new(authority: Arc<Authority>) -> Self {
+    pub(super) fn new(authority: Arc<Authority>) -> Self {
         PkiApi { authority, throttle: Arc::default() }
     }
 

@@ -11,12 +11,12 @@ use crate::{
     },
 };
 
-pub struct PortForwardApi {
+pub(super) struct PortForwardApi {
     control: Option<ForwardControl>,
 }
 
 impl PortForwardApi {
-    pub fn new(control: Option<ForwardControl>) -> Self {
+    pub(super) fn new(control: Option<ForwardControl>) -> Self {
         PortForwardApi { control }
     }
 

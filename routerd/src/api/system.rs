@@ -31,12 +31,12 @@ pub struct SystemView {
     pub clock: watch::Receiver<crate::timesync::ClockStatus>,
 }
 
-pub struct SystemApi {
+pub(super) struct SystemApi {
     view: SystemView,
 }
 
 impl SystemApi {
-    pub fn new(view: SystemView) -> Self {
+    pub(super) fn new(view: SystemView) -> Self {
         SystemApi { view }
     }
 }

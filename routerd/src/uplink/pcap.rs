@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-pub struct UdpDatagram {
+pub(crate) struct UdpDatagram {
     pub source: IpAddr,
     pub destination: IpAddr,
     pub source_port: u16,
@@ -11,7 +11,7 @@ pub struct UdpDatagram {
 }
 
 /// UDP datagrams of every Ethernet frame in a pcap file (IPv4 and IPv6, no extension headers).
-pub fn udp_datagrams(bytes: &[u8]) -> Vec<UdpDatagram> {
+pub(crate) fn udp_datagrams(bytes: &[u8]) -> Vec<UdpDatagram> {
     let mut out = Vec::new();
     let little_endian = bytes.get(..4) == Some(&[0xd4, 0xc3, 0xb2, 0xa1]);
     let u32_at = |b: &[u8], at: usize| -> usize {

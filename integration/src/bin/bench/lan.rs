@@ -94,7 +94,7 @@ impl DnsResult {
 /// `parts`: any of `dhcp`, `dns`, `memory`, `startup` (all when empty), and `latency` (only when asked: DHCP at
 /// 100 exchanges/s, three trials each for routerd and kea) and `full` (routerd holding 100,000 leases against an
 /// empty one, at 1,000–3,000 exchanges/s).
-pub fn run(parts: &[String]) -> Result<(), LabError> {
+pub(crate) fn run(parts: &[String]) -> Result<(), LabError> {
     let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     integration::programs::require(&[PERFDHCP, KEA_DHCP4, DNSPERF, UNBOUND, DNSMASQ])?;
     let lab = Lab::start(LabOptions { lan_devices: 1, start_routerd: false, ..LabOptions::default() })?;
@@ -344,7 +344,7 @@ fn locate(program: Program) -> Result<PathBuf, LabError> {
     program.locate().ok_or_else(|| LabError::MissingPrograms(vec![(program.name, program.package)]))
 }
 
-pub fn wait_for_port(pid: u32, protocol: Protocol, port: u16) -> Result<(), LabError> {
+pub(crate) fn wait_for_port(pid: u32, protocol: Protocol, port: u16) -> Result<(), LabError> {
     wait::until(&format!("port {port}"), Duration::from_secs(30), || {
         Ok(sockets::is_bound(pid, protocol, port).then_some(()))
     })

@@ -4,7 +4,7 @@
 use std::fs;
 
 /// The process and all its descendants.
-pub fn tree(pid: u32) -> Vec<u32> {
+pub(crate) fn tree(pid: u32) -> Vec<u32> {
     let mut all = vec![pid];
     let mut index = 0;
     while index < all.len() {
@@ -20,7 +20,7 @@ pub fn tree(pid: u32) -> Vec<u32> {
 }
 
 /// CPU seconds (user and system) a process tree has used so far.
-pub fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf only reads a configuration value.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     tree(pid)
@@ -37,7 +37,7 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// Resident memory in KiB of each process of the tree, the process itself first.
-pub fn rss_kib(pid: u32) -> Vec<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Vec<u64> {
     tree(pid)
         .iter()
         .map(|pid| {
@@ -55,7 +55,7 @@ pub fn rss_kib(pid: u32) -> Vec<u64> {
 
 /// The resident memory of `pid` alone, split into allocated (anonymous) and mapped files (its binary and
 /// libraries), in KiB.
-pub fn rss_split_kib(pid: u32) -> (u64, u64) {
+pub(crate) fn rss_split_kib(pid: u32) -> (u64, u64) {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |label: &str| -> u64 {
         status
@@ -68,7 +68,7 @@ pub fn rss_split_kib(pid: u32) -> (u64, u64) {
 }
 
 /// The number after `label` on the first line (trimmed) that starts with it.
-pub fn number_after(text: &str, label: &str) -> Option<f64> {
+pub(crate) fn number_after(text: &str, label: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.trim().strip_prefix(label))
         .and_then(|rest| rest.split_whitespace().next()?.trim_end_matches('%').parse().ok())
@@ -77,7 +77,7 @@ pub fn number_after(text: &str, label: &str) -> Option<f64> {
 /// One perfdhcp run: the rate it reached, the share of DISCOVERs that never got their ACK, and the average
 /// latency of a whole exchange (DISCOVER→OFFER plus REQUEST→ACK), in ms.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct DhcpRun {
+pub(crate) struct DhcpRun {
     pub rate: f64,
     pub lost: f64,
     pub latency_ms: f64,
@@ -87,7 +87,7 @@ pub struct DhcpRun {
     pub exchanges: f64,
 }
 
-pub fn parse_perfdhcp(text: &str) -> Option<DhcpRun> {
+pub(crate) fn parse_perfdhcp(text: &str) -> Option<DhcpRun> {
     let section = |name: &str| text.split(&format!("***Statistics for: {name}***")).nth(1);
     let discover = section("DISCOVER-OFFER")?;
     let request = section("REQUEST-ACK")?;
@@ -106,14 +106,14 @@ pub fn parse_perfdhcp(text: &str) -> Option<DhcpRun> {
 
 /// One dnsperf run: queries per second answered, the share lost, the average latency in ms.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct DnsRun {
+pub(crate) struct DnsRun {
     pub rate: f64,
     pub lost: f64,
     pub latency_ms: f64,
     pub completed: f64,
 }
 
-pub fn parse_dnsperf(text: &str) -> Option<DnsRun> {
+pub(crate) fn parse_dnsperf(text: &str) -> Option<DnsRun> {
     let sent = number_after(text, "Queries sent:")?;
     let completed = number_after(text, "Queries completed:")?;
     Some(DnsRun {
