@@ -32,6 +32,20 @@ pub struct LocalData {
 
 /// Names no DHCP client may claim: they steer other devices (`wpad` and `isatap` make browsers and Windows send
 /// their traffic to whoever answers) or belong to the router and the host itself.
+/// The LAN's own domain: `HOST.lan`.
+pub const LOCAL_DOMAIN: &str = "lan";
+
+/// Whether [`decide`] may answer `name` (lower case, without the trailing dot) itself instead of forwarding it: a
+/// single label, a name within `domain`, `.arpa` (local and private reverse zones; public ones are forwarded
+/// after a look) and `localhost`. A name for which this is false is always forwarded, so the cache's fast path,
+/// which asks this before answering from the cache, never answers what `decide` would answer itself.
+pub fn may_answer_locally(name: &[u8], domain: &str) -> bool {
+    let within = |zone: &[u8]| {
+        name == zone || (name.len() > zone.len() && name.ends_with(zone) && name[name.len() - zone.len() - 1] == b'.')
+    };
+    !name.contains(&b'.') || within(domain.as_bytes()) || within(b"arpa") || within(b"localhost")
+}
+
 const RESERVED_NAMES: &[&str] = &["localhost", "wpad", "isatap", "lan", "local", "localdomain", "broadcasthost"];
 
 impl LocalData {
@@ -44,7 +58,7 @@ impl LocalData {
         router_addrs: &[IpAddr],
         now: SystemTime,
     ) -> LocalData {
-        let domain = "lan".to_string();
+        let domain = LOCAL_DOMAIN.to_string();
         let mut data = LocalData { names: HashMap::new(), reverse: HashMap::new(), domain };
         let router = router_name.to_ascii_lowercase();
         if !router.is_empty() {
@@ -307,5 +321,44 @@ mod tests {
         assert_eq!(drop_rebinding(&mut response, "evil.example.net", &[], &inside), 2);
         let left: Vec<String> = response.answers.iter().map(|r| r.data.to_string()).collect();
         assert_eq!(left, ["2001:db8:ffff::80", "203.0.113.80"]);
+    }
+
+    /// The fast path's rule and `decide` agree: every name `may_answer_locally` lets through is forwarded, and
+    /// the LAN's own names are not.
+    #[test]
+    fn the_fast_paths_rule_is_what_decide_does() {
+        let data = local();
+        let names = [
+            "laptop",
+            "laptop.lan",
+            "nobody.lan",
+            "lan",
+            "sub.nobody.lan",
+            "www.example.org",
+            "example.lan.org",
+            "planet",
+            "my-lan",
+            "x.plan",
+            "localhost",
+            "a.localhost",
+            "notlocalhost.com",
+            "1.2.0.192.in-addr.arpa",
+            "8.8.8.8.in-addr.arpa",
+            "arpa",
+            "example.arpa.net",
+            "10.in-addr.arpa",
+            "b.a.ip6.arpa",
+        ];
+        for name in names {
+            for record_type in [RecordType::A, RecordType::PTR] {
+                let forwarded = matches!(decide(&query(name, record_type), &data), Decision::Forward { .. });
+                if !may_answer_locally(name.as_bytes(), LOCAL_DOMAIN) {
+                    assert!(forwarded, "{name} {record_type}: the fast path would answer it from the cache");
+                }
+                if ["laptop", "laptop.lan", "nobody.lan", "lan", "localhost", "a.localhost"].contains(&name) {
+                    assert!(!forwarded && may_answer_locally(name.as_bytes(), LOCAL_DOMAIN), "{name} {record_type}");
+                }
+            }
+        }
     }
 }

@@ -132,9 +132,7 @@ pub(super) fn forwardable_key(request: &[u8], key: &mut Vec<u8>) -> Option<usize
         key.extend(label.iter().map(u8::to_ascii_lowercase));
         at += 1 + len;
     }
-    let name = key.as_slice();
-    let local =
-        !name.contains(&b'.') || name.ends_with(b".lan") || name.ends_with(b".arpa") || name.ends_with(b"localhost");
+    let local = local::may_answer_locally(key, local::LOCAL_DOMAIN);
     let record_type = request.get(at..at + 2)?;
     let class = u16::from_be_bytes([*request.get(at + 2)?, *request.get(at + 3)?]);
     if class != 1 || local {
