@@ -666,7 +666,7 @@ pub fn default_listen_addrs() -> Vec<SocketAddr> {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), routerd_proto::DEFAULT_PORT),
         SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), routerd_proto::DEFAULT_PORT),
     ];
-    match system::interface_addresses() {
+    match crate::sys::interfaces::addresses() {
         Ok(all) => {
             for (name, addr, _) in all {
                 let link_local = matches!(addr, IpAddr::V6(v6) if v6.is_unicast_link_local());

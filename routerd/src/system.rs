@@ -61,7 +61,7 @@ pub struct InterfaceInfo {
 /// Every interface of this network namespace with its addresses.
 pub fn interfaces() -> std::io::Result<Vec<InterfaceInfo>> {
     let mut by_name: BTreeMap<String, InterfaceInfo> = BTreeMap::new();
-    for (name, addr, prefix) in interface_addresses()? {
+    for (name, addr, prefix) in crate::sys::interfaces::addresses()? {
         by_name
             .entry(name.clone())
             .or_insert_with(|| InterfaceInfo { name, ..Default::default() })
@@ -82,11 +82,6 @@ pub fn interfaces() -> std::io::Result<Vec<InterfaceInfo>> {
         info.mtu = read("mtu").parse().unwrap_or(0);
     }
     Ok(by_name.into_values().collect())
-}
-
-/// (interface, address, prefix length) for every address.
-pub fn interface_addresses() -> std::io::Result<Vec<(String, IpAddr, u8)>> {
-    crate::sys::interfaces::addresses()
 }
 
 #[cfg(test)]

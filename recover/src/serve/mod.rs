@@ -133,7 +133,7 @@ fn session_token() -> Result<String, RecoverError> {
 
 /// The interface's IPv4 address and prefix length.
 fn interface_address(interface: &str) -> Result<(Ipv4Addr, u8), RecoverError> {
-    let addresses = routerd::system::interface_addresses().map_err(io("listing addresses"))?;
+    let addresses = routerd::sys::interfaces::addresses().map_err(io("listing addresses"))?;
     if !routerd::system::interface_exists(interface) {
         return Err(RecoverError::Usage(format!("--interface {interface}: no such interface")));
     }

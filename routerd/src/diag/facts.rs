@@ -8,7 +8,7 @@ use std::{
 };
 
 use super::plan::{LanFacts, LinkFacts, UplinkFacts};
-use crate::{supervisor::ServiceState, system};
+use crate::supervisor::ServiceState;
 
 pub fn link(name: &str) -> LinkFacts {
     let sys = Path::new("/sys/class/net").join(name);
@@ -28,7 +28,7 @@ pub fn link(name: &str) -> LinkFacts {
 }
 
 fn addresses_of(name: &str) -> Vec<IpAddr> {
-    system::interface_addresses()
+    crate::sys::interfaces::addresses()
         .unwrap_or_default()
         .into_iter()
         .filter(|(interface, _, _)| interface == name)

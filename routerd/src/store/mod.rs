@@ -166,7 +166,7 @@ pub fn remove_stale_temp_files(root: &Path) -> usize {
             if kind.is_dir() {
                 dirs.push(path);
             } else if let Some(pid) = temp_file_owner(&entry.file_name().to_string_lossy())
-                && !process_alive(pid)
+                && !crate::sys::process::is_alive(pid)
                 && fs::remove_file(&path).is_ok()
             {
                 tracing::info!("removed {}, left by an interrupted write", path.display());
@@ -184,10 +184,6 @@ fn temp_file_owner(file_name: &str) -> Option<i32> {
     let (pid, counter) = suffix.split_once('-')?;
     counter.parse::<u64>().ok()?;
     pid.parse().ok()
-}
-
-fn process_alive(pid: i32) -> bool {
-    crate::sys::process::is_alive(pid)
 }
 
 /// An exclusive advisory lock on a directory, for read-modify-write of files that several processes change

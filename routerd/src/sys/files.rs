@@ -2,10 +2,14 @@
 
 use std::{ffi::CString, fs::File, io, os::fd::AsRawFd, os::unix::ffi::OsStrExt, path::Path};
 
+/// `path` for the C library; a path with a NUL byte is an error.
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
+}
+
 /// Swaps two paths atomically (`renameat2` with `RENAME_EXCHANGE`): both must exist.
 pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
-    let (a, b) = (c(a)?, c(b)?);
+    let (a, b) = (c_path(a)?, c_path(b)?);
     // SAFETY: two valid NUL-terminated paths that outlive the call; renameat2 only reads them.
     let rc = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
@@ -20,9 +24,8 @@ pub fn lock_exclusive(file: &File) -> io::Result<()> {
 
 /// Mounts the file system of type `fstype` on `device` at `target`, with `flags` (`MS_…`) and no options.
 pub fn mount(device: &Path, target: &Path, fstype: &str, flags: libc::c_ulong) -> io::Result<()> {
-    let c = |bytes: &[u8]| CString::new(bytes).map_err(io::Error::other);
-    let (source, target, fstype) =
-        (c(device.as_os_str().as_bytes())?, c(target.as_os_str().as_bytes())?, c(fstype.as_bytes())?);
+    let fstype = CString::new(fstype).map_err(io::Error::other)?;
+    let (source, target) = (c_path(device)?, c_path(target)?);
     // SAFETY: NUL-terminated strings that outlive the call; no data argument.
     let result = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, std::ptr::null()) };
     if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }

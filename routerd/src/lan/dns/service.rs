@@ -28,7 +28,6 @@ use super::{
 use crate::{
     lan::dhcp4d::LeaseSnapshot,
     supervisor::{ServiceContext, ServiceError, ServiceState},
-    system,
     uplink::state::UplinkSnapshot,
 };
 
@@ -269,7 +268,7 @@ impl Shared {
     }
 
     fn refresh_local(&self, leases: &LeaseSnapshot) {
-        let router_addrs: Vec<IpAddr> = system::interface_addresses()
+        let router_addrs: Vec<IpAddr> = crate::sys::interfaces::addresses()
             .unwrap_or_default()
             .into_iter()
             .filter(|(name, addr, _)| {
