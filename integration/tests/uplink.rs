@@ -171,7 +171,7 @@ fn a_restart_with_the_isp_down_keeps_the_configuration() {
     );
     let status = lab.check(lab.router().status(), "status");
     assert_eq!(dhcp4(&status)["addr"], cidr);
-    assert!(lab.router().routerd_log().contains("applying the saved lease"), "{}", lab.router().routerd_log());
+    assert!(lab.router().routerd_log().contains("applying the saved DHCPv4 lease"), "{}", lab.router().routerd_log());
 
     // Still configured well past the time a server could have answered.
     std::thread::sleep(Duration::from_secs(3));

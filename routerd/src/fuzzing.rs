@@ -13,6 +13,7 @@ use crate::{
         dhcp4,
         dhcp6::{self},
         entropy::Sequence,
+        protocol::Protocol,
     },
 };
 

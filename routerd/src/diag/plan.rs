@@ -180,7 +180,7 @@ fn plan_uplink(facts: &Facts, uplink: &UplinkFacts, plan: &mut Vec<Planned<Check
                     }
                 })
                 .unwrap_or_default();
-            Ok(format!("{}/{} ({}{expiry})", status.lease.address, status.lease.prefix_len, status.state))
+            Ok(format!("{}/{} ({}{expiry})", status.lease.address, status.lease.prefix_len, status.phase))
         }
     };
     plan.push(node("uplink/dhcp4", Some("uplink/link"), "DHCPv4 lease", Check::Known(lease4)));
@@ -218,7 +218,7 @@ fn plan_uplink(facts: &Facts, uplink: &UplinkFacts, plan: &mut Vec<Planned<Check
         (Some(status), None) if status.lease.prefixes.is_empty() => Err("the lease delegates no prefix".into()),
         (Some(status), None) => {
             let prefixes: Vec<String> = status.lease.prefixes.iter().map(|p| p.cidr()).collect();
-            Ok(format!("prefix {} ({})", prefixes.join(", "), status.state))
+            Ok(format!("prefix {} ({})", prefixes.join(", "), status.phase))
         }
     };
     plan.push(node("uplink/dhcp6", Some("uplink/link"), "DHCPv6 lease with a delegated prefix", Check::Known(lease6)));
@@ -380,7 +380,7 @@ mod tests {
                 link: link("uplink0", "up"),
                 snapshot: UplinkSnapshot {
                     dhcp4: Some(Dhcp4Status {
-                        state: "bound".into(),
+                        phase: crate::uplink::protocol::Phase::Bound,
                         lease: lease4,
                         bound_at: Some(now),
                         renew_at: None,
@@ -388,7 +388,7 @@ mod tests {
                         expires_at: Some(now + Duration::from_secs(120)),
                     }),
                     dhcp6: Some(Dhcp6Status {
-                        state: "bound".into(),
+                        phase: crate::uplink::protocol::Phase::Bound,
                         lease: lease6,
                         bound_at: Some(now),
                         renew_at: None,

@@ -190,8 +190,8 @@ impl Collector {
             })
         };
         let clients = [
-            ("dhcp4", snapshot.dhcp4.as_ref().map(|s| (s.state.as_str(), remaining(s.expires_at)))),
-            ("dhcp6", snapshot.dhcp6.as_ref().map(|s| (s.state.as_str(), remaining(s.expires_at)))),
+            ("dhcp4", snapshot.dhcp4.as_ref().map(|s| (s.phase.label(), remaining(s.expires_at)))),
+            ("dhcp6", snapshot.dhcp6.as_ref().map(|s| (s.phase.label(), remaining(s.expires_at)))),
         ];
         out.family(
             "routerd_uplink_client_state",

@@ -3,10 +3,14 @@
 pub mod control;
 pub mod dhcp4;
 pub mod dhcp6;
+pub mod driver;
+#[cfg(test)]
+mod driver_tests;
 pub mod entropy;
 pub mod ipv4_udp;
 pub mod lease_times;
 pub mod packet_socket;
 #[cfg(test)]
 pub(crate) mod pcap;
+pub mod protocol;
 pub mod state;

@@ -1,8 +1,9 @@
-//! What the uplink has learned, published on a watch channel: the API and (later) the LAN services read it.
+//! What the uplink has learned, published on a watch channel: the API, the metrics, diagnostics and the LAN
+//! services read it.
 
 use std::time::SystemTime;
 
-use super::{dhcp4, dhcp6};
+use super::{dhcp4, dhcp6, protocol::Phase};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UplinkSnapshot {
@@ -12,23 +13,17 @@ pub struct UplinkSnapshot {
     pub ipv6_unavailable: Option<String>,
 }
 
+/// One client's lease and where the client stands with it. The times are unknown (`None`) for a lease restored
+/// from disk: they belong to before the restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Dhcp6Status {
-    pub state: String,
-    pub lease: dhcp6::Lease,
+pub struct LeaseStatus<Lease> {
+    pub phase: Phase,
+    pub lease: Lease,
     pub bound_at: Option<SystemTime>,
     pub renew_at: Option<SystemTime>,
     pub rebind_at: Option<SystemTime>,
     pub expires_at: Option<SystemTime>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Dhcp4Status {
-    /// The client's state ("bound", "renewing", …, or "restored" before any server answered).
-    pub state: String,
-    pub lease: dhcp4::Lease,
-    pub bound_at: Option<SystemTime>,
-    pub renew_at: Option<SystemTime>,
-    pub rebind_at: Option<SystemTime>,
-    pub expires_at: Option<SystemTime>,
-}
+pub type Dhcp4Status = LeaseStatus<dhcp4::Lease>;
+pub type Dhcp6Status = LeaseStatus<dhcp6::Lease>;

@@ -14,6 +14,7 @@ use crate::uplink::{
     dhcp4::client::{Client, ClientConfig, Destination, Event, State, Transmit},
     dhcp4::lease::Lease as ClientLease,
     entropy::Sequence,
+    protocol::Protocol,
 };
 
 const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -246,7 +247,7 @@ fn a_saved_lease_from_another_network_is_refused_and_the_client_starts_over() {
     };
     let mut pair = Pair::new(Some(foreign), server());
     let events = pair.run_until(pair.now + Duration::from_secs(30));
-    assert!(events.iter().any(|e| matches!(e, Event::Nak { .. })), "{events:?}");
+    assert!(events.iter().any(|e| matches!(e, Event::Refused(_))), "{events:?}");
     let lease = bound(&events).expect("a new lease after the NAK");
     assert_eq!(lease.address.octets()[..3], ROUTER.octets()[..3], "an address of the router's network");
     assert_eq!(lease.gateway, Some(ROUTER));

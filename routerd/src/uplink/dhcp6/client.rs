@@ -21,8 +21,11 @@ use super::{
     lease::{Lease, LeaseError},
     wire::{self, ServerMessage, WireError},
 };
-use crate::uplink::entropy::Entropy;
 pub use crate::uplink::lease_times::LeaseTimes;
+use crate::uplink::{
+    entropy::Entropy,
+    protocol::{Phase, Protocol},
+};
 
 const SOL_TIMEOUT: Duration = Duration::from_secs(1);
 const SOL_MAX_RT: Duration = Duration::from_secs(120);
@@ -54,14 +57,18 @@ pub enum State {
 
 impl State {
     pub fn name(self) -> &'static str {
+        self.phase().label()
+    }
+
+    pub fn phase(self) -> Phase {
         match self {
-            State::Init => "init",
-            State::Soliciting => "soliciting",
-            State::Requesting => "requesting",
-            State::Bound => "bound",
-            State::Renewing => "renewing",
-            State::Rebinding => "rebinding",
-            State::Released => "released",
+            State::Init => Phase::Init,
+            State::Soliciting => Phase::Soliciting,
+            State::Requesting => Phase::Requesting,
+            State::Bound => Phase::Bound,
+            State::Renewing => Phase::Renewing,
+            State::Rebinding => Phase::Rebinding,
+            State::Released => Phase::Released,
         }
     }
 }
@@ -72,16 +79,9 @@ pub struct Transmit {
     pub message_type: &'static str,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// Send to All_DHCP_Relay_Agents_and_Servers (ff02::1:2) on the uplink.
-    Send(Transmit),
-    Bound(Lease),
-    /// Every binding expired without an answer; the configuration is kept while the client keeps asking.
-    Expired,
-    /// A server answered but could not help (NoPrefixAvail, NoAddrsAvail, …); the client keeps asking.
-    Problem(String),
-}
+/// The client's events: [`Event::Send`] goes to All_DHCP_Relay_Agents_and_Servers (ff02::1:2) on the uplink;
+/// [`Event::Refused`] is a server that answered but could not help (NoPrefixAvail, NoAddrsAvail, …).
+pub type Event = crate::uplink::protocol::Event<Transmit, Lease>;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Ignored {
@@ -136,50 +136,6 @@ impl Client {
         self.state
     }
 
-    pub fn lease(&self) -> Option<(&Lease, LeaseTimes)> {
-        self.lease.as_ref().map(|(lease, times)| (lease, *times))
-    }
-
-    pub fn next_wakeup(&self) -> Instant {
-        self.wake_at
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Event> {
-        if now < self.wake_at {
-            return Vec::new();
-        }
-        match self.state {
-            State::Released => {
-                self.wake_at = now + Duration::from_secs(24 * 3600);
-                Vec::new()
-            }
-            State::Init => {
-                self.start_transaction(now, SOL_TIMEOUT);
-                // The first Solicit waits a little longer than IRT, never shorter (RFC 8415 §15).
-                self.retransmit = SOL_TIMEOUT + SOL_TIMEOUT.mul_f64(self.random_fraction().abs() / 10.0);
-                self.state = State::Soliciting;
-                self.wake_at = now + self.retransmit;
-                vec![self.solicit(now)]
-            }
-            State::Soliciting => {
-                self.back_off(SOL_MAX_RT);
-                self.wake_at = now + self.retransmit;
-                vec![self.solicit(now)]
-            }
-            State::Requesting => {
-                self.attempts += 1;
-                if self.attempts >= REQ_MAX_RC {
-                    self.restart(now);
-                    return self.handle_timeout(now);
-                }
-                self.back_off(REQ_MAX_RT);
-                self.wake_at = now + self.retransmit;
-                vec![self.request(now)]
-            }
-            State::Bound | State::Renewing | State::Rebinding => self.renewal_timeout(now),
-        }
-    }
-
     fn renewal_timeout(&mut self, now: Instant) -> Vec<Event> {
         let Some((_, times)) = self.lease.as_ref().map(|(l, t)| (l.clone(), *t)) else {
             self.restart(now);
@@ -207,81 +163,6 @@ impl Client {
         vec![self.renewal(kind, now)]
     }
 
-    /// Feeds a received DHCPv6 message (the UDP payload from port 547).
-    pub fn handle_packet(&mut self, now: Instant, payload: &[u8]) -> Result<Vec<Event>, Ignored> {
-        let message = wire::parse(payload)?;
-        if message.message_type == wire::RECONFIGURE {
-            // Without authentication keys a Reconfigure cannot be trusted; the client renews on its own schedule.
-            return Err(Ignored::Unexpected(message.message_type, self.state.name()));
-        }
-        if message.transaction_id != self.xid {
-            return Err(Ignored::OtherTransaction);
-        }
-        match (message.message_type, self.state) {
-            (wire::ADVERTISE, State::Soliciting) => {
-                match Lease::from_message(&message, &self.config.duid, self.config.ia_na, self.config.ia_pd) {
-                    Ok(_) => {}
-                    Err(error @ (LeaseError::Empty(_) | LeaseError::Refused(_))) => return Ok(self.problem(error)),
-                    Err(error) => return Err(error.into()),
-                }
-                self.advertise = Some(message);
-                self.state = State::Requesting;
-                self.start_transaction(now, REQ_TIMEOUT);
-                self.wake_at = now + self.retransmit;
-                Ok(vec![self.request(now)])
-            }
-            (wire::REPLY, State::Requesting | State::Renewing | State::Rebinding) => {
-                let lease = match Lease::from_message(&message, &self.config.duid, self.config.ia_na, self.config.ia_pd)
-                {
-                    Ok(lease) => lease,
-                    Err(error @ (LeaseError::Empty(_) | LeaseError::Refused(_))) => {
-                        // NoBinding after a Renew, NoPrefixAvail after a Request …: start over and keep asking.
-                        let mut events = self.problem(error);
-                        self.restart(now);
-                        self.wake_at = now + SOL_TIMEOUT;
-                        events.extend(self.handle_timeout(now));
-                        return Ok(events);
-                    }
-                    Err(error) => return Err(error.into()),
-                };
-                let start = self.transaction_start;
-                let times = LeaseTimes {
-                    bound_at: start,
-                    renew_at: start + lease.t1,
-                    rebind_at: start + lease.t2,
-                    expires_at: start + lease.valid,
-                };
-                self.hint = lease.prefixes.first().map(|p| (p.prefix, p.length)).or(self.hint);
-                self.lease = Some((lease.clone(), times));
-                self.state = State::Bound;
-                self.advertise = None;
-                self.last_problem = None;
-                self.wake_at = times.renew_at.max(now);
-                Ok(vec![Event::Bound(lease)])
-            }
-            (kind, state) => Err(Ignored::Unexpected(kind, state.name())),
-        }
-    }
-
-    /// Releases the bindings and stays idle until [`Client::restart`].
-    pub fn release(&mut self, now: Instant) -> Vec<Event> {
-        let mut events = Vec::new();
-        if self.lease.is_some() {
-            self.start_transaction(now, REQ_TIMEOUT);
-            events.push(self.renewal(MessageType::Release, now));
-            self.lease = None;
-        }
-        self.state = State::Released;
-        self.wake_at = now + Duration::from_secs(24 * 3600);
-        events
-    }
-
-    pub fn restart(&mut self, now: Instant) {
-        self.state = State::Init;
-        self.advertise = None;
-        self.wake_at = now;
-    }
-
     /// Reports a problem once per distinct message, so a server that keeps saying NoPrefixAvail does not flood
     /// the log.
     fn problem(&mut self, error: LeaseError) -> Vec<Event> {
@@ -290,7 +171,7 @@ impl Client {
             return Vec::new();
         }
         self.last_problem = Some(text.clone());
-        vec![Event::Problem(text)]
+        vec![Event::Refused(text)]
     }
 
     fn start_transaction(&mut self, now: Instant, initial: Duration) {
@@ -428,6 +309,135 @@ impl Client {
             }
         }
         Self::encode(&message, name)
+    }
+}
+
+impl Protocol for Client {
+    type Transmit = Transmit;
+    type Lease = Lease;
+    type Ignored = Ignored;
+
+    fn phase(&self) -> Phase {
+        self.state.phase()
+    }
+
+    fn lease(&self) -> Option<(&Lease, LeaseTimes)> {
+        self.lease.as_ref().map(|(lease, times)| (lease, *times))
+    }
+
+    fn next_wakeup(&self) -> Instant {
+        self.wake_at
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Vec<Event> {
+        if now < self.wake_at {
+            return Vec::new();
+        }
+        match self.state {
+            State::Released => {
+                self.wake_at = now + Duration::from_secs(24 * 3600);
+                Vec::new()
+            }
+            State::Init => {
+                self.start_transaction(now, SOL_TIMEOUT);
+                // The first Solicit waits a little longer than IRT, never shorter (RFC 8415 §15).
+                self.retransmit = SOL_TIMEOUT + SOL_TIMEOUT.mul_f64(self.random_fraction().abs() / 10.0);
+                self.state = State::Soliciting;
+                self.wake_at = now + self.retransmit;
+                vec![self.solicit(now)]
+            }
+            State::Soliciting => {
+                self.back_off(SOL_MAX_RT);
+                self.wake_at = now + self.retransmit;
+                vec![self.solicit(now)]
+            }
+            State::Requesting => {
+                self.attempts += 1;
+                if self.attempts >= REQ_MAX_RC {
+                    self.restart(now);
+                    return self.handle_timeout(now);
+                }
+                self.back_off(REQ_MAX_RT);
+                self.wake_at = now + self.retransmit;
+                vec![self.request(now)]
+            }
+            State::Bound | State::Renewing | State::Rebinding => self.renewal_timeout(now),
+        }
+    }
+
+    /// Feeds a received DHCPv6 message (the UDP payload from port 547).
+    fn handle_packet(&mut self, now: Instant, payload: &[u8]) -> Result<Vec<Event>, Ignored> {
+        let message = wire::parse(payload)?;
+        if message.message_type == wire::RECONFIGURE {
+            // Without authentication keys a Reconfigure cannot be trusted; the client renews on its own schedule.
+            return Err(Ignored::Unexpected(message.message_type, self.state.name()));
+        }
+        if message.transaction_id != self.xid {
+            return Err(Ignored::OtherTransaction);
+        }
+        match (message.message_type, self.state) {
+            (wire::ADVERTISE, State::Soliciting) => {
+                match Lease::from_message(&message, &self.config.duid, self.config.ia_na, self.config.ia_pd) {
+                    Ok(_) => {}
+                    Err(error @ (LeaseError::Empty(_) | LeaseError::Refused(_))) => return Ok(self.problem(error)),
+                    Err(error) => return Err(error.into()),
+                }
+                self.advertise = Some(message);
+                self.state = State::Requesting;
+                self.start_transaction(now, REQ_TIMEOUT);
+                self.wake_at = now + self.retransmit;
+                Ok(vec![self.request(now)])
+            }
+            (wire::REPLY, State::Requesting | State::Renewing | State::Rebinding) => {
+                let lease = match Lease::from_message(&message, &self.config.duid, self.config.ia_na, self.config.ia_pd)
+                {
+                    Ok(lease) => lease,
+                    Err(error @ (LeaseError::Empty(_) | LeaseError::Refused(_))) => {
+                        // NoBinding after a Renew, NoPrefixAvail after a Request …: start over and keep asking.
+                        let mut events = self.problem(error);
+                        self.restart(now);
+                        self.wake_at = now + SOL_TIMEOUT;
+                        events.extend(self.handle_timeout(now));
+                        return Ok(events);
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                let start = self.transaction_start;
+                let times = LeaseTimes {
+                    bound_at: start,
+                    renew_at: start + lease.t1,
+                    rebind_at: start + lease.t2,
+                    expires_at: start + lease.valid,
+                };
+                self.hint = lease.prefixes.first().map(|p| (p.prefix, p.length)).or(self.hint);
+                self.lease = Some((lease.clone(), times));
+                self.state = State::Bound;
+                self.advertise = None;
+                self.last_problem = None;
+                self.wake_at = times.renew_at.max(now);
+                Ok(vec![Event::Bound(lease)])
+            }
+            (kind, state) => Err(Ignored::Unexpected(kind, state.name())),
+        }
+    }
+
+    /// Releases the bindings and stays idle until [`Client::restart`].
+    fn release(&mut self, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        if self.lease.is_some() {
+            self.start_transaction(now, REQ_TIMEOUT);
+            events.push(self.renewal(MessageType::Release, now));
+            self.lease = None;
+        }
+        self.state = State::Released;
+        self.wake_at = now + Duration::from_secs(24 * 3600);
+        events
+    }
+
+    fn restart(&mut self, now: Instant) {
+        self.state = State::Init;
+        self.advertise = None;
+        self.wake_at = now;
     }
 }
 
@@ -588,7 +598,7 @@ mod tests {
         let advertise = server_message(MessageType::Advertise, 7, vec![ia_pd_with("2001:db8:100::", 56, Some(status))]);
         let events = client.handle_packet(Instant::now(), &advertise).expect("handled");
         assert!(
-            matches!(&events[..], [Event::Problem(text)] if text.contains("NoPrefixAvail (none left)")),
+            matches!(&events[..], [Event::Refused(text)] if text.contains("NoPrefixAvail (none left)")),
             "{events:?}"
         );
         assert_eq!(client.state(), State::Soliciting);
@@ -603,7 +613,7 @@ mod tests {
             let mut client = soliciting_client(7);
             let advertise = server_message(MessageType::Advertise, 7, vec![ia_pd_with(prefix, length, None)]);
             let events = client.handle_packet(Instant::now(), &advertise).expect("handled");
-            assert!(matches!(&events[..], [Event::Problem(_)]), "{prefix}/{length}: {events:?}");
+            assert!(matches!(&events[..], [Event::Refused(_)]), "{prefix}/{length}: {events:?}");
             assert_eq!(client.state(), State::Soliciting);
         }
     }

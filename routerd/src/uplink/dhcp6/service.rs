@@ -1,7 +1,8 @@
-//! The DHCPv6 client service: runs the state machine on UDP port 546 of the uplink, applies the IA_NA address
-//! and the delegated prefix (one /64 per LAN), persists the lease, and publishes it. A saved lease is applied
-//! before any server is asked. IPv6 duplicate address detection is waited out, not fatal: sends fail while the
-//! link-local address is tentative, and the state machine retries.
+//! The DHCPv6 client service: UDP port 546 on the uplink ([`Dhcp6Link`]) and where a DHCPv6 lease takes
+//! effect ([`Dhcp6Effects`]: `dhcp6/wire/lease.json`, the IA_NA address on the uplink, one /64 of the delegated
+//! prefix per LAN, the snapshot); the generic [`Driver`] runs the client between them. IPv6 duplicate address
+//! detection is waited out, not fatal: sends fail while the link-local address is tentative, and the client
+//! retries.
 
 use std::{
     net::{Ipv6Addr, SocketAddr, SocketAddrV6},
@@ -11,15 +12,15 @@ use std::{
 
 use tokio::{net::UdpSocket, sync::watch};
 
-use super::{Client, ClientConfig, Event, Lease, LeaseTimes, State, duid, store};
+use super::{Client, ClientConfig, Lease, LeaseTimes, Transmit, duid, store};
 use crate::{
     netconfig::Netconfig,
     supervisor::{ServiceContext, ServiceError, ServiceState},
     system,
-    uplink::control::{Command, Inbox},
     uplink::{
+        control::Inbox,
+        driver::{Driver, Effects, Link, Surroundings},
         entropy::SystemEntropy,
-        lease_times::wall_clock,
         state::{Dhcp6Status, UplinkSnapshot},
     },
 };
@@ -50,152 +51,110 @@ pub async fn run(
     let duid = duid::load_or_create(&options.perm, mac)?;
     let ia_na = u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]);
 
-    let saved = match store::load(&options.perm) {
-        Ok(saved) => saved,
-        Err(problem) => {
-            tracing::warn!("{problem}; asking the ISP again");
-            None
-        }
-    };
-    let mut applied: Option<Lease> = None;
-    if let Some(lease) = &saved {
-        tracing::info!("applying the saved DHCPv6 lease ({}) before asking the ISP", describe(lease));
-        match apply(&netconfig, &options.uplink, lease, None).await {
-            Ok(()) => applied = Some(lease.clone()),
-            Err(error) => tracing::warn!("applying the saved DHCPv6 lease: {error}"),
-        }
-        publish(&uplink, "restored", lease, None);
-    }
+    let surroundings = Surroundings::new(&options.perm, &options.uplink, netconfig, uplink);
+    let mut driver = Driver::new(Dhcp6Effects(surroundings));
+    let saved = driver.restore(store::load(&options.perm)).await;
 
     // Enabling forwarding made the kernel drop the default route it had learned from the ISP's RA; ask for an RA
     // now instead of waiting for the next unsolicited one (up to several minutes with real ISPs).
     if let Err(error) = send_router_solicitation(&options.uplink, index) {
         tracing::info!("sending a router solicitation on {}: {error}; waiting for the next RA", options.uplink);
     }
-    let socket = client_socket(&options.uplink, index)?;
-    let destination = SocketAddr::V6(SocketAddrV6::new(ALL_SERVERS, SERVER_PORT, 0, index));
+    let link = Dhcp6Link {
+        socket: client_socket(&options.uplink, index)?,
+        destination: SocketAddr::V6(SocketAddrV6::new(ALL_SERVERS, SERVER_PORT, 0, index)),
+        uplink_name: options.uplink.clone(),
+        buffer: vec![0u8; 4096],
+    };
     let config = ClientConfig { duid, ia_na: Some(ia_na), ia_pd: Some(IA_PD_IAID) };
-    let mut client = Client::new(config, Box::new(SystemEntropy::default()), saved, Instant::now());
+    let client = Client::new(config, Box::new(SystemEntropy::default()), saved, Instant::now());
     context.report(ServiceState::Running, format!("on {}", options.uplink));
-    let mut last_state = client.state();
-    let mut buffer = vec![0u8; 4096];
-    loop {
-        let wake = client.next_wakeup();
-        let events = tokio::select! {
-            _ = context.shutdown.wait() => return Ok(()),
-            _ = tokio::time::sleep_until(wake.into()) => client.handle_timeout(Instant::now()),
-            request = crate::command_channel::next(&inbox) => {
-                let Some(request) = request else { continue };
-                let answer = match request.command {
-                    Command::Release => {
-                        for event in client.release(Instant::now()) {
-                            if let Event::Send(transmit) = event
-                                && let Err(error) = socket.send_to(&transmit.payload, destination).await
-                            {
-                                tracing::warn!("sending the Release: {error}");
-                            }
-                        }
-                        let answer = match applied.take() {
-                            Some(lease) => {
-                                if let Err(error) = unapply(&netconfig, &options.uplink, &lease).await {
-                                    tracing::error!("removing the released addresses: {error}");
-                                }
-                                format!("released {}", describe(&lease))
-                            }
-                            None => "no lease to release".to_string(),
-                        };
-                        if let Err(error) = store::remove(&options.perm) {
-                            tracing::error!("forgetting the saved DHCPv6 lease: {error}");
-                        }
-                        uplink.send_modify(|s| {
-                            s.dhcp6 = None;
-                            s.ipv6_unavailable = Some("the DHCPv6 lease was released on request".to_string());
-                        });
-                        tracing::info!("{answer} (on request); not asking again until renewed");
-                        answer
-                    }
-                    Command::Renew => {
-                        client.restart(Instant::now());
-                        "asking the ISP for an address and a prefix now".to_string()
-                    }
-                };
-                let _ = request.reply.send(answer);
-                continue;
-            }
-            received = socket.recv_from(&mut buffer) => {
-                let (len, from) = received?;
-                if let Err(reason) = check_source(from) {
-                    tracing::info!("ignored a DHCPv6 message from {from}: {reason}");
-                    continue;
-                }
-                match client.handle_packet(Instant::now(), &buffer[..len]) {
-                    Ok(events) => events,
-                    Err(ignored) => {
-                        tracing::debug!("ignored a DHCPv6 message from {from}: {ignored}");
-                        continue;
-                    }
-                }
-            }
-        };
-        for event in events {
-            match event {
-                Event::Send(transmit) => {
-                    tracing::debug!("sending {} ({})", transmit.message_type, client.state().name());
-                    if let Err(error) = socket.send_to(&transmit.payload, destination).await {
-                        // EADDRNOTAVAIL while the link-local address is still tentative (DAD): retried later.
-                        tracing::info!("sending {} on {}: {error}; will retry", transmit.message_type, options.uplink);
-                    }
-                }
-                Event::Bound(lease) => {
-                    let Some((_, times)) = client.lease() else { continue };
-                    let changed = !applied.as_ref().is_some_and(|a| a.same_configuration(&lease));
-                    tracing::info!(
-                        "DHCPv6 lease: {}, renew in {} s, rebind in {} s{}",
-                        describe(&lease),
-                        lease.t1.as_secs(),
-                        lease.t2.as_secs(),
-                        if changed { "" } else { " (unchanged)" }
-                    );
-                    if let Err(error) = store::save(&options.perm, &lease, times) {
-                        tracing::error!("saving the DHCPv6 lease: {error}");
-                    }
-                    if changed {
-                        match apply(&netconfig, &options.uplink, &lease, applied.as_ref()).await {
-                            Ok(()) => applied = Some(lease.clone()),
-                            Err(error) => tracing::error!("applying the DHCPv6 lease: {error}"),
-                        }
-                    }
-                    publish(&uplink, client.state().name(), &lease, Some(times));
-                }
-                Event::Problem(problem) => {
-                    tracing::warn!("DHCPv6: {problem}; asking again");
-                    if applied.is_none() {
-                        uplink
-                            .send_modify(|s| s.ipv6_unavailable = Some(format!("the ISP's DHCPv6 server: {problem}")));
-                    }
-                }
-                Event::Expired => {
-                    tracing::warn!(
-                        "the DHCPv6 lease expired without an answer; keeping its configuration and asking again"
-                    );
-                    if let Some((lease, times)) = client.lease() {
-                        publish(&uplink, "expired (configuration kept)", lease, Some(times));
-                    }
-                }
+    driver.run(client, link, &inbox, &mut context.shutdown).await?;
+    Ok(())
+}
+
+/// Every message goes to All_DHCP_Relay_Agents_and_Servers; only link-local servers on port 547 are heard.
+pub struct Dhcp6Link {
+    socket: UdpSocket,
+    destination: SocketAddr,
+    uplink_name: String,
+    buffer: Vec<u8>,
+}
+
+impl Link for Dhcp6Link {
+    type Transmit = Transmit;
+
+    async fn send(&self, transmit: &Transmit) {
+        tracing::debug!("sending {}", transmit.message_type);
+        if let Err(error) = self.socket.send_to(&transmit.payload, self.destination).await {
+            // EADDRNOTAVAIL while the link-local address is still tentative (DAD): retried later.
+            tracing::info!("sending {} on {}: {error}; will retry", transmit.message_type, self.uplink_name);
+        }
+    }
+
+    async fn receive(&mut self) -> std::io::Result<Vec<u8>> {
+        loop {
+            let (len, from) = self.socket.recv_from(&mut self.buffer).await?;
+            match check_source(from) {
+                Ok(()) => return Ok(self.buffer[..len].to_vec()),
+                Err(reason) => tracing::info!("ignored a DHCPv6 message from {from}: {reason}"),
             }
         }
-        if client.state() != last_state {
-            last_state = client.state();
-            match last_state {
-                State::Renewing => tracing::info!("DHCPv6 T1 reached: renewing with the server that granted the lease"),
-                State::Rebinding => tracing::warn!("DHCPv6 T2 reached without an answer: rebinding with any server"),
-                _ => {}
-            }
-            if let Some((lease, times)) = client.lease()
-                && uplink.borrow().dhcp6.as_ref().is_some_and(|s| !s.state.starts_with("expired"))
-            {
-                publish(&uplink, last_state.name(), lease, Some(times));
-            }
+    }
+}
+
+/// A DHCPv6 lease's effects: saved in `dhcp6/wire/lease.json`, its address on the uplink and its prefix on the
+/// LANs, published (with the reason when the LANs get no IPv6).
+pub struct Dhcp6Effects(pub Surroundings);
+
+impl Effects for Dhcp6Effects {
+    type Lease = Lease;
+    const FAMILY: &'static str = "DHCPv6";
+
+    fn describe(lease: &Lease) -> String {
+        describe(lease)
+    }
+
+    fn same_configuration(lease: &Lease, other: &Lease) -> bool {
+        lease.same_configuration(other)
+    }
+
+    fn save(&mut self, lease: &Lease, times: LeaseTimes, _reply: Option<&[u8]>) {
+        if let Err(error) = store::save(&self.0.perm, lease, times) {
+            tracing::error!("saving the DHCPv6 lease: {error}");
+        }
+    }
+
+    fn forget(&mut self) {
+        if let Err(error) = store::remove(&self.0.perm) {
+            tracing::error!("forgetting the saved DHCPv6 lease: {error}");
+        }
+    }
+
+    async fn apply(&mut self, lease: &Lease, previous: Option<&Lease>) -> Result<(), String> {
+        apply(&self.0.netconfig, &self.0.uplink_name, lease, previous).await.map_err(|e| e.to_string())
+    }
+
+    async fn remove(&mut self, lease: &Lease) -> Result<(), String> {
+        unapply(&self.0.netconfig, &self.0.uplink_name, lease).await.map_err(|e| e.to_string())
+    }
+
+    fn publish(&mut self, status: Option<Dhcp6Status>) {
+        self.0.uplink.send_modify(|snapshot| {
+            snapshot.ipv6_unavailable = match &status {
+                Some(status) if status.lease.prefixes.is_empty() => {
+                    Some("the ISP delegated no prefix (DHCPv6 gave no IA_PD): the LANs get no IPv6".to_string())
+                }
+                Some(_) => None,
+                None => Some("the DHCPv6 lease was released on request".to_string()),
+            };
+            snapshot.dhcp6 = status;
+        });
+    }
+
+    fn refused(&mut self, reason: &str, configured: bool) {
+        if !configured {
+            self.0.uplink.send_modify(|s| s.ipv6_unavailable = Some(format!("the ISP's DHCPv6 server: {reason}")));
         }
     }
 }
@@ -254,23 +213,6 @@ fn client_socket(uplink: &str, index: u32) -> std::io::Result<UdpSocket> {
     socket.set_nonblocking(true)?;
     socket.bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, CLIENT_PORT, 0, 0)).into())?;
     UdpSocket::from_std(socket.into())
-}
-
-fn publish(uplink: &watch::Sender<UplinkSnapshot>, state: &str, lease: &Lease, times: Option<LeaseTimes>) {
-    uplink.send_modify(|snapshot| {
-        snapshot.ipv6_unavailable = lease
-            .prefixes
-            .is_empty()
-            .then(|| "the ISP delegated no prefix (DHCPv6 gave no IA_PD): the LANs get no IPv6".to_string());
-        snapshot.dhcp6 = Some(Dhcp6Status {
-            state: state.to_string(),
-            lease: lease.clone(),
-            bound_at: times.map(|t| wall_clock(t.bound_at)),
-            renew_at: times.map(|t| wall_clock(t.renew_at)),
-            rebind_at: times.map(|t| wall_clock(t.rebind_at)),
-            expires_at: times.map(|t| wall_clock(t.expires_at)),
-        });
-    });
 }
 
 /// DHCPv6 servers and relays answer from a link-local address and port 547 (RFC 8415 §13.1, §18.2.10): anything
