@@ -103,6 +103,11 @@ fn the_metrics_port_answers_bad_requests_with_errors_and_keeps_serving() {
     assert_eq!(status(&["http://127.0.0.1:8066/"]), "404");
     assert_eq!(status(&["-X", "POST", "http://127.0.0.1:8066/metrics"]), "405");
     assert_eq!(status(&["http://127.0.0.1:8066/metrics"]), "200");
+    assert_eq!(status(&["--head", "http://127.0.0.1:8066/metrics"]), "200");
+    // A request head larger than the endpoint takes is refused, not buffered.
+    let huge = format!("X-Filler: {}", "a".repeat(20_000));
+    let refused = status(&["--header", &huge, "http://127.0.0.1:8066/metrics"]);
+    assert!(refused.starts_with('4'), "an oversized head got {refused}");
     // Garbage and a client that connects and says nothing: neither holds the endpoint up.
     let garbage = ns
         .command("/usr/bin/python3")

@@ -1,24 +1,27 @@
-//! The metrics endpoint: plain HTTP/1.1 `GET /metrics` on port 8066 of the loopback and LAN addresses. One
-//! request per connection; anything else gets a short error answer, and a client that sends nothing or too much
-//! is cut off without holding anything up.
+//! The metrics endpoint: HTTP/1.1 `GET /metrics` on port 8066 of the loopback and LAN addresses, served by hyper
+//! (already in the tree through tonic). One request per connection; anything else gets a short error answer
+//! (hyper answers what is not HTTP with 400), and a client that sends nothing or too much is cut off without
+//! holding anything up: bounded connections overall and per address, a header timeout, a cap on the whole
+//! exchange.
 
-use std::{net::TcpListener as StdTcpListener, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::TcpListener as StdTcpListener, sync::Arc, time::Duration};
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    task::JoinSet,
-};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, task::JoinSet};
 
 use super::{collect::Collector, text::CONTENT_TYPE};
 use crate::supervisor::{ServiceContext, ServiceError, ServiceState};
 
 /// router7's metrics port.
 pub const PORT: u16 = 8066;
+/// hyper's smallest read buffer, so the largest request head it takes.
 const MAX_REQUEST_HEAD: usize = 8192;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a request head asks for.
+/// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     Metrics,
@@ -26,28 +29,17 @@ pub enum Route {
     NotFound,
     /// Another method: 405.
     MethodNotAllowed,
-    /// Not an HTTP request line: 400.
-    BadRequest,
 }
 
-/// Routes a request by its first line.
-pub fn route(head: &[u8]) -> Route {
-    let Some(line) = head.split(|b| *b == b'\n').next().and_then(|l| std::str::from_utf8(l).ok()) else {
-        return Route::BadRequest;
-    };
-    let mut parts = line.trim_end_matches('\r').split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Route::BadRequest;
-    };
-    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-        return Route::BadRequest;
+/// Routes a request by its method and path (the query is ignored).
+pub fn route(method: &Method, path: &str) -> Route {
+    if method != Method::GET && method != Method::HEAD {
+        Route::MethodNotAllowed
+    } else if path == "/metrics" {
+        Route::Metrics
+    } else {
+        Route::NotFound
     }
-    if method != "GET" && method != "HEAD" {
-        return Route::MethodNotAllowed;
-    }
-    let path = target.split('?').next().unwrap_or(target);
-    if path == "/metrics" { Route::Metrics } else { Route::NotFound }
 }
 
 pub async fn serve(
@@ -70,7 +62,18 @@ pub async fn serve(
                 let Some(slot) = limit.try_acquire(from.ip()) else { continue };
                 let collector = collector.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, answer(stream, collector)).await;
+                    let service = hyper::service::service_fn(move |request| {
+                        let collector = collector.clone();
+                        async move { Ok::<_, Infallible>(answer(request, &collector).await) }
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(REQUEST_TIMEOUT)
+                        .max_buf_size(MAX_REQUEST_HEAD)
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(stream), service);
+                    // A connection that fails (garbage, a timeout, a reset) fails only itself.
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, connection).await;
                     drop(slot);
                 });
             }
@@ -84,48 +87,18 @@ pub async fn serve(
     }
 }
 
-async fn answer(mut stream: TcpStream, collector: Collector) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut buffer = [0u8; 1024];
-    let complete = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        loop {
-            let len = stream.read(&mut buffer).await?;
-            if len == 0 {
-                return Ok::<bool, std::io::Error>(false);
-            }
-            head.extend_from_slice(&buffer[..len]);
-            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-                return Ok(true);
-            }
-            if head.len() > MAX_REQUEST_HEAD {
-                return Ok(false);
-            }
-        }
-    })
-    .await
-    .unwrap_or(Ok(false))?;
-    let head_only = head.starts_with(b"HEAD ");
-    let (status, body) = if !complete {
-        ("400 Bad Request", "incomplete or oversized request\n".to_string())
-    } else {
-        match route(&head) {
-            Route::Metrics => ("200 OK", collector.render().await),
-            Route::NotFound => ("404 Not Found", "routerd serves only /metrics here\n".to_string()),
-            Route::MethodNotAllowed => ("405 Method Not Allowed", "use GET\n".to_string()),
-            Route::BadRequest => ("400 Bad Request", "not an HTTP/1 request\n".to_string()),
-        }
+async fn answer<B>(request: Request<B>, collector: &Collector) -> Response<Full<Bytes>> {
+    // hyper leaves out the body of an answer to HEAD and keeps its length.
+    let (status, body) = match route(request.method(), request.uri().path()) {
+        Route::Metrics => (StatusCode::OK, collector.render().await),
+        Route::NotFound => (StatusCode::NOT_FOUND, "routerd serves only /metrics here\n".to_string()),
+        Route::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "use GET\n".to_string()),
     };
-    let content_type = if status.starts_with("200") { CONTENT_TYPE } else { "text/plain; charset=utf-8" };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        response.extend_from_slice(body.as_bytes());
-    }
-    stream.write_all(&response).await?;
-    stream.shutdown().await
+    let content_type = if status == StatusCode::OK { CONTENT_TYPE } else { "text/plain; charset=utf-8" };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response
 }
 
 #[cfg(test)]
@@ -133,14 +106,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_are_routed_by_their_first_line() {
-        assert_eq!(route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Route::Metrics);
-        assert_eq!(route(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Metrics);
-        assert_eq!(route(b"HEAD /metrics HTTP/1.1\r\n\r\n"), Route::Metrics);
-        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::MethodNotAllowed);
-        for bad in [&b""[..], b"\xff\xfe", b"GET /metrics", b"GET /metrics HTTP/2 extra", b"GET metrics HTTP/1.1"] {
-            assert_eq!(route(bad), Route::BadRequest, "{:?}", String::from_utf8_lossy(bad));
-        }
+    fn requests_are_routed_by_method_and_path() {
+        assert_eq!(route(&Method::GET, "/metrics"), Route::Metrics);
+        assert_eq!(route(&Method::HEAD, "/metrics"), Route::Metrics);
+        assert_eq!(route(&Method::GET, "/"), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/metrics/"), Route::NotFound);
+        assert_eq!(route(&Method::POST, "/metrics"), Route::MethodNotAllowed);
+        assert_eq!(route(&Method::PUT, "/"), Route::MethodNotAllowed);
     }
 }
