@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -89,52 +89,14 @@ impl Running {
 
 /// Starts routerd's services and returns once the API is listening.
 pub async fn start(options: Options) -> Result<Running, DaemonError> {
-    std::fs::create_dir_all(&options.perm)
-        .map_err(|source| DaemonError::PermDir { path: options.perm.clone(), source })?;
-    // First, before anything reads the clock (lease timers anchor on it, certificates are checked against it).
-    crate::timesync::floor::apply_at_start(&options.perm, crate::timesync::owns_the_clock());
-    if let Some(what) = crate::backup::restore::resume(&options.perm) {
-        tracing::warn!("{what}");
-    }
-    if let Some(what) = crate::backup::restore::on_start(&options.perm) {
-        tracing::warn!("{what}");
-    }
-    crate::store::remove_stale_temp_files(&options.perm);
-    if let Some(path) = crate::pki::rotation::remove_interrupted_rotation(&options.perm) {
-        tracing::warn!("removed {}: a CA rotation was interrupted before it changed anything", path.display());
-    }
-    let config = Config::load(&options.perm);
-    for problem in &config.problems {
-        tracing::error!("{}: {} (using defaults for this file until it is fixed)", problem.file, problem.message);
-    }
+    settle_perm(&options.perm)?;
+    let config = load_config(&options.perm);
     let hostname = config.routerd.hostname.clone().unwrap_or_else(system::hostname);
     // Before the listeners are bound: the API listens on the LAN addresses that interfaces.json gives.
-    let netconfig = match Netconfig::connect() {
-        Ok(netconfig) => {
-            for problem in netconfig.apply_interfaces(&config.interfaces).await {
-                tracing::warn!("{}: {problem}", crate::config::INTERFACES_JSON);
-            }
-            Some(netconfig)
-        }
-        Err(error) => {
-            tracing::error!("{error}: interfaces cannot be configured");
-            None
-        }
-    };
+    let netconfig = configure_interfaces(&config).await;
     // Before forwarding is turned on and before anything listens: the router is never open without its firewall.
     let firewall_at_start = lock_down(&config);
-    let authority = Arc::new(Authority::load_or_create(PkiPaths::new(&options.perm), &hostname)?);
-
-    let wanted = if options.listen.is_empty() { default_listen_addrs() } else { options.listen.clone() };
-    let listeners = bind_all(&firewall_at_start.allowed(wanted))?;
-    let listen_addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
-    tracing::info!(
-        "management API bound to {}",
-        listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-    );
-    let credentials = authority.server_credentials(&server_names(&hostname, &listen_addrs))?;
-    let tls = Arc::new(TlsSource::new(authority.clone(), credentials));
-    tls.current()?;
+    let endpoint = bind_api(&options, &hostname, &firewall_at_start)?;
 
     let (trigger, shutdown) = Shutdown::new();
     let mut supervisor = Supervisor::new(shutdown, Backoff::default());
@@ -145,22 +107,13 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let uplink_for_dns = system::interface_exists(UPLINK).then(|| uplink_state.subscribe());
     let lease_control =
         start_lan(&mut supervisor, &options, &config, &hostname, lease_table, uplink_for_dns, metrics.clone());
-    let capture = match &netconfig {
-        Some(netconfig) if system::interface_exists(UPLINK) => {
-            Some(start_capture(&mut supervisor, netconfig.clone(), &config))
-        }
-        _ => None,
-    };
+    let capture = start_capture(&mut supervisor, netconfig.as_ref(), &config);
     let clock_view = start_timesync(&mut supervisor, &options, &config, uplink_state.subscribe());
     let uplink_control = match netconfig {
         Some(netconfig) => start_uplink(&mut supervisor, netconfig, &options, &config, &hostname, uplink_state),
         None => UplinkControl::default(),
     };
-    let forward_control = match firewall_at_start {
-        FirewallAtStart::NotARouter => None,
-        FirewallAtStart::Locked => start_firewall(&mut supervisor, &options, &config, false),
-        FirewallAtStart::Failed => start_firewall(&mut supervisor, &options, &config, true),
-    };
+    let forward_control = start_firewall(&mut supervisor, &options, &config, &firewall_at_start);
     let diagnostics = start_diagnostics(
         &mut supervisor,
         &config,
@@ -183,38 +136,11 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         firewall_cache: Arc::default(),
     };
     start_metrics(&mut supervisor, &options, collector, firewall_at_start);
-    if std::env::var_os(crate::update::TRIAL_ENV).is_some() {
-        let (perm, diagnostics) = (options.perm.clone(), diagnostics.clone());
-        supervisor.spawn("update-trial", move |context| {
-            crate::update::trial::run(perm.clone(), diagnostics.clone(), context)
-        });
-    }
-    if std::env::var_os("ROUTERD_INIT").is_some() {
-        let running = crate::update::system::state::running_slot();
-        if let Some(what) = crate::update::system::state::reconcile_at_start(&options.perm, running) {
-            tracing::warn!("{what}");
-        }
-        let on_trial = crate::update::system::state::SystemState::load(&options.perm)
-            .ok()
-            .and_then(|s| s.trial)
-            .is_some_and(|t| running.map(routerd_init::layout::Slot::name) == Some(t.to_slot.as_str()));
-        if on_trial {
-            let (perm, diagnostics, hostname) = (options.perm.clone(), diagnostics.clone(), hostname.clone());
-            supervisor.spawn("system-trial", move |context| {
-                crate::update::system::trial::run(perm.clone(), hostname.clone(), diagnostics.clone(), context)
-            });
-        }
-    }
     let (restarter, restart) = Restarter::new();
-    if crate::backup::restore::trial(&options.perm).is_some() {
-        let (perm, diagnostics, restarter) = (options.perm.clone(), diagnostics.clone(), restarter.clone());
-        supervisor.spawn("restore-trial", move |context| {
-            crate::backup::trial::run(perm.clone(), diagnostics.clone(), restarter.clone(), context)
-        });
-    }
+    start_trials(&mut supervisor, &options.perm, &hostname, &diagnostics, &restarter);
     let api_context = ApiContext {
-        authority,
-        tls,
+        authority: endpoint.authority,
+        tls: endpoint.tls,
         system: SystemView {
             hostname,
             started_at: SystemTime::now(),
@@ -231,19 +157,135 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         diagnostics,
         perm: options.perm.clone(),
         restarter,
-        update_confirm_window: config
-            .routerd
-            .update_confirm_window_seconds
-            .filter(|s| routerd_proto::CONFIRM_WINDOW_SECONDS.contains(s))
-            .map(Duration::from_secs)
-            .unwrap_or(api::update::DEFAULT_CONFIRM_WINDOW),
-        listeners: Arc::new(listeners),
+        update_confirm_window: confirm_window(&config),
+        listeners: Arc::new(endpoint.listeners),
     };
     supervisor.spawn("api", move |context| {
         let api_context = api_context.clone();
         async move { api::serve(api_context, context).await.map_err(Into::into) }
     });
-    Ok(Running { listen_addrs, statuses, trigger, supervisor, restart })
+    Ok(Running { listen_addrs: endpoint.listen_addrs, statuses, trigger, supervisor, restart })
+}
+
+/// The configuration under `--perm`; each file with a problem is logged and replaced by its defaults.
+fn load_config(perm: &Path) -> Config {
+    let config = Config::load(perm);
+    for problem in &config.problems {
+        tracing::error!("{}: {} (using defaults for this file until it is fixed)", problem.file, problem.message);
+    }
+    config
+}
+
+/// The management API's listeners and TLS, bound where the firewall at start allows.
+struct ApiEndpoint {
+    authority: Arc<Authority>,
+    tls: Arc<TlsSource>,
+    listeners: Vec<TcpListener>,
+    listen_addrs: Vec<SocketAddr>,
+}
+
+fn bind_api(
+    options: &Options,
+    hostname: &str,
+    firewall_at_start: &FirewallAtStart,
+) -> Result<ApiEndpoint, DaemonError> {
+    let authority = Arc::new(Authority::load_or_create(PkiPaths::new(&options.perm), hostname)?);
+    let wanted = if options.listen.is_empty() { default_listen_addrs() } else { options.listen.clone() };
+    let listeners = bind_all(&firewall_at_start.allowed(wanted))?;
+    let listen_addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    tracing::info!(
+        "management API bound to {}",
+        listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    );
+    let credentials = authority.server_credentials(&server_names(hostname, &listen_addrs))?;
+    let tls = Arc::new(TlsSource::new(authority.clone(), credentials));
+    tls.current()?;
+    Ok(ApiEndpoint { authority, tls, listeners, listen_addrs })
+}
+
+/// Brings `--perm` to a consistent state before anything reads it: an interrupted restore or CA rotation is
+/// finished or undone, stale temporary files go, and the clock is moved past its saved floor first of all (lease
+/// timers anchor on it, certificates are checked against it).
+fn settle_perm(perm: &Path) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(perm).map_err(|source| DaemonError::PermDir { path: perm.to_path_buf(), source })?;
+    crate::timesync::floor::apply_at_start(perm, crate::timesync::owns_the_clock());
+    if let Some(what) = crate::backup::restore::resume(perm) {
+        tracing::warn!("{what}");
+    }
+    if let Some(what) = crate::backup::restore::on_start(perm) {
+        tracing::warn!("{what}");
+    }
+    crate::store::remove_stale_temp_files(perm);
+    if let Some(path) = crate::pki::rotation::remove_interrupted_rotation(perm) {
+        tracing::warn!("removed {}: a CA rotation was interrupted before it changed anything", path.display());
+    }
+    Ok(())
+}
+
+/// Renames and configures the interfaces as interfaces.json says; `None` when netlink is not available.
+async fn configure_interfaces(config: &Config) -> Option<Netconfig> {
+    match Netconfig::connect() {
+        Ok(netconfig) => {
+            for problem in netconfig.apply_interfaces(&config.interfaces).await {
+                tracing::warn!("{}: {problem}", crate::config::INTERFACES_JSON);
+            }
+            Some(netconfig)
+        }
+        Err(error) => {
+            tracing::error!("{error}: interfaces cannot be configured");
+            None
+        }
+    }
+}
+
+/// The trials that decide whether what changed before this start stays: an updated routerd, an updated system
+/// slot, a restored backup.
+fn start_trials(
+    supervisor: &mut Supervisor,
+    perm: &Path,
+    hostname: &str,
+    diagnostics: &crate::diag::Diagnostics,
+    restarter: &Restarter,
+) {
+    if std::env::var_os(crate::update::TRIAL_ENV).is_some() {
+        let (perm, diagnostics) = (perm.to_path_buf(), diagnostics.clone());
+        supervisor.spawn("update-trial", move |context| {
+            crate::update::trial::run(perm.clone(), diagnostics.clone(), context)
+        });
+    }
+    if std::env::var_os("ROUTERD_INIT").is_some() {
+        let running = crate::update::system::state::running_slot();
+        if let Some(what) = crate::update::system::state::reconcile_at_start(perm, running) {
+            tracing::warn!("{what}");
+        }
+        let on_trial = crate::update::system::state::SystemState::load(perm)
+            .ok()
+            .and_then(|s| s.trial)
+            .is_some_and(|t| running.map(routerd_init::layout::Slot::name) == Some(t.to_slot.as_str()));
+        if on_trial {
+            let (perm, diagnostics, hostname) = (perm.to_path_buf(), diagnostics.clone(), hostname.to_string());
+            supervisor.spawn("system-trial", move |context| {
+                crate::update::system::trial::run(perm.clone(), hostname.clone(), diagnostics.clone(), context)
+            });
+        }
+    }
+    if crate::backup::restore::trial(perm).is_some() {
+        let (perm, diagnostics, restarter) = (perm.to_path_buf(), diagnostics.clone(), restarter.clone());
+        supervisor.spawn("restore-trial", move |context| {
+            crate::backup::trial::run(perm.clone(), diagnostics.clone(), restarter.clone(), context)
+        });
+    }
+}
+
+/// routerd.json's confirm window for updates, or the default when it is unset or out of range (the check of
+/// routerd.json has already said so).
+fn confirm_window(config: &Config) -> Duration {
+    config
+        .routerd
+        .update_confirm_window_seconds
+        .filter(|s| routerd_proto::CONFIRM_WINDOW_SECONDS.contains(s))
+        .map(Duration::from_secs)
+        .unwrap_or(api::update::DEFAULT_CONFIRM_WINDOW)
 }
 
 /// The DHCPv4 server on every LAN that has an IPv4 address in interfaces.json (and exists).
@@ -331,9 +373,10 @@ fn lan_pools(config: &Config) -> Vec<PoolConfig> {
 /// The capture of configuration traffic on the uplink and the LANs, for `rtrctl capture`.
 fn start_capture(
     supervisor: &mut Supervisor,
-    netconfig: Netconfig,
+    netconfig: Option<&Netconfig>,
     config: &Config,
-) -> crate::capture::service::CaptureHub {
+) -> Option<crate::capture::service::CaptureHub> {
+    let netconfig = netconfig.filter(|_| system::interface_exists(UPLINK))?.clone();
     let mut interfaces = vec![UPLINK.to_string()];
     interfaces.extend(system::lan_interfaces().into_iter().map(|(name, _)| name));
     // An out-of-range size is a configuration problem (reported at load); the default applies then.
@@ -349,7 +392,7 @@ fn start_capture(
         let (hub, netconfig) = (shared.clone(), netconfig.clone());
         async move { crate::capture::service::run(hub, netconfig, dns_history, context).await }
     });
-    hub
+    Some(hub)
 }
 
 /// The clock service; its status for the API and diagnostics.
@@ -544,9 +587,14 @@ fn start_firewall(
     supervisor: &mut Supervisor,
     options: &Options,
     config: &Config,
-    loopback_only: bool,
+    at_start: &FirewallAtStart,
 ) -> Option<ForwardControl> {
     use crate::firewall::service::Firewall;
+    let loopback_only = match at_start {
+        FirewallAtStart::NotARouter => return None,
+        FirewallAtStart::Locked => false,
+        FirewallAtStart::Failed => true,
+    };
     let base = firewall_input(config);
     if base.lans.is_empty() {
         tracing::warn!("no LAN in interfaces.json: only the lockdown ruleset is loaded (nothing is forwarded)");

@@ -97,125 +97,12 @@ impl Ruleset {
     pub fn build(input: &RulesetInput) -> Ruleset {
         let uplink = format!("\"{}\"", input.uplink);
         let lans = set(&input.lans);
-
-        let mut input_rules: Vec<String> = vec![
-            "meta nfproto ipv4 ct state invalid counter drop".into(),
-            "meta nfproto ipv6 ct state invalid counter drop".into(),
-            "ct state established,related counter accept".into(),
-            "iif \"lo\" accept".into(),
-        ];
-        if !input.lans.is_empty() {
-            // Management API, DNS, DHCP and metrics: only from the LANs (and loopback, above).
-            input_rules.push(format!("iifname {lans} counter accept"));
-        }
-        input_rules.extend([
-            format!("iifname {uplink} udp sport 67 udp dport 68 counter accept"),
-            format!("iifname {uplink} ip6 saddr fe80::/10 udp sport 547 udp dport 546 counter accept"),
-            format!("iifname {uplink} icmpv6 type {{ {ICMPV6_INPUT} }} counter accept"),
-            format!("iifname {uplink} icmp type {{ {ICMP_INPUT} }} limit rate 100/second counter accept"),
-            // One drop rule per family, so the metrics can tell them apart (an inet table sees only these).
-            "meta nfproto ipv4 counter drop".into(),
-            "meta nfproto ipv6 counter drop".into(),
-        ]);
-        let input_chain = Chain {
-            name: "input",
-            base: Some("type filter hook input priority filter; policy drop;".into()),
-            rules: input_rules,
-        };
-
-        let mut forward_rules = vec![
-            // MSS clamping for links with a smaller MTU upstream (PPPoE, tunnels).
-            format!("oifname {uplink} tcp flags syn / syn,rst tcp option maxseg size set rt mtu"),
-            "meta nfproto ipv4 ct state invalid counter drop".into(),
-            "meta nfproto ipv6 ct state invalid counter drop".into(),
-        ];
-        if input.flowtable {
-            // Established TCP and UDP flows leave the slow path: the kernel forwards them from ingress.
-            forward_rules.push("ct state established meta l4proto { tcp, udp } flow add @fastpath".into());
-        }
-        forward_rules.push("ct state established,related counter accept".to_string());
-        if !input.lans.is_empty() {
-            forward_rules.push(format!("iifname {lans} oifname {uplink} counter accept"));
-            forward_rules.push(format!("iifname {lans} oifname {lans} counter accept"));
-        }
-        forward_rules.extend([
-            // Port forwards: DNAT'ed in prerouting.
-            format!("iifname {uplink} ct status dnat counter accept"),
-            format!("iifname {uplink} icmpv6 type {{ {ICMPV6_FORWARD} }} counter accept"),
-        ]);
-        for pinhole in &input.pinholes {
-            forward_rules.push(format!(
-                "iifname {uplink} ip6 daddr {} {} dport {} counter accept",
-                pinhole.address, pinhole.protocol, pinhole.port
-            ));
-        }
-        forward_rules.extend(["meta nfproto ipv4 counter drop".into(), "meta nfproto ipv6 counter drop".into()]);
-        let forward_chain = Chain {
-            name: "forward",
-            base: Some("type filter hook forward priority filter; policy drop;".into()),
-            rules: forward_rules,
-        };
         // Runs after the filter and sees only what it accepted: what the router forwarded, per family (flows on
         // the flowtable's fast path bypass it after their first packets).
         let forwarded_chain = Chain {
             name: "forwarded",
             base: Some("type filter hook forward priority filter + 10; policy accept;".into()),
             rules: vec!["meta nfproto ipv4 counter".into(), "meta nfproto ipv6 counter".into()],
-        };
-
-        // Forwards apply to every address of the router except loopback and LAN ones, so they keep working
-        // when the uplink address changes.
-        let mut excluded = vec!["127.0.0.0/8".to_string()];
-        excluded.extend(input.lan_networks.iter().map(|(_, _, router)| router.to_string()));
-        let mut prerouting = Vec::new();
-        for forward in &input.forwards {
-            for protocol in forward.protocols.names() {
-                // Port for port: the same ports keep theirs, one port maps to one, a shifted range through a map
-                // (a plain port range in `dnat to` would pick any port of it, not the matching one).
-                let mapping = if forward.ports == forward.dest_ports {
-                    forward.dest_addr.to_string()
-                } else if forward.ports.start() == forward.ports.end() {
-                    format!("{}:{}", forward.dest_addr, forward.dest_ports.start())
-                } else {
-                    let pairs: Vec<String> = forward
-                        .ports
-                        .clone()
-                        .zip(forward.dest_ports.clone())
-                        .map(|(from, to)| format!("{from} : {to}"))
-                        .collect();
-                    format!("{} : {protocol} dport map {{ {} }}", forward.dest_addr, pairs.join(", "))
-                };
-                prerouting.push(format!(
-                    "fib daddr type local ip daddr != {{ {} }} {protocol} dport {} counter dnat to {mapping}",
-                    excluded.join(", "),
-                    range(&forward.ports)
-                ));
-            }
-        }
-        let mut postrouting = vec![format!("oifname {uplink} counter masquerade")];
-        for (network, prefix_len, _) in &input.lan_networks {
-            // Hairpin: a LAN device using the public address reaches a forward on its own LAN; the reply must
-            // come back through the router, so the source is the router too.
-            postrouting.push(format!(
-                "ip saddr {network}/{prefix_len} ip daddr {network}/{prefix_len} ct status dnat counter masquerade"
-            ));
-        }
-        let nat = Table {
-            family: "ip",
-            name: "routerd_nat",
-            flowtable: None,
-            chains: vec![
-                Chain {
-                    name: "prerouting",
-                    base: Some("type nat hook prerouting priority dstnat; policy accept;".into()),
-                    rules: prerouting,
-                },
-                Chain {
-                    name: "postrouting",
-                    base: Some("type nat hook postrouting priority srcnat; policy accept;".into()),
-                    rules: postrouting,
-                },
-            ],
         };
         Ruleset {
             tables: vec![
@@ -227,9 +114,13 @@ impl Ruleset {
                         devices.push(input.uplink.clone());
                         format!("flowtable fastpath {{ hook ingress priority filter; devices = {}; }}", set(&devices))
                     }),
-                    chains: vec![input_chain, forward_chain, forwarded_chain],
+                    chains: vec![
+                        input_chain(input, &uplink, &lans),
+                        forward_chain(input, &uplink, &lans),
+                        forwarded_chain,
+                    ],
                 },
-                nat,
+                nat_table(input, &uplink),
             ],
         }
     }
@@ -320,6 +211,128 @@ fn rule_id(table: &Table, chain: &str, rule: &str) -> String {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("r{hash:016x}")
+}
+
+/// What reaches the router itself: established flows, the LANs, DHCP replies and RFC 4890 ICMP from the uplink.
+fn input_chain(input: &RulesetInput, uplink: &str, lans: &str) -> Chain {
+    let mut input_rules: Vec<String> = vec![
+        "meta nfproto ipv4 ct state invalid counter drop".into(),
+        "meta nfproto ipv6 ct state invalid counter drop".into(),
+        "ct state established,related counter accept".into(),
+        "iif \"lo\" accept".into(),
+    ];
+    if !input.lans.is_empty() {
+        // Management API, DNS, DHCP and metrics: only from the LANs (and loopback, above).
+        input_rules.push(format!("iifname {lans} counter accept"));
+    }
+    input_rules.extend([
+        format!("iifname {uplink} udp sport 67 udp dport 68 counter accept"),
+        format!("iifname {uplink} ip6 saddr fe80::/10 udp sport 547 udp dport 546 counter accept"),
+        format!("iifname {uplink} icmpv6 type {{ {ICMPV6_INPUT} }} counter accept"),
+        format!("iifname {uplink} icmp type {{ {ICMP_INPUT} }} limit rate 100/second counter accept"),
+        // One drop rule per family, so the metrics can tell them apart (an inet table sees only these).
+        "meta nfproto ipv4 counter drop".into(),
+        "meta nfproto ipv6 counter drop".into(),
+    ]);
+    Chain {
+        name: "input",
+        base: Some("type filter hook input priority filter; policy drop;".into()),
+        rules: input_rules,
+    }
+}
+
+/// What the router forwards: LAN to internet and between LANs, port forwards, pinholes, RFC 4890 ICMPv6.
+fn forward_chain(input: &RulesetInput, uplink: &str, lans: &str) -> Chain {
+    let mut forward_rules = vec![
+        // MSS clamping for links with a smaller MTU upstream (PPPoE, tunnels).
+        format!("oifname {uplink} tcp flags syn / syn,rst tcp option maxseg size set rt mtu"),
+        "meta nfproto ipv4 ct state invalid counter drop".into(),
+        "meta nfproto ipv6 ct state invalid counter drop".into(),
+    ];
+    if input.flowtable {
+        // Established TCP and UDP flows leave the slow path: the kernel forwards them from ingress.
+        forward_rules.push("ct state established meta l4proto { tcp, udp } flow add @fastpath".into());
+    }
+    forward_rules.push("ct state established,related counter accept".to_string());
+    if !input.lans.is_empty() {
+        forward_rules.push(format!("iifname {lans} oifname {uplink} counter accept"));
+        forward_rules.push(format!("iifname {lans} oifname {lans} counter accept"));
+    }
+    forward_rules.extend([
+        // Port forwards: DNAT'ed in prerouting.
+        format!("iifname {uplink} ct status dnat counter accept"),
+        format!("iifname {uplink} icmpv6 type {{ {ICMPV6_FORWARD} }} counter accept"),
+    ]);
+    for pinhole in &input.pinholes {
+        forward_rules.push(format!(
+            "iifname {uplink} ip6 daddr {} {} dport {} counter accept",
+            pinhole.address, pinhole.protocol, pinhole.port
+        ));
+    }
+    forward_rules.extend(["meta nfproto ipv4 counter drop".into(), "meta nfproto ipv6 counter drop".into()]);
+    Chain {
+        name: "forward",
+        base: Some("type filter hook forward priority filter; policy drop;".into()),
+        rules: forward_rules,
+    }
+}
+
+/// Port forwards (DNAT), masquerade on the uplink and hairpin NAT.
+fn nat_table(input: &RulesetInput, uplink: &str) -> Table {
+    // Forwards apply to every address of the router except loopback and LAN ones, so they keep working
+    // when the uplink address changes.
+    let mut excluded = vec!["127.0.0.0/8".to_string()];
+    excluded.extend(input.lan_networks.iter().map(|(_, _, router)| router.to_string()));
+    let mut prerouting = Vec::new();
+    for forward in &input.forwards {
+        for protocol in forward.protocols.names() {
+            // Port for port: the same ports keep theirs, one port maps to one, a shifted range through a map
+            // (a plain port range in `dnat to` would pick any port of it, not the matching one).
+            let mapping = if forward.ports == forward.dest_ports {
+                forward.dest_addr.to_string()
+            } else if forward.ports.start() == forward.ports.end() {
+                format!("{}:{}", forward.dest_addr, forward.dest_ports.start())
+            } else {
+                let pairs: Vec<String> = forward
+                    .ports
+                    .clone()
+                    .zip(forward.dest_ports.clone())
+                    .map(|(from, to)| format!("{from} : {to}"))
+                    .collect();
+                format!("{} : {protocol} dport map {{ {} }}", forward.dest_addr, pairs.join(", "))
+            };
+            prerouting.push(format!(
+                "fib daddr type local ip daddr != {{ {} }} {protocol} dport {} counter dnat to {mapping}",
+                excluded.join(", "),
+                range(&forward.ports)
+            ));
+        }
+    }
+    let mut postrouting = vec![format!("oifname {uplink} counter masquerade")];
+    for (network, prefix_len, _) in &input.lan_networks {
+        // Hairpin: a LAN device using the public address reaches a forward on its own LAN; the reply must
+        // come back through the router, so the source is the router too.
+        postrouting.push(format!(
+            "ip saddr {network}/{prefix_len} ip daddr {network}/{prefix_len} ct status dnat counter masquerade"
+        ));
+    }
+    Table {
+        family: "ip",
+        name: "routerd_nat",
+        flowtable: None,
+        chains: vec![
+            Chain {
+                name: "prerouting",
+                base: Some("type nat hook prerouting priority dstnat; policy accept;".into()),
+                rules: prerouting,
+            },
+            Chain {
+                name: "postrouting",
+                base: Some("type nat hook postrouting priority srcnat; policy accept;".into()),
+                rules: postrouting,
+            },
+        ],
+    }
 }
 
 #[cfg(test)]
