@@ -158,11 +158,17 @@ pub fn plan(facts: &Facts) -> Vec<Planned<Check>> {
 }
 
 fn plan_uplink(facts: &Facts, uplink: &UplinkFacts, plan: &mut Vec<Planned<Check>>) {
-    let now = facts.now.unwrap_or_else(SystemTime::now);
     let name = &uplink.link.name;
     plan.push(node("uplink/link", None, &format!("{name} link"), Check::Known(uplink.link.check())));
+    plan_ipv4(facts, uplink, plan);
+    plan_ipv6_prefix(facts, uplink, plan);
+    plan_ipv6_route(facts, uplink, plan);
+}
 
-    // IPv4: lease → gateway → the internet.
+/// IPv4: lease → gateway → the internet.
+fn plan_ipv4(facts: &Facts, uplink: &UplinkFacts, plan: &mut Vec<Planned<Check>>) {
+    let now = facts.now.unwrap_or_else(SystemTime::now);
+    let name = &uplink.link.name;
     let dhcp4 = uplink.snapshot.dhcp4.as_ref();
     let lease4 = match dhcp4 {
         None => Err("no DHCPv4 lease (the ISP's server has not answered yet)".to_string()),
@@ -209,8 +215,10 @@ fn plan_uplink(facts: &Facts, uplink: &UplinkFacts, plan: &mut Vec<Planned<Check
         }
     };
     plan.push(node("internet/dns", Some("uplink/dhcp4/gateway"), "upstream DNS resolves", dns_check));
+}
 
-    // IPv6: lease → a /64 of the delegated prefix on each LAN → router advertisements there.
+/// IPv6: lease → a /64 of the delegated prefix on each LAN → router advertisements there.
+fn plan_ipv6_prefix(facts: &Facts, uplink: &UplinkFacts, plan: &mut Vec<Planned<Check>>) {
     let dhcp6 = uplink.snapshot.dhcp6.as_ref();
     let lease6 = match (dhcp6, &uplink.snapshot.ipv6_unavailable) {
         (_, Some(reason)) => Err(format!("no IPv6 for the LANs: {reason}")),
@@ -251,8 +259,12 @@ fn plan_uplink(facts: &Facts, uplink: &UplinkFacts, plan: &mut Vec<Planned<Check
             Check::Known(ra),
         ));
     }
+}
 
-    // IPv6 routing: an RA on the uplink gave a default route → its gateway → the internet.
+/// IPv6 routing: an RA on the uplink gave a default route → its gateway → the internet.
+fn plan_ipv6_route(facts: &Facts, uplink: &UplinkFacts, plan: &mut Vec<Planned<Check>>) {
+    let name = &uplink.link.name;
+    let dhcp6 = uplink.snapshot.dhcp6.as_ref();
     let route = match uplink.ipv6_gateway {
         Some(gateway) => Ok(format!("default route via {gateway} on {name}")),
         None => Err(format!("no IPv6 default route on {name} (no router advertisement seen)")),
