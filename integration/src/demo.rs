@@ -222,7 +222,7 @@ fn lan_device_pairs(lab: &Lab) -> Result<String, String> {
     let device = lab.lan(1);
     let addr = device.set_static_ipv4().map_err(lab_error)?;
     let code = lab.router().pairing_code().map_err(lab_error)?;
-    let output = device.rtrctl(&["pair", "--code", &code, "--name", "lan1-laptop"]).map_err(lab_error)?;
+    let output = device.rtrctl(&["pair", &code, "--name", "lan1-laptop"]).map_err(lab_error)?;
     if !output.success {
         return Err(format!("rtrctl pair failed: {}", output_text(&output)));
     }
@@ -294,14 +294,13 @@ fn strangers_are_refused(lab: &Lab) -> Result<String, String> {
     }
     // A pairing code works once: a second device using the same code is refused.
     let code = lab.router().pairing_code().map_err(lab_error)?;
-    let first = stranger.rtrctl(&["pair", "--code", &code, "--name", "lan2-phone"]).map_err(lab_error)?;
+    let first = stranger.rtrctl(&["pair", &code, "--name", "lan2-phone"]).map_err(lab_error)?;
     if !first.success {
         return Err(format!("pairing lan2 failed: {}", output_text(&first)));
     }
     let other_identity = lab.work_dir().join("lan2/second-identity.pem");
-    let reused = stranger
-        .rtrctl_with_identity(&other_identity, &["pair", "--code", &code, "--name", "intruder"])
-        .map_err(lab_error)?;
+    let reused =
+        stranger.rtrctl_with_identity(&other_identity, &["pair", &code, "--name", "intruder"]).map_err(lab_error)?;
     if reused.success {
         return Err("a pairing code worked twice".to_string());
     }

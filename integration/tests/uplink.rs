@@ -331,8 +331,17 @@ fn rtrctl_releases_the_leases_and_renews_them() {
     let status = delegated(&lab);
     let prefix = dhcp6(&status)["prefixes"][0].as_str().unwrap_or_default().to_string();
 
-    let released = lab.check(lab.router().rtrctl(&["uplink", "release"]), "rtrctl uplink release");
+    let released = lab.check(lab.router().rtrctl(&["-o", "json", "uplink", "release"]), "rtrctl uplink release");
     assert!(released.success, "{}", released.combined());
+    let doc: Value = serde_json::from_str(&released.stdout).expect("JSON");
+    let outcomes: Vec<(&str, &str)> = doc["clients"]
+        .as_array()
+        .map(|clients| {
+            clients.iter().map(|c| (c["client"].as_str().unwrap_or(""), c["outcome"].as_str().unwrap_or(""))).collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(outcomes, [("dhcp4", "released"), ("dhcp6", "released")], "{doc}");
+    assert!(doc["clients"][1]["lease"].as_str().is_some_and(|l| l.contains(&prefix)), "{doc}");
     assert!(released.stdout.contains(&format!("dhcp4: released {cidr}")), "{}", released.stdout);
     assert!(
         released.stdout.contains("dhcp6: released address") && released.stdout.contains(&prefix),
@@ -360,6 +369,8 @@ fn rtrctl_releases_the_leases_and_renews_them() {
     let json = lab.check(lab.router().rtrctl(&["-o", "json", "uplink", "renew", "--ipv4"]), "rtrctl uplink renew");
     let doc: Value = serde_json::from_str(&json.stdout).expect("JSON");
     assert_eq!(doc["results"].as_array().map(Vec::len), Some(1), "{doc}");
+    assert_eq!(doc["clients"][0]["client"], "dhcp4", "{doc}");
+    assert_eq!(doc["clients"][0]["outcome"], "renewing", "{doc}");
     let status = lab.check(
         lab.router().wait_for_status("bound after renew", LEASE_TIMEOUT, |s| dhcp4(s)["state"] == "bound"),
         "renewed",

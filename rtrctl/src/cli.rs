@@ -29,8 +29,11 @@ pub enum Command {
     /// Pair this workstation with a router using a code from `routerd pki pairing-code`.
     Pair {
         /// The pairing code, as printed on the router (dashes optional).
-        #[arg(long)]
-        code: String,
+        #[arg(required_unless_present = "code_flag", conflicts_with = "code_flag")]
+        code: Option<String>,
+        /// The pairing code (the earlier spelling `--code CODE`).
+        #[arg(long = "code", value_name = "CODE", hide = true)]
+        code_flag: Option<String>,
         /// Name for this identity on the router. Default: this machine's hostname.
         #[arg(long)]
         name: Option<String>,
@@ -143,7 +146,7 @@ pub enum Command {
 pub enum PkiAction {
     /// Replace the router's CA after a backup or a paired device leaked: every client identity, this one too,
     /// stops working at once; the router prints nothing, this command shows the one-time pairing code to pair
-    /// again with (`rtrctl pair --code CODE --force`).
+    /// again with (`rtrctl pair CODE --force`).
     RotateCa {
         /// Yes, lock every paired device out.
         #[arg(long)]
@@ -178,8 +181,9 @@ pub struct UpdateArgs {
     #[arg(long, value_name = "BUNDLE")]
     pub image: Option<PathBuf>,
     /// Update even when the router is unhealthy now (the new version is then held only to the checks that pass).
-    #[arg(long)]
-    pub force: bool,
+    /// `--force` is the earlier spelling; everywhere else `--force` means "overwrite the file".
+    #[arg(long = "ignore-health", alias = "force")]
+    pub ignore_health: bool,
     /// Seconds the new version has to report healthy before the router rolls it back (default: the router's
     /// setting, 120 s unless routerd.json says otherwise).
     #[arg(long, value_parser = clap::value_parser!(u64).range(routerd_proto::CONFIRM_WINDOW_SECONDS))]
@@ -207,15 +211,16 @@ pub enum UpdateAction {
     Rollback,
 }
 
-/// Which address family a host name resolves to.
+/// One address family, the same flags for every command: the family a host name resolves to (ping,
+/// traceroute), the uplink's lease to act on (uplink release|renew). Neither means both, or either.
 #[derive(Clone, Copy, Debug, clap::Args)]
 #[group(multiple = false)]
 pub struct Family {
-    /// IPv4 only.
-    #[arg(short = '4')]
+    /// IPv4 only (uplink: only the DHCPv4 lease).
+    #[arg(short = '4', long = "ipv4")]
     pub ipv4: bool,
-    /// IPv6 only.
-    #[arg(short = '6')]
+    /// IPv6 only (uplink: only the DHCPv6 lease, address and prefix).
+    #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
 }
 
@@ -233,9 +238,9 @@ pub enum ForwardsAction {
     List,
     /// Forward a port (or range) of the router's public address to a device; applied at once, then saved.
     Add {
-        /// tcp, udp or tcp,udp
-        #[arg(long, default_value = "tcp")]
-        proto: String,
+        /// tcp, udp or tcp,udp (`--proto` is the earlier spelling).
+        #[arg(long = "protocol", alias = "proto", default_value = "tcp")]
+        protocol: String,
         /// The router's port, or a range like 8040-8060.
         #[arg(long)]
         port: String,
@@ -311,19 +316,9 @@ pub enum StaticAction {
 pub enum UplinkAction {
     /// Release the leases (DHCPRELEASE / DHCPv6 Release): the addresses and the delegated prefix are removed and
     /// routerd stops asking until `rtrctl uplink renew`.
-    Release(Families),
+    Release(Family),
     /// Ask the ISP for leases now (after a release, or to pick up a change at once).
-    Renew(Families),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct Families {
-    /// Only the DHCPv4 lease.
-    #[arg(long = "ipv4", short = '4')]
-    pub ipv4: bool,
-    /// Only the DHCPv6 lease (address and prefix).
-    #[arg(long = "ipv6", short = '6')]
-    pub ipv6: bool,
+    Renew(Family),
 }
 
 impl Cli {
@@ -375,7 +370,10 @@ pub fn main() -> ExitCode {
 pub async fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Status => commands::status::run(cli).await,
-        Command::Pair { code, name, force } => commands::pair::run(cli, code, name.as_deref(), *force).await,
+        Command::Pair { code, code_flag, name, force } => {
+            let code = code.as_deref().or(code_flag.as_deref()).unwrap_or_default();
+            commands::pair::run(cli, code, name.as_deref(), *force).await
+        }
         Command::Uplink { action } => commands::uplink::run(cli, action).await,
         Command::Pki { action } => commands::pki::run(cli, action).await,
         Command::Leases { action } => commands::leases::run(cli, action).await,
@@ -395,5 +393,68 @@ pub async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Reboot { yes } => commands::reboot::run(cli, false, *yes).await,
         Command::Poweroff { yes } => commands::reboot::run(cli, true, *yes).await,
         Command::Completions { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("rtrctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_earlier_spellings_still_parse_to_the_same_command() {
+        let Ok(Cli { command: Command::Pair { code, code_flag, .. }, .. }) = parse(&["pair", "ABCD-EFGH"]) else {
+            panic!("pair CODE");
+        };
+        assert_eq!((code.as_deref(), code_flag), (Some("ABCD-EFGH"), None));
+        let Ok(Cli { command: Command::Pair { code, code_flag, .. }, .. }) = parse(&["pair", "--code", "ABCD"]) else {
+            panic!("pair --code CODE");
+        };
+        assert_eq!((code, code_flag.as_deref()), (None, Some("ABCD")));
+        assert!(parse(&["pair"]).is_err(), "a code is required");
+        assert!(parse(&["pair", "A", "--code", "B"]).is_err(), "one code");
+
+        for flag in ["--protocol", "--proto"] {
+            let parsed = parse(&["forwards", "add", flag, "udp", "--port", "53", "--dest-addr", "192.0.2.9"]);
+            let Ok(Cli { command: Command::Forwards { action: ForwardsAction::Add { protocol, .. } }, .. }) = parsed
+            else {
+                panic!("forwards add {flag}");
+            };
+            assert_eq!(protocol, "udp");
+        }
+        for flag in ["--ignore-health", "--force"] {
+            let Ok(Cli { command: Command::Update(args), .. }) = parse(&["update", "--binary", "routerd", flag]) else {
+                panic!("update {flag}");
+            };
+            assert!(args.ignore_health, "{flag}");
+        }
+    }
+
+    #[test]
+    fn one_family_flag_set_everywhere() {
+        for (args, ipv4, ipv6) in [
+            (vec!["uplink", "renew", "-4"], true, false),
+            (vec!["uplink", "release", "--ipv6"], false, true),
+            (vec!["uplink", "renew"], false, false),
+            (vec!["ping", "--ipv4", "example.com"], true, false),
+            (vec!["traceroute", "-6", "example.com"], false, true),
+        ] {
+            let family = match parse(&args).map(|cli| cli.command) {
+                Ok(Command::Uplink { action: UplinkAction::Renew(f) | UplinkAction::Release(f) }) => f,
+                Ok(Command::Ping { family, .. } | Command::Traceroute { family, .. }) => family,
+                other => panic!("{args:?}: {other:?}"),
+            };
+            assert_eq!((family.ipv4, family.ipv6), (ipv4, ipv6), "{args:?}");
+        }
+        assert!(parse(&["ping", "-4", "-6", "example.com"]).is_err());
+        assert!(parse(&["uplink", "renew", "-4", "-6"]).is_err(), "neither flag means both");
     }
 }

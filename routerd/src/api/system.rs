@@ -13,7 +13,7 @@ use crate::{
     supervisor::{ServiceState, Statuses},
     system,
     uplink::{
-        control::{Command, UplinkControl},
+        control::{Answer, Command, Outcome, UplinkControl},
         state::UplinkSnapshot,
     },
 };
@@ -119,16 +119,18 @@ impl SystemService for SystemApi {
         &self,
         request: tonic::Request<pb::ReleaseUplinkRequest>,
     ) -> Result<tonic::Response<pb::ReleaseUplinkResponse>, tonic::Status> {
-        let results = self.to_uplink(request.into_inner().families, Command::Release).await?;
-        Ok(tonic::Response::new(pb::ReleaseUplinkResponse { results }))
+        let outcomes = self.to_uplink(request.into_inner().families, Command::Release).await?;
+        let (results, clients) = uplink_results(&outcomes);
+        Ok(tonic::Response::new(pb::ReleaseUplinkResponse { results, clients }))
     }
 
     async fn renew_uplink(
         &self,
         request: tonic::Request<pb::RenewUplinkRequest>,
     ) -> Result<tonic::Response<pb::RenewUplinkResponse>, tonic::Status> {
-        let results = self.to_uplink(request.into_inner().families, Command::Renew).await?;
-        Ok(tonic::Response::new(pb::RenewUplinkResponse { results }))
+        let outcomes = self.to_uplink(request.into_inner().families, Command::Renew).await?;
+        let (results, clients) = uplink_results(&outcomes);
+        Ok(tonic::Response::new(pb::RenewUplinkResponse { results, clients }))
     }
 }
 
@@ -137,7 +139,7 @@ impl SystemApi {
         &self,
         families: Option<pb::UplinkFamilies>,
         command: Command,
-    ) -> Result<Vec<String>, tonic::Status> {
+    ) -> Result<Vec<Outcome>, tonic::Status> {
         let families = families.unwrap_or_default();
         let both = !families.ipv4 && !families.ipv6;
         let control = &self.view.uplink_control;
@@ -156,6 +158,23 @@ impl SystemApi {
         }
         Ok(results)
     }
+}
+
+/// The outcomes as lines of text and as typed results.
+fn uplink_results(outcomes: &[Outcome]) -> (Vec<String>, Vec<pb::UplinkClientResult>) {
+    let typed = outcomes
+        .iter()
+        .map(|outcome| {
+            let (kind, lease) = match &outcome.answer {
+                Some(Answer::Released(lease)) => (pb::UplinkOutcome::Released, lease.clone()),
+                Some(Answer::NothingToRelease) => (pb::UplinkOutcome::NothingToRelease, String::new()),
+                Some(Answer::Renewing) => (pb::UplinkOutcome::Renewing, String::new()),
+                None => (pb::UplinkOutcome::NotRunning, String::new()),
+            };
+            pb::UplinkClientResult { client: outcome.client.to_string(), outcome: kind as i32, lease }
+        })
+        .collect();
+    (outcomes.iter().map(ToString::to_string).collect(), typed)
 }
 
 fn clock_to_proto(status: &crate::timesync::ClockStatus) -> pb::ClockStatus {

@@ -9,16 +9,52 @@ pub enum Command {
     Renew,
 }
 
-pub type Request = command_channel::Request<Command, String>;
+/// What a client did with a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The lease (described in one line) was given back.
+    Released(String),
+    NothingToRelease,
+    /// The client started over and is asking the ISP.
+    Renewing,
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Released(lease) => write!(f, "released {lease}"),
+            Answer::NothingToRelease => f.write_str("no lease to release"),
+            Answer::Renewing => f.write_str("asking the ISP for a lease now"),
+        }
+    }
+}
+
+/// One client's answer; `answer` is `None` when the client is not running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub client: &'static str,
+    pub answer: Option<Answer>,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.answer {
+            Some(answer) => write!(f, "{}: {answer}", self.client),
+            None => write!(f, "{}: not running", self.client),
+        }
+    }
+}
+
+pub type Request = command_channel::Request<Command, Answer>;
 
 /// The receiving end, shared by every restart of a service.
-pub type Inbox = command_channel::Inbox<Command, String>;
+pub type Inbox = command_channel::Inbox<Command, Answer>;
 
 /// The API's handle to one client service.
 #[derive(Clone, Debug)]
 pub struct Control {
     name: &'static str,
-    sender: command_channel::Sender<Command, String>,
+    sender: command_channel::Sender<Command, Answer>,
 }
 
 impl Control {
@@ -28,11 +64,8 @@ impl Control {
     }
 
     /// Sends a command and waits for the service's answer.
-    pub async fn send(&self, command: Command) -> String {
-        match self.sender.send(command).await {
-            Some(text) => format!("{}: {text}", self.name),
-            None => format!("{}: not running", self.name),
-        }
+    pub async fn send(&self, command: Command) -> Outcome {
+        Outcome { client: self.name, answer: self.sender.send(command).await }
     }
 }
 

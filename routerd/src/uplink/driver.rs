@@ -7,7 +7,7 @@
 use std::{future::Future, time::Instant};
 
 use super::{
-    control::{Command, Inbox},
+    control::{Answer, Command, Inbox},
     lease_times::{LeaseTimes, wall_clock},
     protocol::{Event, Phase, Protocol},
     state::LeaseStatus,
@@ -218,7 +218,7 @@ impl<E: Effects> Driver<E> {
         self.effects.publish(Some(status(phase, lease, Some(times))));
     }
 
-    async fn command<C, L>(&mut self, client: &mut C, link: &L, command: Command) -> String
+    async fn command<C, L>(&mut self, client: &mut C, link: &L, command: Command) -> Answer
     where
         C: Protocol<Lease = E::Lease>,
         L: Link<Transmit = C::Transmit>,
@@ -235,9 +235,9 @@ impl<E: Effects> Driver<E> {
                         if let Err(error) = self.effects.remove(&lease).await {
                             tracing::error!("removing what the released {} lease configured: {error}", E::FAMILY);
                         }
-                        format!("released {}", E::describe(&lease))
+                        Answer::Released(E::describe(&lease))
                     }
-                    None => "no lease to release".to_string(),
+                    None => Answer::NothingToRelease,
                 };
                 self.effects.forget();
                 self.effects.publish(None);
@@ -247,7 +247,7 @@ impl<E: Effects> Driver<E> {
             Command::Renew => {
                 client.restart(now());
                 tracing::info!("{}: starting over on request", E::FAMILY);
-                "asking the ISP for a lease now".to_string()
+                Answer::Renewing
             }
         }
     }

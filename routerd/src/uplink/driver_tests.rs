@@ -11,7 +11,7 @@ use dhcproto::v4::MessageType;
 use tokio::sync::mpsc;
 
 use super::{
-    control::{Command, Control},
+    control::{Answer, Command, Control},
     dhcp4::{Client, ClientConfig, Lease, LeaseTimes, Transmit},
     driver::{Driver, Effects, Link},
     entropy::Sequence,
@@ -202,8 +202,9 @@ async fn release_gives_the_lease_back_removes_it_and_renew_gets_one_again() {
     running.until(bound).await;
     let address = running.leased().expect("a lease").address;
 
-    let answer = running.control.send(Command::Release).await;
-    assert_eq!(answer, format!("dhcp4: released {address}/24"));
+    let outcome = running.control.send(Command::Release).await;
+    assert_eq!(outcome.answer, Some(Answer::Released(format!("{address}/24"))));
+    assert_eq!(outcome.to_string(), format!("dhcp4: released {address}/24"));
     let log = running.recorder.log();
     let tail = &log[log.len() - 3..];
     assert_eq!(tail, [format!("remove {address}"), "forget".to_string(), "publish nothing".to_string()]);
@@ -212,9 +213,9 @@ async fn release_gives_the_lease_back_removes_it_and_renew_gets_one_again() {
     // Released: quiet until asked.
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(running.sent.lock().expect("sent").len(), 3, "DISCOVER, REQUEST, RELEASE and nothing after");
-    assert_eq!(running.control.send(Command::Release).await, "dhcp4: no lease to release");
+    assert_eq!(running.control.send(Command::Release).await.answer, Some(Answer::NothingToRelease));
 
-    assert_eq!(running.control.send(Command::Renew).await, "dhcp4: asking the ISP for a lease now");
+    assert_eq!(running.control.send(Command::Renew).await.answer, Some(Answer::Renewing));
     running.until(|log| log.iter().filter(|l| *l == "publish bound").count() == 2).await;
     let sent = running.sent.lock().expect("sent").clone();
     assert_eq!(sent[3..], [MessageType::Discover, MessageType::Request]);

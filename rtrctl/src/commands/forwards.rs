@@ -99,13 +99,13 @@ pub async fn run(cli: &Cli, action: &ForwardsAction) -> Result<(), CliError> {
                 .map_err(status("forwards list"))?;
             print(cli, response.into_inner().port_forwards.into_iter().map(ForwardDoc::from).collect())
         }
-        ForwardsAction::Add { proto, port, dest_addr, dest_port, description } => {
+        ForwardsAction::Add { protocol, port, dest_addr, dest_port, description } => {
             let mut protocols = Vec::new();
-            for part in proto.split(',') {
+            for part in protocol.split(',') {
                 match part.trim() {
                     "tcp" => protocols.push(pb::TransportProtocol::Tcp as i32),
                     "udp" => protocols.push(pb::TransportProtocol::Udp as i32),
-                    other => return Err(CliError::Usage(format!("--proto {other:?}: use tcp, udp or tcp,udp"))),
+                    other => return Err(CliError::Usage(format!("--protocol {other:?}: use tcp, udp or tcp,udp"))),
                 }
             }
             let port = range_arg(port)?;

@@ -49,7 +49,7 @@ async fn rotate_ca(cli: &Cli, yes: bool) -> Result<(), CliError> {
                 doc.ca_fingerprint_sha256
             );
             println!(
-                "pair again, once, until {}: rtrctl --router {} pair --code {} --force",
+                "pair again, once, until {}: rtrctl --router {} pair {} --force",
                 doc.pairing_code_expires.as_deref().unwrap_or("?"),
                 cli.router,
                 doc.pairing_code

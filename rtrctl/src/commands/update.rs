@@ -186,9 +186,9 @@ async fn safe_update(cli: &Cli, args: &UpdateArgs, binary: &Path, kind: pb::Arti
         .await
         .map_err(|status| CliError::from_status("health check", &status))?
         .into_inner();
-    if !health.healthy && !args.force {
+    if !health.healthy && !args.ignore_health {
         return Err(CliError::Refused(format!(
-            "the router is unhealthy before the update ({}); fix that first, or pass --force (the new version is \
+            "the router is unhealthy before the update ({}); fix that first, or pass --ignore-health (the new version is \
              then held only to the checks that pass now)",
             health.summary
         )));
