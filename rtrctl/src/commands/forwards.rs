@@ -100,27 +100,7 @@ pub async fn run(cli: &Cli, action: &ForwardsAction) -> Result<(), CliError> {
             print(cli, response.into_inner().port_forwards.into_iter().map(ForwardDoc::from).collect())
         }
         ForwardsAction::Add { protocol, port, dest_addr, dest_port, description } => {
-            let mut protocols = Vec::new();
-            for part in protocol.split(',') {
-                match part.trim() {
-                    "tcp" => protocols.push(pb::TransportProtocol::Tcp as i32),
-                    "udp" => protocols.push(pb::TransportProtocol::Udp as i32),
-                    other => return Err(CliError::Usage(format!("--protocol {other:?}: use tcp, udp or tcp,udp"))),
-                }
-            }
-            let port = range_arg(port)?;
-            let dest_port = match dest_port {
-                Some(text) => range_arg(text)?,
-                None => port,
-            };
-            let forward = pb::PortForward {
-                id: String::new(),
-                protocols,
-                port: Some(port),
-                dest_addr: dest_addr.clone(),
-                dest_port: Some(dest_port),
-                description: description.clone(),
-            };
+            let forward = new_forward(protocol, port, dest_addr, dest_port.as_deref(), description)?;
             let response = client
                 .create_port_forward(pb::CreatePortForwardRequest { port_forward: Some(forward) })
                 .await
@@ -128,25 +108,7 @@ pub async fn run(cli: &Cli, action: &ForwardsAction) -> Result<(), CliError> {
             print(cli, response.into_inner().port_forward.into_iter().map(ForwardDoc::from).collect())
         }
         ForwardsAction::Update { id, dest_addr, dest_port, description } => {
-            let mut paths = Vec::new();
-            let mut forward = pb::PortForward { id: id.clone(), ..pb::PortForward::default() };
-            if let Some(addr) = dest_addr {
-                forward.dest_addr = addr.clone();
-                paths.push("dest_addr".to_string());
-            }
-            if let Some(port) = dest_port {
-                forward.dest_port = Some(range_arg(port)?);
-                paths.push("dest_port".to_string());
-            }
-            if let Some(text) = description {
-                forward.description = text.clone();
-                paths.push("description".to_string());
-            }
-            if paths.is_empty() {
-                return Err(CliError::Usage(
-                    "nothing to change: pass --dest-addr, --dest-port or --description".into(),
-                ));
-            }
+            let (forward, paths) = changed_forward(id, dest_addr, dest_port, description)?;
             let request = pb::UpdatePortForwardRequest {
                 port_forward: Some(forward),
                 update_mask: Some(prost_types::FieldMask { paths }),
@@ -175,4 +137,62 @@ pub async fn run(cli: &Cli, action: &ForwardsAction) -> Result<(), CliError> {
             print(cli, response.into_inner().port_forwards.into_iter().map(ForwardDoc::from).collect())
         }
     }
+}
+
+/// The forward `forwards add` asks for.
+fn new_forward(
+    protocol: &str,
+    port: &str,
+    dest_addr: &str,
+    dest_port: Option<&str>,
+    description: &str,
+) -> Result<pb::PortForward, CliError> {
+    let mut protocols = Vec::new();
+    for part in protocol.split(',') {
+        match part.trim() {
+            "tcp" => protocols.push(pb::TransportProtocol::Tcp as i32),
+            "udp" => protocols.push(pb::TransportProtocol::Udp as i32),
+            other => return Err(CliError::Usage(format!("--protocol {other:?}: use tcp, udp or tcp,udp"))),
+        }
+    }
+    let port = range_arg(port)?;
+    let dest_port = match dest_port {
+        Some(text) => range_arg(text)?,
+        None => port,
+    };
+    Ok(pb::PortForward {
+        id: String::new(),
+        protocols,
+        port: Some(port),
+        dest_addr: dest_addr.to_string(),
+        dest_port: Some(dest_port),
+        description: description.to_string(),
+    })
+}
+
+/// The forward `forwards update` sends and the fields it changes.
+fn changed_forward(
+    id: &str,
+    dest_addr: &Option<String>,
+    dest_port: &Option<String>,
+    description: &Option<String>,
+) -> Result<(pb::PortForward, Vec<String>), CliError> {
+    let mut paths = Vec::new();
+    let mut forward = pb::PortForward { id: id.to_string(), ..pb::PortForward::default() };
+    if let Some(addr) = dest_addr {
+        forward.dest_addr = addr.clone();
+        paths.push("dest_addr".to_string());
+    }
+    if let Some(port) = dest_port {
+        forward.dest_port = Some(range_arg(port)?);
+        paths.push("dest_port".to_string());
+    }
+    if let Some(text) = description {
+        forward.description = text.clone();
+        paths.push("description".to_string());
+    }
+    if paths.is_empty() {
+        return Err(CliError::Usage("nothing to change: pass --dest-addr, --dest-port or --description".into()));
+    }
+    Ok((forward, paths))
 }

@@ -45,92 +45,13 @@ impl From<pb::Lease> for LeaseDoc {
     }
 }
 
+type LeaseClient = pb::lease_service_client::LeaseServiceClient<tonic::transport::Channel>;
+
 pub async fn run(cli: &Cli, action: &LeasesAction) -> Result<(), CliError> {
     let mut client = pb::lease_service_client::LeaseServiceClient::new(super::connect(cli).await?);
     match action {
-        LeasesAction::List { states } => {
-            let states: Vec<i32> = states
-                .iter()
-                .map(|s| match s {
-                    LeaseStateArg::Active => pb::LeaseState::Active as i32,
-                    LeaseStateArg::Expired => pb::LeaseState::Expired as i32,
-                    LeaseStateArg::Static => pb::LeaseState::Static as i32,
-                    LeaseStateArg::Offered => pb::LeaseState::Offered as i32,
-                })
-                .collect();
-            let mut leases = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let request = pb::ListLeasesRequest { page_size: 0, page_token, states: states.clone() };
-                let page = client
-                    .list_leases(request)
-                    .await
-                    .map_err(|status| CliError::from_status("leases list", &status))?
-                    .into_inner();
-                leases.extend(page.leases.into_iter().map(LeaseDoc::from));
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
-            match cli.output {
-                Format::Json => output::print_json(&leases),
-                Format::Table => {
-                    let mut table = Table::new(&["ADDRESS", "MAC", "NAME", "LAN", "STATE", "EXPIRES"]);
-                    for lease in &leases {
-                        let name =
-                            if lease.hostname_override.is_empty() { &lease.hostname } else { &lease.hostname_override };
-                        table.row(vec![
-                            lease.addr.clone(),
-                            lease.hardware_addr.clone(),
-                            name.clone(),
-                            lease.interface.clone(),
-                            lease.state.to_string(),
-                            lease.expires_at.clone().unwrap_or_else(|| "never".into()),
-                        ]);
-                    }
-                    println!("{}", table.render());
-                    if leases.is_empty() {
-                        println!("(no leases)");
-                    }
-                    Ok(())
-                }
-            }
-        }
-        LeasesAction::Watch => {
-            let mut stream = client
-                .watch_leases(pb::WatchLeasesRequest {})
-                .await
-                .map_err(|status| CliError::from_status("leases watch", &status))?
-                .into_inner();
-            while let Some(event) =
-                stream.message().await.map_err(|status| CliError::from_status("leases watch", &status))?
-            {
-                let kind = match pb::LeaseEventType::try_from(event.r#type) {
-                    Ok(pb::LeaseEventType::Existing) => "existing",
-                    Ok(pb::LeaseEventType::Created) => "created",
-                    Ok(pb::LeaseEventType::Updated) => "updated",
-                    Ok(pb::LeaseEventType::Deleted) => "deleted",
-                    _ => "unknown",
-                };
-                let Some(lease) = event.lease.map(LeaseDoc::from) else { continue };
-                match cli.output {
-                    Format::Json => {
-                        let line = serde_json::json!({ "event": kind, "lease": lease });
-                        println!("{line}");
-                    }
-                    Format::Table => {
-                        let name =
-                            if lease.hostname_override.is_empty() { &lease.hostname } else { &lease.hostname_override };
-                        println!(
-                            "{kind:<8} {} {} {} ({}, {})",
-                            lease.addr, lease.hardware_addr, name, lease.interface, lease.state
-                        );
-                    }
-                }
-            }
-            Ok(())
-        }
+        LeasesAction::List { states } => list(cli, &mut client, states).await,
+        LeasesAction::Watch => watch(cli, &mut client).await,
         LeasesAction::SetHostname { mac, name } => {
             let lease =
                 pb::Lease { hardware_addr: mac.clone(), hostname_override: name.clone(), ..pb::Lease::default() };
@@ -169,6 +90,89 @@ pub async fn run(cli: &Cli, action: &LeasesAction) -> Result<(), CliError> {
             }
         }
     }
+}
+
+/// `rtrctl leases list`: every page of leases in the wanted states.
+async fn list(cli: &Cli, client: &mut LeaseClient, states: &[LeaseStateArg]) -> Result<(), CliError> {
+    let states: Vec<i32> = states
+        .iter()
+        .map(|s| match s {
+            LeaseStateArg::Active => pb::LeaseState::Active as i32,
+            LeaseStateArg::Expired => pb::LeaseState::Expired as i32,
+            LeaseStateArg::Static => pb::LeaseState::Static as i32,
+            LeaseStateArg::Offered => pb::LeaseState::Offered as i32,
+        })
+        .collect();
+    let mut leases = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListLeasesRequest { page_size: 0, page_token, states: states.clone() };
+        let page = client
+            .list_leases(request)
+            .await
+            .map_err(|status| CliError::from_status("leases list", &status))?
+            .into_inner();
+        leases.extend(page.leases.into_iter().map(LeaseDoc::from));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    match cli.output {
+        Format::Json => output::print_json(&leases),
+        Format::Table => {
+            let mut table = Table::new(&["ADDRESS", "MAC", "NAME", "LAN", "STATE", "EXPIRES"]);
+            for lease in &leases {
+                let name = if lease.hostname_override.is_empty() { &lease.hostname } else { &lease.hostname_override };
+                table.row(vec![
+                    lease.addr.clone(),
+                    lease.hardware_addr.clone(),
+                    name.clone(),
+                    lease.interface.clone(),
+                    lease.state.to_string(),
+                    lease.expires_at.clone().unwrap_or_else(|| "never".into()),
+                ]);
+            }
+            println!("{}", table.render());
+            if leases.is_empty() {
+                println!("(no leases)");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `rtrctl leases watch`: every lease, then each change, until interrupted.
+async fn watch(cli: &Cli, client: &mut LeaseClient) -> Result<(), CliError> {
+    let mut stream = client
+        .watch_leases(pb::WatchLeasesRequest {})
+        .await
+        .map_err(|status| CliError::from_status("leases watch", &status))?
+        .into_inner();
+    while let Some(event) = stream.message().await.map_err(|status| CliError::from_status("leases watch", &status))? {
+        let kind = match pb::LeaseEventType::try_from(event.r#type) {
+            Ok(pb::LeaseEventType::Existing) => "existing",
+            Ok(pb::LeaseEventType::Created) => "created",
+            Ok(pb::LeaseEventType::Updated) => "updated",
+            Ok(pb::LeaseEventType::Deleted) => "deleted",
+            _ => "unknown",
+        };
+        let Some(lease) = event.lease.map(LeaseDoc::from) else { continue };
+        match cli.output {
+            Format::Json => {
+                let line = serde_json::json!({ "event": kind, "lease": lease });
+                println!("{line}");
+            }
+            Format::Table => {
+                let name = if lease.hostname_override.is_empty() { &lease.hostname } else { &lease.hostname_override };
+                println!(
+                    "{kind:<8} {} {} {} ({}, {})",
+                    lease.addr, lease.hardware_addr, name, lease.interface, lease.state
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn print_lease(cli: &Cli, lease: Option<pb::Lease>) -> Result<(), CliError> {

@@ -181,36 +181,13 @@ async fn safe_update(cli: &Cli, args: &UpdateArgs, binary: &Path, kind: pb::Arti
         return Err(CliError::Usage(format!("{flag} {}: no such file", binary.display())));
     }
     // 1. Health first.
-    let health = pb::diagnostics_service_client::DiagnosticsServiceClient::new(super::connect(cli).await?)
-        .get_health(pb::GetHealthRequest {})
-        .await
-        .map_err(|status| CliError::from_status("health check", &status))?
-        .into_inner();
-    if !health.healthy && !args.ignore_health {
-        return Err(CliError::Refused(format!(
-            "the router is unhealthy before the update ({}); fix that first, or pass --ignore-health (the new version is \
-             then held only to the checks that pass now)",
-            health.summary
-        )));
-    }
-    say(cli, &format!("health: {}", health.summary));
+    check_health(cli, args).await?;
     let before = status(cli).await?;
     if before.phase == pb::UpdatePhase::Trial as i32 {
         return Err(CliError::Refused(format!("{} is on trial already; one update at a time", before.staged_version)));
     }
     // 2. A backup.
-    let backup = if args.no_backup {
-        None
-    } else {
-        let path = args.backup.clone().unwrap_or_else(|| {
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            PathBuf::from(format!("routerd-backup-{now}.tar.gz"))
-        });
-        let doc = super::backup::download(cli, &path, false).await?;
-        say(cli, &format!("backup: {} ({} files, {})", doc.file, doc.files, progress::size(doc.size)));
-        Some(doc.file)
-    };
+    let backup = take_backup(cli, args).await?;
     // 3. Upload.
     let (staged, sha256) = upload(cli, binary, args.version_name.as_deref().unwrap_or(""), kind).await?;
     say(cli, &format!("staged {staged} (sha256 {sha256})"));
@@ -271,4 +248,36 @@ async fn safe_update(cli: &Cli, args: &UpdateArgs, binary: &Path, kind: pb::Arti
             Err(CliError::Negative(format!("the update was rolled back: {}", doc.reason)))
         };
     }
+}
+
+/// The health check an update starts with: an unhealthy router is refused unless `--ignore-health`.
+async fn check_health(cli: &Cli, args: &UpdateArgs) -> Result<(), CliError> {
+    let health = pb::diagnostics_service_client::DiagnosticsServiceClient::new(super::connect(cli).await?)
+        .get_health(pb::GetHealthRequest {})
+        .await
+        .map_err(|status| CliError::from_status("health check", &status))?
+        .into_inner();
+    if !health.healthy && !args.ignore_health {
+        return Err(CliError::Refused(format!(
+            "the router is unhealthy before the update ({}); fix that first, or pass --ignore-health (the new version is \
+             then held only to the checks that pass now)",
+            health.summary
+        )));
+    }
+    say(cli, &format!("health: {}", health.summary));
+    Ok(())
+}
+
+/// The backup taken before an update (unless `--no-backup`): where it went.
+async fn take_backup(cli: &Cli, args: &UpdateArgs) -> Result<Option<String>, CliError> {
+    if args.no_backup {
+        return Ok(None);
+    }
+    let path = args.backup.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        PathBuf::from(format!("routerd-backup-{now}.tar.gz"))
+    });
+    let doc = super::backup::download(cli, &path, false).await?;
+    say(cli, &format!("backup: {} ({} files, {})", doc.file, doc.files, progress::size(doc.size)));
+    Ok(Some(doc.file))
 }
