@@ -15,7 +15,7 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use crate::protocol::{self, Artifact, Manifest, Outcome};
+use crate::protocol::{self, Artifact, Manifest, Outcome, Report};
 
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -199,7 +199,7 @@ pub async fn run(args: Args) -> Result<String, RecoverError> {
     let config = routerd_image::netboot::pxelinux_cfg(&server_url, &session, args.disk.as_deref());
     std::fs::write(config_dir.join("default"), config).map_err(io("writing pxelinux.cfg/default"))?;
 
-    let (reports_tx, mut reports) = mpsc::channel(64);
+    let (reports_tx, reports) = mpsc::channel(64);
     let files = Arc::new(http::Files {
         session,
         manifest: serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
@@ -223,6 +223,14 @@ pub async fn run(args: Args) -> Result<String, RecoverError> {
     );
     println!("now boot the router from the network (apu2: F10 at power-on, then the iPXE entry)");
 
+    wait_for_installer(reports, tasks).await
+}
+
+/// Follows the installer's reports until it succeeds or fails, goes quiet for too long, or a server stops.
+async fn wait_for_installer(
+    mut reports: mpsc::Receiver<Report>,
+    mut tasks: tokio::task::JoinSet<Result<(), RecoverError>>,
+) -> Result<String, RecoverError> {
     let mut display = progress::Display::new();
     // Armed by the first report: an installer that goes quiet (a pulled cable, a dead router) ends the wait.
     let mut quiet_until: Option<tokio::time::Instant> = None;
