@@ -129,49 +129,7 @@ impl BackupService for BackupApi {
             .restoring
             .try_lock()
             .map_err(|_| tonic::Status::aborted("another restore is in progress; try again when it is done"))?;
-        let mut stream = request.into_inner();
-        let header = match stream.next().await {
-            Some(Ok(pb::RestoreBackupRequest {
-                content: Some(pb::restore_backup_request::Content::Header(header)),
-            })) => header,
-            Some(Err(status)) => return Err(status),
-            _ => return Err(tonic::Status::invalid_argument("the first message must be the header (size, sha256)")),
-        };
-        if header.size == 0 || header.size > MAX_ARCHIVE {
-            return Err(tonic::Status::invalid_argument(format!(
-                "size {} is outside 1–{MAX_ARCHIVE} bytes",
-                header.size
-            )));
-        }
-        let mut bytes = Vec::with_capacity(header.size as usize);
-        while let Some(message) = stream.next().await {
-            match message?.content {
-                Some(pb::restore_backup_request::Content::Chunk(chunk)) => {
-                    if bytes.len() as u64 + chunk.len() as u64 > header.size {
-                        return Err(tonic::Status::invalid_argument(format!(
-                            "more data than the {} bytes the header announced; nothing changed",
-                            header.size
-                        )));
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                _ => return Err(tonic::Status::invalid_argument("only chunks may follow the header; nothing changed")),
-            }
-        }
-        if bytes.len() as u64 != header.size {
-            return Err(tonic::Status::invalid_argument(format!(
-                "received {} bytes, the header announced {}; nothing changed",
-                bytes.len(),
-                header.size
-            )));
-        }
-        let got = routerd_proto::sha256_hex(&bytes);
-        if !got.eq_ignore_ascii_case(&header.sha256) {
-            return Err(tonic::Status::invalid_argument(format!(
-                "SHA-256 mismatch: the header says {}, the archive hashes to {got}; nothing changed",
-                header.sha256
-            )));
-        }
+        let bytes = receive_archive(request.into_inner()).await?;
         let perm = self.perm.clone();
         // Under a keeper the files are swapped in at the next start, when no service can write over them, and
         // held to the same rule as an update: no check may fail that passes now, or the previous tree is back.
@@ -210,4 +168,49 @@ impl BackupService for BackupApi {
         }
         Ok(tonic::Response::new(pb::RestoreBackupResponse { files: restored as u32, restarting }))
     }
+}
+
+/// The archive a restore uploads: the header (size, SHA-256), then chunks adding up to exactly that size and
+/// hash. Nothing is written before all of it is here and checked.
+async fn receive_archive(mut stream: tonic::Streaming<pb::RestoreBackupRequest>) -> Result<Vec<u8>, tonic::Status> {
+    let header = match stream.next().await {
+        Some(Ok(pb::RestoreBackupRequest { content: Some(pb::restore_backup_request::Content::Header(header)) })) => {
+            header
+        }
+        Some(Err(status)) => return Err(status),
+        _ => return Err(tonic::Status::invalid_argument("the first message must be the header (size, sha256)")),
+    };
+    if header.size == 0 || header.size > MAX_ARCHIVE {
+        return Err(tonic::Status::invalid_argument(format!("size {} is outside 1–{MAX_ARCHIVE} bytes", header.size)));
+    }
+    let mut bytes = Vec::with_capacity(header.size as usize);
+    while let Some(message) = stream.next().await {
+        match message?.content {
+            Some(pb::restore_backup_request::Content::Chunk(chunk)) => {
+                if bytes.len() as u64 + chunk.len() as u64 > header.size {
+                    return Err(tonic::Status::invalid_argument(format!(
+                        "more data than the {} bytes the header announced; nothing changed",
+                        header.size
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            _ => return Err(tonic::Status::invalid_argument("only chunks may follow the header; nothing changed")),
+        }
+    }
+    if bytes.len() as u64 != header.size {
+        return Err(tonic::Status::invalid_argument(format!(
+            "received {} bytes, the header announced {}; nothing changed",
+            bytes.len(),
+            header.size
+        )));
+    }
+    let got = routerd_proto::sha256_hex(&bytes);
+    if !got.eq_ignore_ascii_case(&header.sha256) {
+        return Err(tonic::Status::invalid_argument(format!(
+            "SHA-256 mismatch: the header says {}, the archive hashes to {got}; nothing changed",
+            header.sha256
+        )));
+    }
+    Ok(bytes)
 }

@@ -73,19 +73,10 @@ impl Lease {
         if let Some(status) = message.status.as_ref().filter(|s| s.code != STATUS_SUCCESS) {
             return Err(LeaseError::Refused(describe(status)));
         }
-        let mut notes = Vec::new();
-        let mut t1s = Vec::new();
-        let mut t2s = Vec::new();
-        let mut lifetimes = Vec::new();
-
+        let mut found = Found::default();
         let mut address = None;
         for ia in message.ia_na.iter().filter(|ia| Some(ia.iaid) == ia_na) {
-            if let Some(status) = ia.status.as_ref().filter(|s| s.code != STATUS_SUCCESS) {
-                notes.push(format!("IA_NA: {}", describe(status)));
-                continue;
-            }
-            if ia.t2 != 0 && ia.t1 > ia.t2 {
-                notes.push(format!("IA_NA: T1 {} > T2 {}", ia.t1, ia.t2));
+            if !found.usable_ia("IA_NA", ia.status.as_ref(), ia.t1, ia.t2) {
                 continue;
             }
             let usable =
@@ -93,30 +84,25 @@ impl Lease {
             if let Some(a) = usable {
                 address =
                     Some(LeasedAddress { address: a.address, preferred: secs(a.preferred), valid: secs(a.valid) });
-                t1s.push((ia.t1, a.preferred));
-                t2s.push((ia.t2, a.preferred));
-                lifetimes.push(secs(a.valid));
+                found.binding(ia.t1, ia.t2, a.preferred, a.valid);
             }
         }
 
         let mut prefixes = Vec::new();
         for ia in message.ia_pd.iter().filter(|ia| Some(ia.iaid) == ia_pd) {
-            if let Some(status) = ia.status.as_ref().filter(|s| s.code != STATUS_SUCCESS) {
-                notes.push(format!("IA_PD: {}", describe(status)));
-                continue;
-            }
-            if ia.t2 != 0 && ia.t1 > ia.t2 {
-                notes.push(format!("IA_PD: T1 {} > T2 {}", ia.t1, ia.t2));
+            if !found.usable_ia("IA_PD", ia.status.as_ref(), ia.t1, ia.t2) {
                 continue;
             }
             for p in &ia.prefixes {
                 if !(1..=64).contains(&p.length) {
-                    notes.push(format!("prefix {}/{} is longer than /64 (no LAN could use it)", p.prefix, p.length));
+                    found
+                        .notes
+                        .push(format!("prefix {}/{} is longer than /64 (no LAN could use it)", p.prefix, p.length));
                     continue;
                 }
                 let prefix = mask(p.prefix, p.length);
                 if !is_global_unicast(prefix) || p.valid == 0 || p.preferred > p.valid {
-                    notes.push(format!("prefix {}/{} is not usable", p.prefix, p.length));
+                    found.notes.push(format!("prefix {}/{} is not usable", p.prefix, p.length));
                     continue;
                 }
                 prefixes.push(DelegatedPrefix {
@@ -125,22 +111,15 @@ impl Lease {
                     preferred: secs(p.preferred),
                     valid: secs(p.valid),
                 });
-                t1s.push((ia.t1, p.preferred));
-                t2s.push((ia.t2, p.preferred));
-                lifetimes.push(secs(p.valid));
+                found.binding(ia.t1, ia.t2, p.preferred, p.valid);
             }
         }
 
         if address.is_none() && prefixes.is_empty() {
-            let why = if notes.is_empty() { String::new() } else { format!(": {}", notes.join("; ")) };
+            let why = if found.notes.is_empty() { String::new() } else { format!(": {}", found.notes.join("; ")) };
             return Err(LeaseError::Empty(why));
         }
-        // T1/T2 of 0 leave the choice to the client: 0.5 and 0.8 of the preferred lifetime (RFC 8415 §21.4).
-        let t1 = t1s.iter().map(|&(t1, preferred)| if t1 == 0 { secs(preferred) / 2 } else { secs(t1) }).min();
-        let t2 = t2s.iter().map(|&(t2, preferred)| if t2 == 0 { secs(preferred).mul_f64(0.8) } else { secs(t2) }).min();
-        let t1 = t1.unwrap_or_default().max(MIN_T1);
-        let t2 = t2.unwrap_or_default().max(t1);
-        let valid = lifetimes.into_iter().max().unwrap_or_default().max(t2);
+        let (t1, t2, valid) = found.timers();
         let ntp = message.ntp_servers.iter().copied().filter(|a| is_global_unicast(*a)).collect();
         Ok(Lease { address, prefixes, dns: message.dns_servers.clone(), ntp, server_id, t1, t2, valid })
     }
@@ -179,4 +158,50 @@ pub fn mask(address: Ipv6Addr, length: u8) -> Ipv6Addr {
     let bits = u128::from(address);
     let mask = u128::MAX.checked_shl(128 - u32::from(length.min(128))).unwrap_or(0);
     Ipv6Addr::from(bits & mask)
+}
+
+/// What a server message's IAs gave while it is read: why an IA or a binding was left out, and each usable
+/// binding's timers (T1, T2, preferred and valid lifetime, in seconds as sent).
+#[derive(Default)]
+struct Found {
+    notes: Vec<String>,
+    bindings: Vec<(u32, u32, u32, u32)>,
+}
+
+impl Found {
+    /// Whether an IA can be used: a success status (or none), and T1 not after T2.
+    fn usable_ia(&mut self, kind: &str, status: Option<&Status>, t1: u32, t2: u32) -> bool {
+        if let Some(status) = status.filter(|s| s.code != STATUS_SUCCESS) {
+            self.notes.push(format!("{kind}: {}", describe(status)));
+            return false;
+        }
+        if t2 != 0 && t1 > t2 {
+            self.notes.push(format!("{kind}: T1 {t1} > T2 {t2}"));
+            return false;
+        }
+        true
+    }
+
+    fn binding(&mut self, t1: u32, t2: u32, preferred: u32, valid: u32) {
+        self.bindings.push((t1, t2, preferred, valid));
+    }
+
+    /// The lease's T1, T2 and lifetime: the earliest renewal of any binding, the longest lifetime. T1/T2 of 0
+    /// leave the choice to the client: 0.5 and 0.8 of the preferred lifetime (RFC 8415 §21.4).
+    fn timers(&self) -> (Duration, Duration, Duration) {
+        let t1 = self
+            .bindings
+            .iter()
+            .map(|&(t1, _, preferred, _)| if t1 == 0 { secs(preferred) / 2 } else { secs(t1) })
+            .min();
+        let t2 = self
+            .bindings
+            .iter()
+            .map(|&(_, t2, preferred, _)| if t2 == 0 { secs(preferred).mul_f64(0.8) } else { secs(t2) })
+            .min();
+        let t1 = t1.unwrap_or_default().max(MIN_T1);
+        let t2 = t2.unwrap_or_default().max(t1);
+        let valid = self.bindings.iter().map(|&(_, _, _, valid)| secs(valid)).max().unwrap_or_default().max(t2);
+        (t1, t2, valid)
+    }
 }
