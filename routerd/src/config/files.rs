@@ -277,45 +277,22 @@ impl RouterdFile {
         for server in self.ntp_servers.iter().filter(|u| u.parse::<std::net::IpAddr>().is_err()) {
             problems.push((super::ROUTERD_JSON, format!("ntp_servers: {server:?} is not an IP address")));
         }
-        if let Some(packets) = self.capture_ring_packets
-            && !(1..=MAX_CAPTURE_RING_PACKETS).contains(&packets)
-        {
-            problems.push((
-                super::ROUTERD_JSON,
-                format!("capture_ring_packets: {packets} is outside 1–{MAX_CAPTURE_RING_PACKETS}"),
-            ));
-        }
-        if let Some(bytes) = self.dns_cache_bytes
-            && !DNS_CACHE_BYTES.contains(&bytes)
-        {
-            problems.push((
-                super::ROUTERD_JSON,
-                format!("dns_cache_bytes: {bytes} is outside {}–{}", DNS_CACHE_BYTES.start(), DNS_CACHE_BYTES.end()),
-            ));
-        }
-        if let Some(rate) = self.dns_queries_per_second_per_device
-            && !DNS_QUERIES_PER_SECOND_PER_DEVICE.contains(&rate)
-        {
-            let (low, high) = (DNS_QUERIES_PER_SECOND_PER_DEVICE.start(), DNS_QUERIES_PER_SECOND_PER_DEVICE.end());
-            problems.push((
-                super::ROUTERD_JSON,
-                format!("dns_queries_per_second_per_device: {rate} is outside {low}–{high}"),
-            ));
-        }
-        if let Some(waiting) = self.dns_waiting_per_device
-            && !DNS_WAITING_PER_DEVICE.contains(&waiting)
-        {
-            let (low, high) = (DNS_WAITING_PER_DEVICE.start(), DNS_WAITING_PER_DEVICE.end());
-            problems.push((super::ROUTERD_JSON, format!("dns_waiting_per_device: {waiting} is outside {low}–{high}")));
-        }
-        if let Some(seconds) = self.update_confirm_window_seconds
-            && !routerd_proto::CONFIRM_WINDOW_SECONDS.contains(&seconds)
-        {
-            let (low, high) =
-                (routerd_proto::CONFIRM_WINDOW_SECONDS.start(), routerd_proto::CONFIRM_WINDOW_SECONDS.end());
-            let problem = format!("update_confirm_window_seconds: {seconds} is outside {low}–{high}");
-            problems.push((super::ROUTERD_JSON, problem));
-        }
+        let ranges = [
+            out_of_range("capture_ring_packets", self.capture_ring_packets, &(1..=MAX_CAPTURE_RING_PACKETS)),
+            out_of_range("dns_cache_bytes", self.dns_cache_bytes, &DNS_CACHE_BYTES),
+            out_of_range(
+                "dns_queries_per_second_per_device",
+                self.dns_queries_per_second_per_device,
+                &DNS_QUERIES_PER_SECOND_PER_DEVICE,
+            ),
+            out_of_range("dns_waiting_per_device", self.dns_waiting_per_device, &DNS_WAITING_PER_DEVICE),
+            out_of_range(
+                "update_confirm_window_seconds",
+                self.update_confirm_window_seconds,
+                &routerd_proto::CONFIRM_WINDOW_SECONDS,
+            ),
+        ];
+        problems.extend(ranges.into_iter().flatten().map(|problem| (super::ROUTERD_JSON, problem)));
         for target in &self.diagnostics.tcp_targets {
             if target.parse::<std::net::SocketAddr>().is_err() {
                 problems.push((
@@ -331,6 +308,15 @@ impl RouterdFile {
         }
         problems
     }
+}
+
+/// "KEY: VALUE is outside LOW–HIGH" for a setting given outside its range.
+fn out_of_range<T>(key: &str, value: Option<T>, range: &std::ops::RangeInclusive<T>) -> Option<String>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    let value = value.filter(|v| !range.contains(v))?;
+    Some(format!("{key}: {value} is outside {}–{}", range.start(), range.end()))
 }
 
 /// `first-last`, both IPv4, first not after last.

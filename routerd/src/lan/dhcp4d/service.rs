@@ -110,25 +110,31 @@ pub async fn run(
                 let _ = reply.send(service.servers.iter().flat_map(|s| s.offers(now)).collect());
             }
             request = crate::command_channel::next(&inbox.commands) => {
-                let Some(LeaseRequest { command, reply }) = request else { continue };
-                if command == LeaseCommand::WriteFile {
-                    let records = persist::records(&service.servers);
-                    let written = service.store.write_file(records).await;
-                    let _ = reply.send(written.map(|()| None).map_err(|e| LeaseCommandError::Failed(e.to_string())));
-                    continue;
-                }
-                let result = apply_command(&mut service.servers, command);
-                if let Err(error) = service.commit().await {
-                    let _ = reply.send(Err(LeaseCommandError::Failed(error.to_string())));
-                    return Err(error);
-                }
-                let _ = reply.send(result);
+                let Some(request) = request else { continue };
+                service.command(request).await?;
             }
         }
     }
 }
 
 impl Dhcp4Service {
+    /// A command from the API: applied, saved and published before it is answered; a failure to save ends the
+    /// service (the supervisor starts it again from what is on disk).
+    async fn command(&mut self, LeaseRequest { command, reply }: LeaseRequest) -> Result<(), ServiceError> {
+        if command == LeaseCommand::WriteFile {
+            let written = self.store.write_file(persist::records(&self.servers)).await;
+            let _ = reply.send(written.map(|()| None).map_err(|e| LeaseCommandError::Failed(e.to_string())));
+            return Ok(());
+        }
+        let result = apply_command(&mut self.servers, command);
+        if let Err(error) = self.commit().await {
+            let _ = reply.send(Err(LeaseCommandError::Failed(error.to_string())));
+            return Err(error);
+        }
+        let _ = reply.send(result);
+        Ok(())
+    }
+
     async fn handle_batch(&mut self, batch: Vec<(usize, Vec<u8>)>) -> Result<(), ServiceError> {
         let all_metrics = self.metrics.clone();
         let metrics: &Dhcp4ServerMetrics = &all_metrics.dhcp4_server;

@@ -110,18 +110,8 @@ pub fn check(path: &Path, keys: &[[u8; 32]]) -> Result<Checked, BundleError> {
                 if hashes.contains_key(part) {
                     return Err(BundleError::part(part, "appears twice"));
                 }
-                let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-                let mut buffer = vec![0u8; 1 << 20];
-                let mut read = 0u64;
-                loop {
-                    let n = entry.read(&mut buffer).map_err(|e| BundleError::part(part, e.to_string()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    context.update(&buffer[..n]);
-                    read += n as u64;
-                }
-                hashes.insert(part.to_string(), (read, routerd_proto::hex(context.finish().as_ref()), offset));
+                let (read, sha256) = hash(&mut entry).map_err(|e| BundleError::part(part, e.to_string()))?;
+                hashes.insert(part.to_string(), (read, sha256, offset));
             }
             other => return Err(BundleError::Format(format!("unexpected entry {other:?}"))),
         }
@@ -147,19 +137,37 @@ pub fn check(path: &Path, keys: &[[u8; 32]]) -> Result<Checked, BundleError> {
         }
         offsets.insert(part.to_string(), *offset);
     }
-    let signed = match (&signature, keys.is_empty()) {
-        (_, true) => signature.is_some(),
-        (None, false) => return Err(BundleError::Unsigned),
+    let signed = verify_signature(&manifest_bytes, signature.as_deref(), keys)?;
+    Ok(Checked { manifest, signed, path: path.to_path_buf(), offsets })
+}
+
+/// A part's length and SHA-256, read through once.
+fn hash(reader: &mut impl Read) -> std::io::Result<(u64, String)> {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut read = 0u64;
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((read, routerd_proto::hex(context.finish().as_ref())));
+        }
+        context.update(&buffer[..n]);
+        read += n as u64;
+    }
+}
+
+/// Whether the manifest is signed by one of `keys`: with keys configured an unsigned or wrongly signed bundle is
+/// refused; without, a signature is reported but cannot be checked.
+fn verify_signature(manifest: &[u8], signature: Option<&[u8]>, keys: &[[u8; 32]]) -> Result<bool, BundleError> {
+    match (signature, keys.is_empty()) {
+        (signature, true) => Ok(signature.is_some()),
+        (None, false) => Err(BundleError::Unsigned),
         (Some(signature), false) => {
             let verified =
-                keys.iter().any(|key| UnparsedPublicKey::new(&ED25519, key).verify(&manifest_bytes, signature).is_ok());
-            if !verified {
-                return Err(BundleError::BadSignature);
-            }
-            true
+                keys.iter().any(|key| UnparsedPublicKey::new(&ED25519, key).verify(manifest, signature).is_ok());
+            if verified { Ok(true) } else { Err(BundleError::BadSignature) }
         }
-    };
-    Ok(Checked { manifest, signed, path: path.to_path_buf(), offsets })
+    }
 }
 
 #[cfg(test)]
