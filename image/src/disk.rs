@@ -82,54 +82,12 @@ pub fn assemble(out: &Path, layout: Layout, parts: &Parts) -> Result<(), ImageEr
     file.set_len(layout.size).context(|| format!("sizing {image}"))?;
     drop(file);
 
-    let mut sfdisk = std::process::Command::new(tools::find("sfdisk").unwrap_or_else(|| "sfdisk".into()));
-    sfdisk.args(["-q", &image]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
-    let mut child = sfdisk.spawn().context(|| "running sfdisk".into())?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(layout.sfdisk_script().as_bytes()).context(|| "writing to sfdisk".into())?;
-    }
-    let status = child.wait().context(|| "running sfdisk".into())?;
-    if !status.success() {
-        return Err(ImageError::Tool {
-            program: "sfdisk".into(),
-            what: "partitioning".into(),
-            detail: status.to_string(),
-        });
-    }
+    partition(&image, &layout)?;
     // syslinux's MBR boot code (440 bytes: the disk id and the partition table after it stay).
     let mbr = std::fs::read(tools::SYSLINUX_MBR.0).context(|| format!("reading {}", tools::SYSLINUX_MBR.0))?;
     write_at(out, 0, mbr.get(..440).ok_or(ImageError::Invalid("mbr.bin is shorter than 440 bytes".into()))?)?;
 
-    let (boot_start, boot_length) = layout.partition(layout::BOOT_PARTITION);
-    let fat = format!("{image}@@{boot_start}");
-    tools::run(
-        "mformat",
-        &[
-            "-i",
-            &fat,
-            "-T",
-            &(boot_length / SECTOR).to_string(),
-            "-h",
-            "64",
-            "-s",
-            "32",
-            "-H",
-            &(boot_start / SECTOR).to_string(),
-            "-F",
-            "-v",
-            "BOOT",
-            "::",
-        ],
-        "making the boot file system",
-    )?;
-    tools::run("syslinux", &["--offset", &boot_start.to_string(), "--install", &image], "installing syslinux")?;
-    let config = tempfile::NamedTempFile::new().context(|| "a temporary file".into())?;
-    std::fs::write(config.path(), &parts.syslinux_cfg).context(|| "writing syslinux.cfg".into())?;
-    for (source, name) in [(parts.kernel, "vmlinuz-a"), (parts.initramfs, "initrd-a"), (config.path(), "syslinux.cfg")]
-    {
-        let target = format!("::/{name}");
-        tools::run("mcopy", &["-o", "-i", &fat, &source.display().to_string(), &target], &format!("copying {name}"))?;
-    }
+    make_boot(&image, &layout, parts)?;
 
     let (root_start, root_length) = layout.partition(layout::ROOT_A_PARTITION);
     let root = std::fs::read(parts.root).context(|| format!("reading {}", parts.root.display()))?;
@@ -161,6 +119,60 @@ pub fn assemble(out: &Path, layout: Layout, parts: &Parts) -> Result<(), ImageEr
         ],
         "making /perm",
     )?;
+    Ok(())
+}
+
+/// The partition table, written by sfdisk from the layout's script.
+fn partition(image: &str, layout: &Layout) -> Result<(), ImageError> {
+    let mut sfdisk = std::process::Command::new(tools::find("sfdisk").unwrap_or_else(|| "sfdisk".into()));
+    sfdisk.args(["-q", image]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+    let mut child = sfdisk.spawn().context(|| "running sfdisk".into())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(layout.sfdisk_script().as_bytes()).context(|| "writing to sfdisk".into())?;
+    }
+    let status = child.wait().context(|| "running sfdisk".into())?;
+    if !status.success() {
+        return Err(ImageError::Tool {
+            program: "sfdisk".into(),
+            what: "partitioning".into(),
+            detail: status.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The boot partition: a FAT file system with syslinux, slot A's kernel and initramfs, and syslinux.cfg.
+fn make_boot(image: &str, layout: &Layout, parts: &Parts) -> Result<(), ImageError> {
+    let (boot_start, boot_length) = layout.partition(layout::BOOT_PARTITION);
+    let fat = format!("{image}@@{boot_start}");
+    tools::run(
+        "mformat",
+        &[
+            "-i",
+            &fat,
+            "-T",
+            &(boot_length / SECTOR).to_string(),
+            "-h",
+            "64",
+            "-s",
+            "32",
+            "-H",
+            &(boot_start / SECTOR).to_string(),
+            "-F",
+            "-v",
+            "BOOT",
+            "::",
+        ],
+        "making the boot file system",
+    )?;
+    tools::run("syslinux", &["--offset", &boot_start.to_string(), "--install", image], "installing syslinux")?;
+    let config = tempfile::NamedTempFile::new().context(|| "a temporary file".into())?;
+    std::fs::write(config.path(), &parts.syslinux_cfg).context(|| "writing syslinux.cfg".into())?;
+    for (source, name) in [(parts.kernel, "vmlinuz-a"), (parts.initramfs, "initrd-a"), (config.path(), "syslinux.cfg")]
+    {
+        let target = format!("::/{name}");
+        tools::run("mcopy", &["-o", "-i", &fat, &source.display().to_string(), &target], &format!("copying {name}"))?;
+    }
     Ok(())
 }
 

@@ -117,48 +117,10 @@ pub(crate) fn run(parts: &[String]) -> Result<(), LabError> {
         report_dhcp(&dhcp);
     }
     if parts.iter().any(|p| p == "latency") {
-        println!(
-            "DHCPv4 latency at 100 exchanges/s ({CLIENTS} clients, {TRIAL_SECONDS} s, a fresh server each, routerd \
-             and kea taking turns):"
-        );
-        let mut ratios = Vec::new();
-        for _ in 0..3 {
-            let mut round = Vec::new();
-            for server in [Dhcp4Server::Routerd, Dhcp4Server::Kea] {
-                let (run, _, _) = dhcp_trial(&lab, &work, server, 100)?;
-                println!(
-                    "  {:<20} {:.2} ms per exchange ({:.2} to the OFFER, {:.2} to the ACK)",
-                    server.name(),
-                    run.latency_ms,
-                    run.offer_ms,
-                    run.ack_ms
-                );
-                round.push(run.latency_ms);
-            }
-            if let [routerd, kea] = round[..]
-                && kea > 0.0
-            {
-                ratios.push(routerd / kea);
-            }
-        }
-        println!("  routerd's time per exchange against kea's, turn by turn: {}", spread(&ratios));
+        dhcp_latency(&lab, &work)?;
     }
     if parts.iter().any(|p| p == "full") {
-        println!("DHCPv4 with 100,000 leases held already (new clients get the 31,057 addresses left):");
-        for rate in [1000, 2000, 3000] {
-            let (held, _, _) = dhcp_trial(&lab, &work, Dhcp4Server::RouterdFull, rate)?;
-            let (fresh, _, _) = dhcp_trial(&lab, &work, Dhcp4Server::Routerd, rate)?;
-            println!(
-                "  {rate:>5}/s asked: {:>6.0}/s, {:.2} % lost, {:.2} ms per exchange (empty table: {:>6.0}/s, \
-                 {:.2} % lost, {:.2} ms)",
-                held.rate,
-                held.lost * 100.0,
-                held.latency_ms,
-                fresh.rate,
-                fresh.lost * 100.0,
-                fresh.latency_ms
-            );
-        }
+        dhcp_full(&lab, &work)?;
     }
     if wanted("dns") {
         println!(
@@ -185,6 +147,56 @@ pub(crate) fn run(parts: &[String]) -> Result<(), LabError> {
             "\nstart-up with a saved uplink lease: address and default route configured {} ms after routerd \
              started (goal: within 1000 ms)",
             startup.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// DHCPv4 latency at 100 exchanges/s, routerd and kea taking turns, and the ratio turn by turn.
+fn dhcp_latency(lab: &Lab, work: &Path) -> Result<(), LabError> {
+    println!(
+        "DHCPv4 latency at 100 exchanges/s ({CLIENTS} clients, {TRIAL_SECONDS} s, a fresh server each, routerd \
+         and kea taking turns):"
+    );
+    let mut ratios = Vec::new();
+    for _ in 0..3 {
+        let mut round = Vec::new();
+        for server in [Dhcp4Server::Routerd, Dhcp4Server::Kea] {
+            let (run, _, _) = dhcp_trial(lab, work, server, 100)?;
+            println!(
+                "  {:<20} {:.2} ms per exchange ({:.2} to the OFFER, {:.2} to the ACK)",
+                server.name(),
+                run.latency_ms,
+                run.offer_ms,
+                run.ack_ms
+            );
+            round.push(run.latency_ms);
+        }
+        if let [routerd, kea] = round[..]
+            && kea > 0.0
+        {
+            ratios.push(routerd / kea);
+        }
+    }
+    println!("  routerd's time per exchange against kea's, turn by turn: {}", spread(&ratios));
+    Ok(())
+}
+
+/// DHCPv4 with 100,000 leases held already, against an empty table, at three rates.
+fn dhcp_full(lab: &Lab, work: &Path) -> Result<(), LabError> {
+    println!("DHCPv4 with 100,000 leases held already (new clients get the 31,057 addresses left):");
+    for rate in [1000, 2000, 3000] {
+        let (held, _, _) = dhcp_trial(lab, work, Dhcp4Server::RouterdFull, rate)?;
+        let (fresh, _, _) = dhcp_trial(lab, work, Dhcp4Server::Routerd, rate)?;
+        println!(
+            "  {rate:>5}/s asked: {:>6.0}/s, {:.2} % lost, {:.2} ms per exchange (empty table: {:>6.0}/s, \
+             {:.2} % lost, {:.2} ms)",
+            held.rate,
+            held.lost * 100.0,
+            held.latency_ms,
+            fresh.rate,
+            fresh.lost * 100.0,
+            fresh.latency_ms
         );
     }
     Ok(())
