@@ -15,7 +15,10 @@ use crate::{
     api::{self, ApiContext, LeaseView, SystemView, tls::TlsSource},
     config::Config,
     firewall::service::ForwardControl,
-    lan::{commands::LeaseControl, dhcp4d::PoolConfig, dns::service::DnsOptions},
+    lan::{
+        dhcp4d::{PoolConfig, commands::LeaseControl},
+        dns::service::DnsOptions,
+    },
     netconfig::{self, Netconfig},
     pki::{Authority, PkiError, PkiPaths},
     restart::Restarter,
@@ -103,7 +106,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let statuses = supervisor.statuses();
     let (uplink_state, uplink_view) = watch::channel(UplinkSnapshot::default());
     let (lease_table, lease_view) = watch::channel(crate::lan::dhcp4d::LeaseSnapshot::default());
-    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let metrics = Arc::new(crate::counters::Metrics::default());
     let uplink_for_dns = system::interface_exists(UPLINK).then(|| uplink_state.subscribe());
     let lease_control =
         start_lan(&mut supervisor, &options, &config, &hostname, lease_table, uplink_for_dns, metrics.clone());
@@ -296,7 +299,7 @@ fn start_lan(
     hostname: &str,
     lease_table: watch::Sender<crate::lan::dhcp4d::LeaseSnapshot>,
     uplink: Option<watch::Receiver<UplinkSnapshot>>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::counters::Metrics>,
 ) -> Option<LeaseControl> {
     let pools = lan_pools(config);
     if pools.is_empty() {
@@ -543,14 +546,14 @@ fn lock_down(config: &Config) -> FirewallAtStart {
     match apply::apply(&Ruleset::lockdown(&firewall_input(config))) {
         Ok(loaded) => {
             tracing::info!("firewall: lockdown ruleset loaded (nothing new is forwarded until the full ruleset)");
-            for problem in netconfig::enable_forwarding(&loaded) {
+            for problem in crate::firewall::forwarding::enable_forwarding(&loaded) {
                 tracing::error!("{problem}");
             }
             tracing::info!("forwarding enabled");
             FirewallAtStart::Locked
         }
         Err(error) => {
-            for problem in netconfig::disable_forwarding() {
+            for problem in crate::firewall::forwarding::disable_forwarding() {
                 tracing::error!("{problem}");
             }
             tracing::error!("firewall: {error}; forwarding stays off and the API and metrics listen on loopback only");

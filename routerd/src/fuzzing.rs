@@ -130,7 +130,7 @@ pub fn perm_json(data: &[u8]) {
     match file {
         "interfaces.json" | "portforwardings.json" | "routerd.json" => {
             let config = crate::config::Config::load(perm);
-            let _ = crate::firewall::forwards::parse_all(&config.port_forwardings.forwardings);
+            let _ = crate::config::forwards::parse_all(&config.port_forwardings.forwardings);
         }
         "dhcp4d/leases.json" => {
             let _ = crate::lan::dhcp4d::persist::read_file(perm, "lan0");

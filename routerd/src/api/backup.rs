@@ -8,7 +8,7 @@ use tokio_stream::StreamExt;
 
 use crate::{
     backup::{Limits, archive, restore},
-    lan::commands::LeaseCommand,
+    lan::dhcp4d::commands::LeaseCommand,
     restart::Restarter,
 };
 
@@ -25,7 +25,7 @@ pub(super) struct BackupApi {
     /// One restore at a time.
     restoring: Arc<tokio::sync::Mutex<()>>,
     /// The DHCP server, asked to write its whole lease table to `leases.json` before a backup.
-    leases: Option<crate::lan::commands::LeaseControl>,
+    leases: Option<crate::lan::dhcp4d::commands::LeaseControl>,
 }
 
 impl BackupApi {
@@ -34,7 +34,7 @@ impl BackupApi {
         restarter: Restarter,
         diagnostics: crate::diag::Diagnostics,
         confirm_window: Duration,
-        leases: Option<crate::lan::commands::LeaseControl>,
+        leases: Option<crate::lan::dhcp4d::commands::LeaseControl>,
     ) -> Self {
         let restoring = Arc::new(tokio::sync::Mutex::new(()));
         BackupApi { perm, restarter, diagnostics, confirm_window, restoring, leases }

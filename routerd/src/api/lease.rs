@@ -8,9 +8,10 @@ use tokio::sync::watch;
 
 use crate::{
     config::parse_mac,
-    lan::{
+    lan::dhcp4d::{
+        Lease, LeaseSnapshot,
         commands::{LeaseCommand, LeaseCommandError, LeaseControl, Offered},
-        dhcp4d::{Lease, LeaseSnapshot, format_mac},
+        format_mac,
     },
 };
 

@@ -4,11 +4,11 @@
 use routerd_proto::v1::{self as pb, port_forward_service_server::PortForwardService};
 
 use crate::{
-    config::PortForwarding,
-    firewall::{
+    config::{
+        PortForwarding,
         forwards::{Forward, Protocols},
-        service::{ForwardCommand, ForwardControl, ForwardError, Forwards},
     },
+    firewall::service::{ForwardCommand, ForwardControl, ForwardError, Forwards},
 };
 
 pub(super) struct PortForwardApi {

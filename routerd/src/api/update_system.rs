@@ -30,7 +30,7 @@ pub fn needs_appliance() -> Result<Slot, tonic::Status> {
 
 /// The signing keys routerd.json requires, read afresh.
 fn signing_keys(perm: &Path) -> Vec<[u8; 32]> {
-    Config::load(perm).routerd.update_signing_keys.iter().filter_map(|k| bundle::parse_public_key(k)).collect()
+    Config::load(perm).routerd.signing_keys()
 }
 
 /// Checks an uploaded bundle at `path` and stages it; a bundle that fails is removed.

@@ -8,14 +8,12 @@ use std::{
 
 use tokio::task::JoinSet;
 
-use super::{
-    bpf,
-    ring::{Packet, Ring},
-};
+use super::ring::{Packet, Ring};
 use crate::{
+    bpf,
     netconfig::Netconfig,
+    packet_socket::PacketSocket,
     supervisor::{ServiceContext, ServiceError, ServiceState},
-    uplink::packet_socket::PacketSocket,
 };
 
 /// What the API reads: the ring, and the interfaces in the order packets refer to them.

@@ -269,9 +269,7 @@ impl RouterdFile {
         for upstream in self.dns_upstreams.iter().filter(|u| u.parse::<std::net::IpAddr>().is_err()) {
             problems.push((super::ROUTERD_JSON, format!("dns_upstreams: {upstream:?} is not an IP address")));
         }
-        for key in
-            self.update_signing_keys.iter().filter(|k| crate::update::system::bundle::parse_public_key(k).is_none())
-        {
+        for key in self.update_signing_keys.iter().filter(|k| parse_public_key(k).is_none()) {
             problems.push((super::ROUTERD_JSON, format!("update_signing_keys: {key:?} is not 64 hex digits")));
         }
         for server in self.ntp_servers.iter().filter(|u| u.parse::<std::net::IpAddr>().is_err()) {
@@ -302,12 +300,31 @@ impl RouterdFile {
             }
         }
         if let Some(name) = &self.diagnostics.dns_name
-            && let Err(problem) = crate::diag::probe::question(name)
+            && let Err(problem) = parse_dns_name(name)
         {
             problems.push((super::ROUTERD_JSON, format!("diagnostics.dns_name: {problem}")));
         }
         problems
     }
+}
+
+/// Parses a public key as `routerd-image keygen` prints it: 64 hex digits.
+pub fn parse_public_key(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
+}
+
+/// The name diagnostics ask the upstream DNS servers for, as a fully qualified DNS name (`.` is the root).
+pub fn parse_dns_name(name: &str) -> Result<hickory_proto::rr::Name, String> {
+    let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
+    std::str::FromStr::from_str(&fqdn).map_err(|e| format!("{name:?} is not a DNS name: {e}"))
 }
 
 /// "KEY: VALUE is outside LOW–HIGH" for a setting given outside its range.
@@ -317,6 +334,13 @@ where
 {
     let value = value.filter(|v| !range.contains(v))?;
     Some(format!("{key}: {value} is outside {}–{}", range.start(), range.end()))
+}
+
+impl RouterdFile {
+    /// The update signing keys routerd.json requires (the ones that parse; the others are configuration problems).
+    pub fn signing_keys(&self) -> Vec<[u8; 32]> {
+        self.update_signing_keys.iter().filter_map(|k| parse_public_key(k)).collect()
+    }
 }
 
 /// `first-last`, both IPv4, first not after last.

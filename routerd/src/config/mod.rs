@@ -4,13 +4,14 @@
 //! and the service that needs it runs with defaults until the file is fixed.
 
 mod files;
+pub mod forwards;
 
 use std::path::Path;
 
 pub use files::{
     Bridge, DNS_CACHE_BYTES, DNS_QUERIES_PER_SECOND_PER_DEVICE, DNS_WAITING_PER_DEVICE, DiagnosticsConfig, ExtraRoute,
     InterfaceConfig, InterfacesFile, MAX_CAPTURE_RING_PACKETS, PortForwarding, PortForwardingsFile, RouterdFile,
-    parse_cidr, parse_mac, parse_range,
+    parse_cidr, parse_dns_name, parse_mac, parse_public_key, parse_range,
 };
 
 use crate::store;
@@ -47,7 +48,7 @@ impl Config {
             problems.push(ConfigProblem { file: file.to_string(), message });
         }
         // Each broken forward is reported; the others still apply.
-        for message in crate::firewall::forwards::parse_all(&port_forwardings.forwardings).1 {
+        for message in forwards::parse_all(&port_forwardings.forwardings).1 {
             problems.push(ConfigProblem { file: PORTFORWARDINGS_JSON.to_string(), message });
         }
         Config { interfaces, port_forwardings, routerd, problems }

@@ -2,13 +2,12 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    str::FromStr,
     time::{Duration, Instant},
 };
 
 use hickory_proto::{
     op::{Message, Query},
-    rr::{Name, RData, RecordType},
+    rr::{RData, RecordType},
 };
 
 use super::{icmp::Pinger, plan::Check, tree::Prober};
@@ -68,8 +67,7 @@ async fn tcp(targets: &[SocketAddr]) -> Result<String, String> {
 
 /// The question for `name`: the root zone's servers for `.`, else its IPv4 address.
 pub fn question(name: &str) -> Result<Query, String> {
-    let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
-    let parsed = Name::from_str(&fqdn).map_err(|e| format!("{name:?} is not a DNS name: {e}"))?;
+    let parsed = crate::config::parse_dns_name(name)?;
     let kind = if parsed.is_root() { RecordType::NS } else { RecordType::A };
     Ok(Query::query(parsed, kind))
 }

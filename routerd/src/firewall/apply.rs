@@ -42,7 +42,7 @@ pub fn current_counters() -> Counters {
 }
 
 /// Proof that one of routerd's rulesets (the lockdown or the full one) is in the kernel: the only way to turn
-/// forwarding on ([`crate::netconfig::enable_forwarding`]), so a router never forwards without its firewall.
+/// forwarding on ([`super::forwarding::enable_forwarding`]), so a router never forwards without its firewall.
 #[derive(Debug)]
 pub struct Loaded(());
 

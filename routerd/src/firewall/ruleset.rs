@@ -5,7 +5,7 @@
 
 use std::{fmt::Write, net::Ipv4Addr};
 
-use super::forwards::Forward;
+use crate::config::forwards::Forward;
 
 /// An IPv6 pinhole from routerd.json: inbound connections to one LAN address and port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -338,7 +338,7 @@ fn nat_table(input: &RulesetInput, uplink: &str) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::PortForwarding, firewall::forwards::parse_all};
+    use crate::config::{PortForwarding, forwards::parse_all};
 
     fn input() -> RulesetInput {
         let entries = [

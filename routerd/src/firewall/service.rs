@@ -6,12 +6,14 @@ use std::path::PathBuf;
 
 use super::{
     apply,
-    forwards::{Forward, parse_all},
     ruleset::{Ruleset, RulesetInput},
 };
 use crate::{
     command_channel,
-    config::{PORTFORWARDINGS_JSON, PortForwarding, PortForwardingsFile},
+    config::{
+        PORTFORWARDINGS_JSON, PortForwarding, PortForwardingsFile,
+        forwards::{Forward, parse_all},
+    },
     store::{self, Mode},
     supervisor::{ServiceContext, ServiceError, ServiceState},
 };
@@ -189,9 +191,9 @@ pub async fn run(mut firewall: Firewall, inbox: ForwardInbox, mut context: Servi
     let loaded = apply::apply(&firewall.ruleset(&firewall.entries))?;
     let count = firewall.listed().len();
     tracing::info!("firewall and NAT loaded ({count} port forwards; {flowtables})");
-    if !crate::netconfig::forwarding_enabled() {
+    if !super::forwarding::forwarding_enabled() {
         // No ruleset could be loaded at start, so forwarding was left off; now there is one.
-        for problem in crate::netconfig::enable_forwarding(&loaded) {
+        for problem in super::forwarding::enable_forwarding(&loaded) {
             tracing::error!("{problem}");
         }
         tracing::info!("forwarding enabled: the firewall is in place");

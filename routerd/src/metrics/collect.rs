@@ -4,12 +4,10 @@ use std::{sync::Arc, time::SystemTime};
 
 use tokio::sync::watch;
 
-use super::{
-    Metrics,
-    text::{Exposition, Kind},
-};
+use super::text::{Exposition, Kind};
 use crate::{
     capture::service::CaptureHub,
+    counters::Metrics,
     diag::{Outcome, Report},
     uplink::state::UplinkSnapshot,
 };

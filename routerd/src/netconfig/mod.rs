@@ -19,7 +19,27 @@ use rtnetlink::{
 
 mod interfaces;
 
-use crate::uplink::{dhcp4::Lease, dhcp6::DelegatedPrefix};
+/// The uplink's IPv4 configuration, as a DHCPv4 lease gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Config {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    /// The default gateway, when there is one.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// An IPv6 prefix (the delegated one): network address and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    pub network: Ipv6Addr,
+    pub length: u8,
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.length)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetconfigError {
@@ -148,9 +168,9 @@ impl Netconfig {
     }
 
     /// Removes a released lease's address from the uplink (its routes go with it).
-    pub async fn remove_dhcp4(&self, uplink: &str, lease: &Lease) -> Result<(), NetconfigError> {
+    pub async fn remove_dhcp4(&self, uplink: &str, address: Ipv4Addr) -> Result<(), NetconfigError> {
         let index = self.link_index(uplink).await?;
-        self.remove_address(index, IpAddr::V4(lease.address)).await
+        self.remove_address(index, IpAddr::V4(address)).await
     }
 
     /// Configures the uplink for a DHCPv4 lease: the address with its prefix length, a host route to the gateway
@@ -158,8 +178,8 @@ impl Netconfig {
     pub async fn apply_dhcp4(
         &self,
         uplink: &str,
-        lease: &Lease,
-        previous: Option<&Lease>,
+        lease: Ipv4Config,
+        previous: Option<Ipv4Config>,
     ) -> Result<(), NetconfigError> {
         let index = self.link_index(uplink).await?;
         self.set_up(index).await?;
@@ -218,14 +238,14 @@ impl Netconfig {
     pub async fn apply_prefix(
         &self,
         lans: &[(String, u32)],
-        prefix: Option<&DelegatedPrefix>,
-        previous: Option<&DelegatedPrefix>,
+        prefix: Option<Prefix>,
+        previous: Option<Prefix>,
     ) -> Result<Vec<(String, Ipv6Addr)>, NetconfigError> {
         let mut assigned = Vec::new();
         if let Some(prefix) = prefix {
             for (name, number) in lans {
                 let Some(subnet) = lan_subnet(prefix, *number) else {
-                    tracing::warn!("{} has no subnet {number} for {name}", prefix.cidr());
+                    tracing::warn!("{prefix} has no subnet {number} for {name}");
                     continue;
                 };
                 let address = router_address(subnet);
@@ -234,16 +254,15 @@ impl Netconfig {
                 assigned.push((name.clone(), address));
             }
             let unreachable = RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(prefix.prefix, prefix.length)
+                .destination_prefix(prefix.network, prefix.length)
                 .kind(RouteType::Unreachable)
                 .protocol(RouteProtocol::Dhcp)
                 .build();
             self.handle.route().add(unreachable).replace().execute().await.map_err(|source| {
-                NetconfigError::Netlink { what: format!("adding the unreachable route for {}", prefix.cidr()), source }
+                NetconfigError::Netlink { what: format!("adding the unreachable route for {prefix}"), source }
             })?;
         }
-        if let Some(previous) = previous.filter(|p| Some((p.prefix, p.length)) != prefix.map(|n| (n.prefix, n.length)))
-        {
+        if let Some(previous) = previous.filter(|p| Some(*p) != prefix) {
             for (name, number) in lans {
                 if let (Some(subnet), Ok(index)) = (lan_subnet(previous, *number), self.link_index(name).await) {
                     self.remove_address(index, IpAddr::V6(router_address(subnet))).await?;
@@ -251,12 +270,12 @@ impl Netconfig {
             }
             // Deleting matches on the protocol too (the builder's default is "static").
             let old = RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(previous.prefix, previous.length)
+                .destination_prefix(previous.network, previous.length)
                 .kind(RouteType::Unreachable)
                 .protocol(RouteProtocol::Dhcp)
                 .build();
             if let Err(error) = self.handle.route().del(old).execute().await {
-                tracing::warn!("removing the unreachable route for {}: {error}", previous.cidr());
+                tracing::warn!("removing the unreachable route for {previous}: {error}");
             }
         }
         Ok(assigned)
@@ -264,12 +283,12 @@ impl Netconfig {
 }
 
 /// The /64 number `number` of a delegated prefix, if the prefix has that many.
-pub fn lan_subnet(prefix: &DelegatedPrefix, number: u32) -> Option<Ipv6Addr> {
+pub fn lan_subnet(prefix: Prefix, number: u32) -> Option<Ipv6Addr> {
     let subnets_bits = 64u32.checked_sub(u32::from(prefix.length))?;
     if subnets_bits < 32 && u64::from(number) >= 1u64 << subnets_bits {
         return None;
     }
-    Some(Ipv6Addr::from(u128::from(prefix.prefix) | (u128::from(number) << 64)))
+    Some(Ipv6Addr::from(u128::from(prefix.network) | (u128::from(number) << 64)))
 }
 
 /// The router's own address in a LAN's /64: `::1`.
@@ -301,26 +320,6 @@ pub fn prepare_uplink(uplink: &str) -> Vec<NetconfigError> {
     problems
 }
 
-const FORWARDING: [&str; 2] = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"];
-
-/// Turns forwarding on (IPv4 and IPv6). It takes the proof that routerd's firewall is loaded: a router never
-/// forwards without it.
-pub fn enable_forwarding(_firewall: &crate::firewall::apply::Loaded) -> Vec<NetconfigError> {
-    FORWARDING.iter().filter_map(|key| set_sysctl(key, "1").err()).collect()
-}
-
-/// Turns forwarding off (a previous run may have left it on) when no ruleset could be loaded.
-pub fn disable_forwarding() -> Vec<NetconfigError> {
-    FORWARDING.iter().filter_map(|key| set_sysctl(key, "0").err()).collect()
-}
-
-/// Whether IPv4 or IPv6 forwarding is on.
-pub fn forwarding_enabled() -> bool {
-    FORWARDING
-        .iter()
-        .any(|key| std::fs::read_to_string(Path::new("/proc/sys").join(key)).is_ok_and(|value| value.trim() != "0"))
-}
-
 const BRIDGE_NETFILTER: &[&str] = &[
     "net/bridge/bridge-nf-call-iptables",
     "net/bridge/bridge-nf-call-ip6tables",
@@ -329,33 +328,26 @@ const BRIDGE_NETFILTER: &[&str] = &[
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
-    fn prefix(text: &str, length: u8) -> DelegatedPrefix {
-        DelegatedPrefix {
-            prefix: text.parse().expect("literal"),
-            length,
-            preferred: Duration::from_secs(60),
-            valid: Duration::from_secs(120),
-        }
+    fn prefix(text: &str, length: u8) -> Prefix {
+        Prefix { network: text.parse().expect("literal"), length }
     }
 
     #[test]
     fn lans_get_consecutive_64s_of_the_delegated_prefix() {
         let p48 = prefix("2a02:168:4a00::", 48);
-        assert_eq!(lan_subnet(&p48, 0), Some("2a02:168:4a00::".parse().expect("literal")));
-        assert_eq!(lan_subnet(&p48, 1), Some("2a02:168:4a00:1::".parse().expect("literal")));
+        assert_eq!(lan_subnet(p48, 0), Some("2a02:168:4a00::".parse().expect("literal")));
+        assert_eq!(lan_subnet(p48, 1), Some("2a02:168:4a00:1::".parse().expect("literal")));
         assert_eq!(
-            router_address(lan_subnet(&p48, 2).expect("subnet")),
+            router_address(lan_subnet(p48, 2).expect("subnet")),
             "2a02:168:4a00:2::1".parse::<Ipv6Addr>().expect("literal")
         );
         let p56 = prefix("2001:db8:100:ff00::", 56);
-        assert_eq!(lan_subnet(&p56, 255), Some("2001:db8:100:ffff::".parse().expect("literal")));
-        assert_eq!(lan_subnet(&p56, 256), None, "a /56 has 256 subnets");
+        assert_eq!(lan_subnet(p56, 255), Some("2001:db8:100:ffff::".parse().expect("literal")));
+        assert_eq!(lan_subnet(p56, 256), None, "a /56 has 256 subnets");
         let p64 = prefix("2001:db8:1:2::", 64);
-        assert_eq!(lan_subnet(&p64, 0), Some("2001:db8:1:2::".parse().expect("literal")));
-        assert_eq!(lan_subnet(&p64, 1), None, "a /64 is one LAN");
+        assert_eq!(lan_subnet(p64, 0), Some("2001:db8:1:2::".parse().expect("literal")));
+        assert_eq!(lan_subnet(p64, 1), None, "a /64 is one LAN");
     }
 }

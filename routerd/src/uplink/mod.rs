@@ -9,7 +9,6 @@ mod driver_tests;
 pub mod entropy;
 pub mod ipv4_udp;
 pub mod lease_times;
-pub mod packet_socket;
 #[cfg(test)]
 pub(crate) mod pcap;
 pub mod protocol;

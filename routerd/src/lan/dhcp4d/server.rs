@@ -18,15 +18,13 @@ use dhcproto::{
     v4::{DhcpOption, Message, MessageType, Opcode, OptionCode},
 };
 
+use super::commands::Offered;
 use super::{
     leases::{Lease, LeaseTable, Mac, format_mac},
     offers::Offers,
     pool_map::PoolMap,
 };
-use crate::{
-    dhcp4_wire,
-    lan::{commands::Offered, hostname},
-};
+use crate::{dhcp4_wire, lan::hostname};
 
 /// How long an offered address stays reserved for the client that was offered it.
 const OFFER_HOLD: Duration = Duration::from_secs(60);

@@ -11,16 +11,15 @@ use std::{
 use tokio::{net::UdpSocket, sync::mpsc, sync::watch};
 
 use super::{
-    Lease, PoolConfig, ReplyTo, Server, format_mac,
+    Lease, PoolConfig, ReplyTo, Server,
+    commands::{LeaseCommand, LeaseCommandError, LeaseInbox, LeaseRequest, OfferRequest},
+    format_mac,
     persist::{self, LeaseStore},
     published::{LeaseSnapshot, Publisher},
 };
 use crate::{
-    lan::{
-        commands::{LeaseCommand, LeaseCommandError, LeaseInbox, LeaseRequest, OfferRequest},
-        hostname,
-    },
-    metrics::Dhcp4ServerMetrics,
+    counters::Dhcp4ServerMetrics,
+    lan::hostname,
     store::StoreError,
     supervisor::{ServiceContext, ServiceError, ServiceState},
 };
@@ -43,7 +42,7 @@ struct Dhcp4Service {
     store: LeaseStore,
     publisher: Publisher,
     published: watch::Sender<LeaseSnapshot>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::counters::Metrics>,
 }
 
 pub async fn run(
@@ -51,7 +50,7 @@ pub async fn run(
     pools: Vec<PoolConfig>,
     published: watch::Sender<LeaseSnapshot>,
     inbox: LeaseInbox,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::counters::Metrics>,
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
     let default_interface = pools.first().map(|p| p.interface.clone()).unwrap_or_default();

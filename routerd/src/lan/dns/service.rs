@@ -49,7 +49,7 @@ pub struct DnsOptions {
     pub rebind_allowlist: Vec<String>,
     /// Upstream servers from routerd.json; empty means those the uplink learned.
     pub upstreams: Vec<IpAddr>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::counters::Metrics>,
     /// The cache's size in bytes (routerd.json `dns_cache_bytes`).
     pub cache_bytes: usize,
     /// Queries a second one device may send (routerd.json `dns_queries_per_second_per_device`).

@@ -176,7 +176,7 @@ fn update_prefixes(lans: &mut [Lan], snapshot: &UplinkSnapshot, now: Instant) ->
     let mut changed = false;
     for lan in lans.iter_mut() {
         let wanted = delegated.as_ref().and_then(|p| {
-            let subnet = lan_subnet(p, lan.number)?;
+            let subnet = lan_subnet(p.network(), lan.number)?;
             Some(AdvertisedPrefix { prefix: subnet, valid: p.valid, preferred: p.preferred.min(p.valid) })
         });
         let same = lan.current.as_ref().map(|c| c.prefix) == wanted.as_ref().map(|w| w.prefix);

@@ -66,19 +66,6 @@ pub struct Checked {
     pub offsets: BTreeMap<String, u64>,
 }
 
-/// Parses a public key as `routerd-image keygen` prints it: 64 hex digits.
-pub fn parse_public_key(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim();
-    if text.len() != 64 {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(key)
-}
-
 /// Checks the bundle at `path` whole. With `keys`, a signature by one of them is required.
 pub fn check(path: &Path, keys: &[[u8; 32]]) -> Result<Checked, BundleError> {
     let io = |e: std::io::Error| BundleError::Io(format!("reading the bundle: {e}"));
@@ -263,7 +250,7 @@ pub mod tests {
         write_bundle(&path, &GOOD, None, None);
         assert_eq!(check(&path, &[our_key]), Err(BundleError::Unsigned));
         let hex = routerd_proto::hex(&our_key);
-        assert_eq!(parse_public_key(&hex), Some(our_key));
-        assert_eq!(parse_public_key("abc"), None);
+        assert_eq!(crate::config::parse_public_key(&hex), Some(our_key));
+        assert_eq!(crate::config::parse_public_key("abc"), None);
     }
 }

@@ -103,6 +103,11 @@ impl Lease {
             == (other.address, other.prefix_len, other.gateway, &other.dns)
     }
 
+    /// What the lease configures on the uplink, as netconfig takes it.
+    pub fn ipv4_config(&self) -> crate::netconfig::Ipv4Config {
+        crate::netconfig::Ipv4Config { address: self.address, prefix_len: self.prefix_len, gateway: self.gateway }
+    }
+
     pub fn subnet_mask(&self) -> Ipv4Addr {
         Ipv4Addr::from_bits(u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0))
     }

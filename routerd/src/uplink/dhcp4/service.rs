@@ -13,13 +13,13 @@ use tokio::{net::UdpSocket, sync::watch};
 use super::{Client, ClientConfig, Destination, Lease, LeaseTimes, Transmit, store};
 use crate::{
     netconfig::Netconfig,
+    packet_socket::PacketSocket,
     supervisor::{ServiceContext, ServiceError, ServiceState},
     uplink::{
         control::Inbox,
         driver::{Driver, Effects, Link, Surroundings},
         entropy::SystemEntropy,
         ipv4_udp,
-        packet_socket::PacketSocket,
         state::{Dhcp4Status, UplinkSnapshot},
     },
 };
@@ -159,11 +159,12 @@ impl Effects for Dhcp4Effects {
     }
 
     async fn apply(&mut self, lease: &Lease, previous: Option<&Lease>) -> Result<(), String> {
+        let (lease, previous) = (lease.ipv4_config(), previous.map(Lease::ipv4_config));
         self.0.netconfig.apply_dhcp4(&self.0.uplink_name, lease, previous).await.map_err(|e| e.to_string())
     }
 
     async fn remove(&mut self, lease: &Lease) -> Result<(), String> {
-        self.0.netconfig.remove_dhcp4(&self.0.uplink_name, lease).await.map_err(|e| e.to_string())
+        self.0.netconfig.remove_dhcp4(&self.0.uplink_name, lease.address).await.map_err(|e| e.to_string())
     }
 
     fn publish(&mut self, status: Option<Dhcp4Status>) {

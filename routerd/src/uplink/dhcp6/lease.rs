@@ -21,7 +21,12 @@ pub struct DelegatedPrefix {
 
 impl DelegatedPrefix {
     pub fn cidr(&self) -> String {
-        format!("{}/{}", self.prefix, self.length)
+        self.network().to_string()
+    }
+
+    /// The prefix as netconfig takes it (without its lifetimes).
+    pub fn network(&self) -> crate::netconfig::Prefix {
+        crate::netconfig::Prefix { network: self.prefix, length: self.length }
     }
 }
 

@@ -179,8 +179,7 @@ async fn apply(
     let previous_address = previous.and_then(|p| p.address.as_ref().map(|a| a.address));
     netconfig.apply_dhcp6_address(uplink, address, previous_address).await?;
     let lans = system::lan_interfaces();
-    let assigned =
-        netconfig.apply_prefix(&lans, lease.prefixes.first(), previous.and_then(|p| p.prefixes.first())).await?;
+    let assigned = netconfig.apply_prefix(&lans, first_prefix(lease), previous.and_then(first_prefix)).await?;
     for (name, address) in assigned {
         tracing::info!("{name}: {address}/64 from the delegated prefix");
     }
@@ -199,8 +198,13 @@ fn send_router_solicitation(uplink: &str, index: u32) -> std::io::Result<()> {
 /// Removes what a released lease configured: the uplink address and the LANs' /64s.
 async fn unapply(netconfig: &Netconfig, uplink: &str, lease: &Lease) -> Result<(), crate::netconfig::NetconfigError> {
     netconfig.apply_dhcp6_address(uplink, None, lease.address.as_ref().map(|a| a.address)).await?;
-    netconfig.apply_prefix(&system::lan_interfaces(), None, lease.prefixes.first()).await?;
+    netconfig.apply_prefix(&system::lan_interfaces(), None, first_prefix(lease)).await?;
     Ok(())
+}
+
+/// The LANs' /64s come from the first delegated prefix.
+fn first_prefix(lease: &Lease) -> Option<crate::netconfig::Prefix> {
+    lease.prefixes.first().map(super::DelegatedPrefix::network)
 }
 
 fn client_socket(uplink: &str, index: u32) -> std::io::Result<UdpSocket> {

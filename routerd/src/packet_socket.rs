@@ -34,7 +34,7 @@ pub fn broadcast_udp(source_port: u16, destination_port: u16, payload: &[u8]) ->
 
 /// For SOCK_DGRAM packet sockets (offsets start at the IP header): IPv4 UDP to `port`, not a fragment.
 fn udp_port_filter(port: u16) -> Vec<libc::sock_filter> {
-    crate::capture::bpf::Program::default()
+    crate::bpf::Program::default()
         .load_byte(9)
         .if_equal_else(17, "udp", "drop")
         .label("udp")

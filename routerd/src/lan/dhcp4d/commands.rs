@@ -3,7 +3,7 @@
 
 use std::{net::Ipv4Addr, time::SystemTime};
 
-use super::dhcp4d::{Lease, Mac};
+use super::{Lease, Mac};
 use crate::command_channel;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
