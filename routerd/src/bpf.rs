@@ -12,7 +12,7 @@ enum Step {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct Program {
+pub(crate) struct Program {
     steps: Vec<Step>,
 }
 
@@ -28,7 +28,7 @@ const JSET_K: u16 = 0x45;
 const RET_K: u16 = 0x06;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BpfError {
+pub(crate) enum BpfError {
     #[error("jump to unknown label {0}")]
     UnknownLabel(&'static str),
     #[error("jump to {0} goes backwards or further than 255 instructions")]
@@ -41,57 +41,57 @@ impl Program {
         self
     }
 
-    pub fn label(mut self, name: &'static str) -> Self {
+    pub(crate) fn label(mut self, name: &'static str) -> Self {
         self.steps.push(Step::Label(name));
         self
     }
 
-    pub fn load_byte(self, offset: u32) -> Self {
+    pub(crate) fn load_byte(self, offset: u32) -> Self {
         self.op(LD_B_ABS, offset, None, None)
     }
 
-    pub fn load_half(self, offset: u32) -> Self {
+    pub(crate) fn load_half(self, offset: u32) -> Self {
         self.op(LD_H_ABS, offset, None, None)
     }
 
     /// X = 4 * (packet[offset] & 0xf): the IPv4 header length.
-    pub fn load_ip_header_length(self, offset: u32) -> Self {
+    pub(crate) fn load_ip_header_length(self, offset: u32) -> Self {
         self.op(LDX_B_MSH, offset, None, None)
     }
 
     /// A = the 16 bits at X + offset.
-    pub fn load_half_indirect(self, offset: u32) -> Self {
+    pub(crate) fn load_half_indirect(self, offset: u32) -> Self {
         self.op(LD_H_IND, offset, None, None)
     }
 
     /// If A == k go to `then`, else fall through.
-    pub fn if_equal(self, k: u32, then: &'static str) -> Self {
+    pub(crate) fn if_equal(self, k: u32, then: &'static str) -> Self {
         self.op(JEQ_K, k, Some(then), None)
     }
 
-    pub fn if_equal_else(self, k: u32, then: &'static str, otherwise: &'static str) -> Self {
+    pub(crate) fn if_equal_else(self, k: u32, then: &'static str, otherwise: &'static str) -> Self {
         self.op(JEQ_K, k, Some(then), Some(otherwise))
     }
 
-    pub fn if_greater(self, k: u32, then: &'static str) -> Self {
+    pub(crate) fn if_greater(self, k: u32, then: &'static str) -> Self {
         self.op(JGT_K, k, Some(then), None)
     }
 
-    pub fn if_less(self, k: u32, then: &'static str) -> Self {
+    pub(crate) fn if_less(self, k: u32, then: &'static str) -> Self {
         // A < k  is  !(A >= k)
         self.op(JGE_K, k, None, Some(then))
     }
 
-    pub fn if_any_bits(self, k: u32, then: &'static str) -> Self {
+    pub(crate) fn if_any_bits(self, k: u32, then: &'static str) -> Self {
         self.op(JSET_K, k, Some(then), None)
     }
 
-    pub fn ret(self, k: u32) -> Self {
+    pub(crate) fn ret(self, k: u32) -> Self {
         self.op(RET_K, k, None, None)
     }
 
     /// The program with its labels resolved.
-    pub fn assemble(&self) -> Result<Vec<libc::sock_filter>, BpfError> {
+    pub(crate) fn assemble(&self) -> Result<Vec<libc::sock_filter>, BpfError> {
         let mut labels = HashMap::new();
         let mut index = 0usize;
         for step in &self.steps {
@@ -122,7 +122,7 @@ impl Program {
 /// (not fragments), UDP to or from 546 and 547 over IPv6, ICMPv6 router/neighbour solicitations and
 /// advertisements, and with `dns` UDP to or from port 53 over both. IPv6 extension headers are not followed
 /// (configuration traffic does not use them).
-pub fn configuration_traffic(dns: bool) -> Program {
+pub(crate) fn configuration_traffic(dns: bool) -> Program {
     const ACCEPT: u32 = 0x0004_0000;
     // Without DNS, its checks test a port no datagram carries (0), so the program keeps one shape.
     let dns_port = if dns { 53 } else { 0 };

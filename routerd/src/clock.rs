@@ -10,24 +10,24 @@ use std::{
 
 /// A wall-clock reading and the monotonic instant it was taken at.
 #[derive(Clone, Copy, Debug)]
-pub struct SteadyClock {
+pub(crate) struct SteadyClock {
     wall: SystemTime,
     mono: Instant,
 }
 
 impl SteadyClock {
-    pub fn anchored(wall: SystemTime, mono: Instant) -> SteadyClock {
+    pub(crate) fn anchored(wall: SystemTime, mono: Instant) -> SteadyClock {
         SteadyClock { wall, mono }
     }
 
     /// The time at `instant`: the anchor plus how far the monotonic clock moved.
-    pub fn at(&self, instant: Instant) -> SystemTime {
+    pub(crate) fn at(&self, instant: Instant) -> SystemTime {
         if instant >= self.mono { self.wall + (instant - self.mono) } else { self.wall - (self.mono - instant) }
     }
 }
 
 /// routerd's clock for lease timers, anchored the first time it is read (at start).
-pub fn now() -> SystemTime {
+pub(crate) fn now() -> SystemTime {
     static ANCHOR: OnceLock<SteadyClock> = OnceLock::new();
     ANCHOR.get_or_init(|| SteadyClock::anchored(SystemTime::now(), Instant::now())).at(Instant::now())
 }

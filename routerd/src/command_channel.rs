@@ -11,9 +11,9 @@ pub struct Request<C, R> {
 }
 
 /// The receiving end, shared by every restart of the service (the supervisor starts it anew after a failure).
-pub type Inbox<C, R> = Arc<Mutex<mpsc::Receiver<Request<C, R>>>>;
+pub(crate) type Inbox<C, R> = Arc<Mutex<mpsc::Receiver<Request<C, R>>>>;
 
-pub struct Sender<C, R> {
+pub(crate) struct Sender<C, R> {
     sender: mpsc::Sender<Request<C, R>>,
 }
 
@@ -29,14 +29,14 @@ impl<C, R> std::fmt::Debug for Sender<C, R> {
     }
 }
 
-pub fn channel<C, R>(capacity: usize) -> (Sender<C, R>, Inbox<C, R>) {
+pub(crate) fn channel<C, R>(capacity: usize) -> (Sender<C, R>, Inbox<C, R>) {
     let (sender, receiver) = mpsc::channel(capacity);
     (Sender { sender }, Arc::new(Mutex::new(receiver)))
 }
 
 impl<C, R> Sender<C, R> {
     /// Sends a command and waits for the answer; `None` when the service is not running or stopped first.
-    pub async fn send(&self, command: C) -> Option<R> {
+    pub(crate) async fn send(&self, command: C) -> Option<R> {
         let (reply, answer) = oneshot::channel();
         self.sender.send(Request { command, reply }).await.ok()?;
         answer.await.ok()
@@ -44,6 +44,6 @@ impl<C, R> Sender<C, R> {
 }
 
 /// The next command for the service.
-pub async fn next<C, R>(inbox: &Inbox<C, R>) -> Option<Request<C, R>> {
+pub(crate) async fn next<C, R>(inbox: &Inbox<C, R>) -> Option<Request<C, R>> {
     inbox.lock().await.recv().await
 }

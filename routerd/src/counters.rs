@@ -9,21 +9,21 @@ use std::{
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// A latency histogram with fixed buckets (seconds), as Prometheus expects: cumulative at exposition time.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     /// Observations per bucket (not cumulative); the last one is +Inf.
     buckets: Vec<AtomicU64>,
@@ -31,14 +31,14 @@ pub struct Histogram {
 }
 
 /// Bucket bounds in seconds for DNS upstream round trips: a LAN-side cache miss costs one of these.
-pub const LATENCY_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+pub(crate) const LATENCY_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Histogram {
+    pub(crate) fn new(bounds: &'static [f64]) -> Histogram {
         Histogram { bounds, buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum_micros: 0.into() }
     }
 
-    pub fn observe(&self, took: Duration) {
+    pub(crate) fn observe(&self, took: Duration) {
         let seconds = took.as_secs_f64();
         let index = self.bounds.iter().position(|bound| seconds <= *bound).unwrap_or(self.bounds.len());
         self.buckets[index].fetch_add(1, Ordering::Relaxed);
@@ -46,7 +46,7 @@ impl Histogram {
     }
 
     /// (upper bound, cumulative count) per bucket without +Inf, the total count and the sum in seconds.
-    pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+    pub(crate) fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
         let mut cumulative = 0;
         let mut buckets = Vec::with_capacity(self.bounds.len());
         for (bound, count) in self.bounds.iter().zip(&self.buckets) {
@@ -60,7 +60,7 @@ impl Histogram {
 
 /// What the DNS service counts: every query by how it was answered.
 #[derive(Debug)]
-pub struct DnsMetrics {
+pub(crate) struct DnsMetrics {
     /// Answered from local data (leases, the router's name, reverse zones of the LANs).
     pub local: Counter,
     pub cache_hit: Counter,
@@ -93,12 +93,12 @@ impl Default for DnsMetrics {
 }
 
 /// DHCPv4 message types by their option 53 value (RFC 2132 §9.6), the index into the per-type counters.
-pub const DHCP4_MESSAGE_TYPES: [&str; 8] =
+pub(crate) const DHCP4_MESSAGE_TYPES: [&str; 8] =
     ["discover", "offer", "request", "decline", "ack", "nak", "release", "inform"];
 
 /// What the DHCPv4 server counts: messages received and sent by type.
 #[derive(Debug, Default)]
-pub struct Dhcp4ServerMetrics {
+pub(crate) struct Dhcp4ServerMetrics {
     received: [Counter; 8],
     sent: [Counter; 8],
     /// Malformed or otherwise ignored requests.
@@ -109,27 +109,27 @@ pub struct Dhcp4ServerMetrics {
 
 impl Dhcp4ServerMetrics {
     /// Counts a received message by its option 53 value (1 = DISCOVER … 8 = INFORM); others are not counted.
-    pub fn received(&self, message_type: u8) {
+    pub(crate) fn received(&self, message_type: u8) {
         if let Some(counter) = usize::from(message_type).checked_sub(1).and_then(|i| self.received.get(i)) {
             counter.inc();
         }
     }
 
-    pub fn sent(&self, message_type: u8) {
+    pub(crate) fn sent(&self, message_type: u8) {
         if let Some(counter) = usize::from(message_type).checked_sub(1).and_then(|i| self.sent.get(i)) {
             counter.inc();
         }
     }
 
     /// (type name, received, sent) for every type.
-    pub fn by_type(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
+    pub(crate) fn by_type(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
         DHCP4_MESSAGE_TYPES.iter().enumerate().map(|(i, name)| (*name, self.received[i].get(), self.sent[i].get()))
     }
 }
 
 /// The counters of every service, shared by the services that increment them and the scrape that reads them.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub dns: DnsMetrics,
     pub dhcp4_server: Dhcp4ServerMetrics,
 }

@@ -4,36 +4,36 @@
 
 pub mod api;
 pub mod backup;
-pub mod blocking;
-pub mod bpf;
-pub mod capture;
-pub mod clock;
-pub mod command_channel;
+pub(crate) mod blocking;
+pub(crate) mod bpf;
+pub(crate) mod capture;
+pub(crate) mod clock;
+pub(crate) mod command_channel;
 pub mod config;
-pub mod counters;
+pub(crate) mod counters;
 pub mod daemon;
 pub mod device_socket;
 pub mod dhcp4_wire;
-pub mod diag;
-pub mod firewall;
+pub(crate) mod diag;
+pub(crate) mod firewall;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod lan;
+pub(crate) mod lan;
 pub mod limits;
-pub mod metrics;
-pub mod netconfig;
-pub mod own_thread;
-pub mod packet_socket;
+pub(crate) mod metrics;
+pub(crate) mod netconfig;
+pub(crate) mod own_thread;
+pub(crate) mod packet_socket;
 pub mod pki;
-pub mod restart;
+pub(crate) mod restart;
 pub mod store;
-pub mod supervisor;
+pub(crate) mod supervisor;
 #[allow(unsafe_code)] // The one place for calls into the C library, each behind a safe function.
 pub mod sys;
 pub mod system;
 pub mod timesync;
 pub mod update;
-pub mod uplink;
+pub(crate) mod uplink;
 
 /// routerd's version, as reported by `SystemService.GetStatus`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -19,7 +19,7 @@ use crate::supervisor::ServiceError;
 /// so the supervisor reports it as the service's panic. The thread's runtime, and so every socket and task of
 /// the service, is gone before this returns (a restarted service can bind the same ports at once). Dropping the
 /// returned future stops the service: its thread drops it at its next await.
-pub async fn run<Fut>(name: &'static str, service: Fut) -> Result<(), ServiceError>
+pub(crate) async fn run<Fut>(name: &'static str, service: Fut) -> Result<(), ServiceError>
 where
     Fut: Future<Output = Result<(), ServiceError>> + Send + 'static,
 {

@@ -8,13 +8,13 @@ use crate::sys::packet::{self, Framing};
 
 const ETH_P_IP: u16 = libc::ETH_P_IP as u16;
 
-pub struct PacketSocket {
+pub(crate) struct PacketSocket {
     socket: packet::PacketSocket,
 }
 
 /// An IPv4 header (checksummed) and a UDP header (checksum 0: none, allowed over IPv4) around `payload`, from
 /// 0.0.0.0 to 255.255.255.255.
-pub fn broadcast_udp(source_port: u16, destination_port: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn broadcast_udp(source_port: u16, destination_port: u16, payload: &[u8]) -> Vec<u8> {
     let total = 28 + payload.len();
     let mut packet = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 17, 0, 0];
     packet.extend([0, 0, 0, 0, 255, 255, 255, 255]);
@@ -54,26 +54,26 @@ fn udp_port_filter(port: u16) -> Vec<libc::sock_filter> {
 
 impl PacketSocket {
     /// Opens the socket on interface `ifindex` for UDP datagrams to `port`.
-    pub fn udp_port(ifindex: u32, port: u16) -> io::Result<PacketSocket> {
+    pub(crate) fn udp_port(ifindex: u32, port: u16) -> io::Result<PacketSocket> {
         let socket = packet::PacketSocket::open(ifindex, Framing::Packets, ETH_P_IP, &udp_port_filter(port))?;
         Ok(PacketSocket { socket })
     }
 
     /// Whole Ethernet frames in both directions on `ifindex` that pass `filter` (for the capture).
-    pub fn frames(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
+    pub(crate) fn frames(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
         let socket = packet::PacketSocket::open(ifindex, Framing::Frames, libc::ETH_P_ALL as u16, filter)?;
         Ok(PacketSocket { socket })
     }
 
     /// Replaces the kernel filter (atomically: every frame meets the old program or the new one).
-    pub fn set_filter(&self, filter: &[libc::sock_filter]) -> io::Result<()> {
+    pub(crate) fn set_filter(&self, filter: &[libc::sock_filter]) -> io::Result<()> {
         self.socket.set_filter(filter)
     }
 
     /// Sends an IPv4 UDP datagram from 0.0.0.0:`source_port` to 255.255.255.255:`destination_port` as an
     /// Ethernet broadcast on `ifindex`, headers built here: a DHCP client without an address must send from
     /// 0.0.0.0 (RFC 2131 §4.1), which a UDP socket cannot promise (the kernel picks another interface's address).
-    pub async fn send_broadcast_udp(
+    pub(crate) async fn send_broadcast_udp(
         &self,
         ifindex: u32,
         source_port: u16,
@@ -85,7 +85,7 @@ impl PacketSocket {
     }
 
     /// Receives the next packet (from its IP header on for `udp_port`, whole frames for `frames`).
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.socket.recv(buf).await
     }
 }

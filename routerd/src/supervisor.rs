@@ -12,7 +12,7 @@ use tokio::{sync::watch, task::JoinSet, time::Instant};
 use tracing::Instrument;
 
 /// The error a service returns when it stops by failure; the supervisor only logs and reports it.
-pub type ServiceError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type ServiceError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServiceState {
@@ -33,7 +33,7 @@ pub struct ServiceStatus {
     pub since: SystemTime,
 }
 
-pub type Statuses = BTreeMap<&'static str, ServiceStatus>;
+pub(crate) type Statuses = BTreeMap<&'static str, ServiceStatus>;
 
 /// Resolves once the daemon is shutting down.
 #[derive(Clone, Debug)]
@@ -83,7 +83,7 @@ impl ServiceContext {
 /// Backoff between restarts: doubles from `initial` up to `max`, and starts over after a service ran
 /// `healthy_after` without failing.
 #[derive(Clone, Copy, Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     pub initial: Duration,
     pub max: Duration,
     pub healthy_after: Duration,
@@ -99,7 +99,7 @@ impl Default for Backoff {
     }
 }
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     statuses: watch::Sender<Statuses>,
     shutdown: Shutdown,
     tasks: JoinSet<()>,
@@ -107,17 +107,17 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(shutdown: Shutdown, backoff: Backoff) -> Supervisor {
+    pub(crate) fn new(shutdown: Shutdown, backoff: Backoff) -> Supervisor {
         let (statuses, _) = watch::channel(Statuses::new());
         Supervisor { statuses, shutdown, tasks: JoinSet::new(), backoff }
     }
 
-    pub fn statuses(&self) -> watch::Receiver<Statuses> {
+    pub(crate) fn statuses(&self) -> watch::Receiver<Statuses> {
         self.statuses.subscribe()
     }
 
     /// Starts the service `name`; `start` is called again for every restart.
-    pub fn spawn<F, Fut>(&mut self, name: &'static str, mut start: F)
+    pub(crate) fn spawn<F, Fut>(&mut self, name: &'static str, mut start: F)
     where
         F: FnMut(ServiceContext) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), ServiceError>> + Send + 'static,
@@ -178,7 +178,7 @@ impl Supervisor {
     }
 
     /// Waits until every service has stopped (after shutdown was triggered), at most `timeout`.
-    pub async fn join(mut self, timeout: Duration) -> bool {
+    pub(crate) async fn join(mut self, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, async { while self.tasks.join_next().await.is_some() {} }).await.is_ok()
     }
 }

@@ -2,7 +2,7 @@
 //! blocks; little-endian), enough for Wireshark and tshark to read a live capture from a pipe.
 
 /// Link type of captured frames: Ethernet.
-pub const LINKTYPE_ETHERNET: u16 = 1;
+pub(crate) const LINKTYPE_ETHERNET: u16 = 1;
 
 const SECTION_HEADER: u32 = 0x0A0D_0D0A;
 const INTERFACE_DESCRIPTION: u32 = 0x0000_0001;
@@ -37,7 +37,7 @@ fn block(kind: u32, body: &[u8]) -> Vec<u8> {
 }
 
 /// The Section Header Block that starts every pcapng stream.
-pub fn section_header(comment: &str) -> Vec<u8> {
+pub(crate) fn section_header(comment: &str) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend(0x1A2B_3C4Du32.to_le_bytes());
     body.extend(1u16.to_le_bytes());
@@ -51,7 +51,7 @@ pub fn section_header(comment: &str) -> Vec<u8> {
 }
 
 /// An Interface Description Block for an Ethernet interface, timestamps in microseconds.
-pub fn interface_description(name: &str) -> Vec<u8> {
+pub(crate) fn interface_description(name: &str) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend(LINKTYPE_ETHERNET.to_le_bytes());
     body.extend(0u16.to_le_bytes());
@@ -64,7 +64,7 @@ pub fn interface_description(name: &str) -> Vec<u8> {
 
 /// An Enhanced Packet Block: `frame` captured on interface `interface` (its index in this section) at
 /// `micros` since the Unix epoch, `original_length` bytes on the wire.
-pub fn enhanced_packet(interface: u32, micros: u64, frame: &[u8], original_length: usize) -> Vec<u8> {
+pub(crate) fn enhanced_packet(interface: u32, micros: u64, frame: &[u8], original_length: usize) -> Vec<u8> {
     let mut body = Vec::with_capacity(20 + frame.len() + 3);
     body.extend(interface.to_le_bytes());
     body.extend(((micros >> 32) as u32).to_le_bytes());
@@ -77,7 +77,7 @@ pub fn enhanced_packet(interface: u32, micros: u64, frame: &[u8], original_lengt
 }
 
 /// An Interface Statistics Block saying how many packets were dropped for this reader on `interface`.
-pub fn interface_statistics(interface: u32, micros: u64, dropped: u64) -> Vec<u8> {
+pub(crate) fn interface_statistics(interface: u32, micros: u64, dropped: u64) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend(interface.to_le_bytes());
     body.extend(((micros >> 32) as u32).to_le_bytes());

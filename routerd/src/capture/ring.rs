@@ -13,7 +13,7 @@ use std::{
 use tokio::sync::mpsc;
 
 /// Ring size when routerd.json does not say (router7's choice too).
-pub const DEFAULT_CAPACITY: usize = 50_000;
+pub(crate) const DEFAULT_CAPACITY: usize = 50_000;
 /// Packets a live reader may fall behind before it starts losing them.
 const LIVE_BACKLOG: usize = 4096;
 

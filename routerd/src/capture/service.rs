@@ -35,7 +35,7 @@ const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// `dns_history`: keep DNS in the ring at all times; otherwise DNS is captured only while a live reader is
 /// connected, so that a busy LAN's queries neither push the DHCP and ND history out of the ring nor cost a copy
 /// each when nobody watches.
-pub async fn run(
+pub(crate) async fn run(
     hub: CaptureHub,
     netconfig: Netconfig,
     dns_history: bool,

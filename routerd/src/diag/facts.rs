@@ -10,7 +10,7 @@ use std::{
 use super::plan::{LanFacts, LinkFacts, UplinkFacts};
 use crate::supervisor::ServiceState;
 
-pub fn link(name: &str) -> LinkFacts {
+pub(crate) fn link(name: &str) -> LinkFacts {
     let sys = Path::new("/sys/class/net").join(name);
     let read = |file: &str| fs::read_to_string(sys.join(file)).map(|s| s.trim().to_string()).unwrap_or_default();
     let counter = |file: &str| read(&format!("statistics/{file}")).parse().unwrap_or(0);
@@ -36,7 +36,7 @@ fn addresses_of(name: &str) -> Vec<IpAddr> {
         .collect()
 }
 
-pub fn uplink(name: &str, snapshot: crate::uplink::state::UplinkSnapshot) -> UplinkFacts {
+pub(crate) fn uplink(name: &str, snapshot: crate::uplink::state::UplinkSnapshot) -> UplinkFacts {
     UplinkFacts {
         link: link(name),
         snapshot,
@@ -45,7 +45,7 @@ pub fn uplink(name: &str, snapshot: crate::uplink::state::UplinkSnapshot) -> Upl
     }
 }
 
-pub fn lan(
+pub(crate) fn lan(
     name: &str,
     dhcp_service: Option<ServiceState>,
     ra_service: Option<ServiceState>,
@@ -76,7 +76,10 @@ pub fn lan(
 
 /// The clock check: passed once an NTP server answered (or while the first is still being asked), failed when
 /// none answers; no check without servers.
-pub fn clock(status: &crate::timesync::ClockStatus, now: std::time::SystemTime) -> Option<Result<String, String>> {
+pub(crate) fn clock(
+    status: &crate::timesync::ClockStatus,
+    now: std::time::SystemTime,
+) -> Option<Result<String, String>> {
     use crate::timesync::ClockState;
     let servers = status.servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     let verdict = match status.state {
@@ -104,7 +107,7 @@ pub fn clock(status: &crate::timesync::ClockStatus, now: std::time::SystemTime) 
     Some(verdict)
 }
 
-pub fn state_name(state: ServiceState) -> String {
+pub(crate) fn state_name(state: ServiceState) -> String {
     match state {
         ServiceState::Starting => "starting",
         ServiceState::Running => "running",
@@ -117,7 +120,7 @@ pub fn state_name(state: ServiceState) -> String {
 
 /// The gateway of the IPv6 default route through `interface`, from `/proc/net/ipv6_route` (destination,
 /// length, source, length, next hop, metric, refcount, use, flags, device; addresses in hex).
-pub fn ipv6_default_gateway(table: &str, interface: &str) -> Option<Ipv6Addr> {
+pub(crate) fn ipv6_default_gateway(table: &str, interface: &str) -> Option<Ipv6Addr> {
     table.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [destination, length, _, _, next_hop, _, _, _, _, device] = fields.as_slice() else { return None };
@@ -128,7 +131,7 @@ pub fn ipv6_default_gateway(table: &str, interface: &str) -> Option<Ipv6Addr> {
 }
 
 /// Whether a socket is bound to UDP `port` in a `/proc/net/udp{,6}` table (`sl local_address:PORT …`, hex).
-pub fn udp_port_bound(table: &str, port: u16) -> bool {
+pub(crate) fn udp_port_bound(table: &str, port: u16) -> bool {
     table.lines().skip(1).any(|line| {
         line.split_whitespace()
             .nth(1)

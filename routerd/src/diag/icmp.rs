@@ -17,7 +17,7 @@ use crate::uplink::entropy::{Entropy, SystemEntropy};
 
 /// What answered a probe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplyKind {
+pub(crate) enum ReplyKind {
     EchoReply,
     TimeExceeded,
     /// Destination unreachable, with the ICMP code.
@@ -26,7 +26,7 @@ pub enum ReplyKind {
 
 /// A reply to one of our echo requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub from: IpAddr,
     pub kind: ReplyKind,
     pub sequence: u16,
@@ -37,7 +37,7 @@ pub struct Reply {
 }
 
 /// An echo request with `size` payload bytes. ICMPv4 needs the checksum; for ICMPv6 the kernel fills it in.
-pub fn echo_request(v6: bool, identifier: u16, sequence: u16, size: usize) -> Vec<u8> {
+pub(crate) fn echo_request(v6: bool, identifier: u16, sequence: u16, size: usize) -> Vec<u8> {
     let mut packet = vec![if v6 { 128 } else { 8 }, 0, 0, 0];
     packet.extend_from_slice(&identifier.to_be_bytes());
     packet.extend_from_slice(&sequence.to_be_bytes());
@@ -50,7 +50,7 @@ pub fn echo_request(v6: bool, identifier: u16, sequence: u16, size: usize) -> Ve
 }
 
 /// The Internet checksum (RFC 1071).
-pub fn checksum(bytes: &[u8]) -> u16 {
+pub(crate) fn checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -59,7 +59,7 @@ pub fn checksum(bytes: &[u8]) -> u16 {
 }
 
 /// Parses what a raw IPv4 ICMP socket received (IP header included): a reply to `identifier`, or `None`.
-pub fn parse_v4(packet: &[u8], identifier: u16) -> Option<Reply> {
+pub(crate) fn parse_v4(packet: &[u8], identifier: u16) -> Option<Reply> {
     let header_len = usize::from(packet.first()? & 0x0f) * 4;
     let ttl = *packet.get(8)?;
     let from = Ipv4Addr::new(*packet.get(12)?, *packet.get(13)?, *packet.get(14)?, *packet.get(15)?);
@@ -89,7 +89,7 @@ fn quoted_v4(icmp: &[u8]) -> Option<&[u8]> {
 }
 
 /// Parses what a raw ICMPv6 socket received (no IPv6 header) from `from`.
-pub fn parse_v6(icmp: &[u8], from: Ipv6Addr, identifier: u16) -> Option<Reply> {
+pub(crate) fn parse_v6(icmp: &[u8], from: Ipv6Addr, identifier: u16) -> Option<Reply> {
     let (kind, echo) = match *icmp.first()? {
         129 => (ReplyKind::EchoReply, icmp),
         // The quoted packet: 8 bytes of ICMPv6 header, 40 of IPv6 header (next header 58 = ICMPv6).
@@ -116,7 +116,7 @@ fn matching(echo: &[u8], expected_type: u8, identifier: u16) -> Option<u16> {
 
 /// A raw ICMP socket of one family with its own echo identifier. tokio has no raw socket type; its UDP socket
 /// only does sendto/recvfrom on the descriptor, which is what a raw socket needs.
-pub struct Pinger {
+pub(crate) struct Pinger {
     socket: UdpSocket,
     v6: bool,
     identifier: u16,
@@ -125,7 +125,7 @@ pub struct Pinger {
 }
 
 impl Pinger {
-    pub fn new(v6: bool, interface: Option<&str>) -> io::Result<Pinger> {
+    pub(crate) fn new(v6: bool, interface: Option<&str>) -> io::Result<Pinger> {
         let socket = if v6 {
             Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?
         } else {
@@ -144,13 +144,13 @@ impl Pinger {
         Ok(Pinger { socket, v6, identifier, scope })
     }
 
-    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+    pub(crate) fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let socket = SockRef::from(&self.socket);
         if self.v6 { socket.set_unicast_hops_v6(ttl) } else { socket.set_ttl_v4(ttl) }
     }
 
     /// Sends an echo request.
-    pub fn send(&self, destination: IpAddr, sequence: u16, size: usize) -> io::Result<()> {
+    pub(crate) fn send(&self, destination: IpAddr, sequence: u16, size: usize) -> io::Result<()> {
         let address: SocketAddr = match destination {
             IpAddr::V6(v6) => {
                 SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, if v6.is_unicast_link_local() { self.scope } else { 0 }))
@@ -163,7 +163,7 @@ impl Pinger {
     }
 
     /// The next reply to this pinger until `deadline`; `Ok(None)` when none came.
-    pub async fn receive(&self, deadline: Instant) -> io::Result<Option<Reply>> {
+    pub(crate) async fn receive(&self, deadline: Instant) -> io::Result<Option<Reply>> {
         let mut buffer = [0u8; 2048];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -187,7 +187,7 @@ impl Pinger {
     }
 
     /// One echo round trip (request `sequence`), or `Ok(None)` when nothing answered within `wait`.
-    pub async fn ping_once(
+    pub(crate) async fn ping_once(
         &self,
         destination: IpAddr,
         sequence: u16,

@@ -2,13 +2,13 @@
 //! ([`tree`] decides, [`plan`] chooses the checks, [`facts`] and [`probe`] do the I/O), plus ping and
 //! traceroute from the router ([`ping`], over [`icmp`]).
 
-pub mod facts;
-pub mod icmp;
-pub mod ping;
-pub mod plan;
-pub mod probe;
-pub mod service;
-pub mod tree;
+pub(crate) mod facts;
+pub(crate) mod icmp;
+pub(crate) mod ping;
+pub(crate) mod plan;
+pub(crate) mod probe;
+pub(crate) mod service;
+pub(crate) mod tree;
 
-pub use service::Diagnostics;
-pub use tree::{Decided, Outcome, Report};
+pub(crate) use service::Diagnostics;
+pub(crate) use tree::{Decided, Outcome, Report};

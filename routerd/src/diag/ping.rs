@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::icmp::{Pinger, ReplyKind};
 
 #[derive(Clone, Debug)]
-pub struct PingOptions {
+pub(crate) struct PingOptions {
     pub destination: IpAddr,
     /// `None`: until the client stops.
     pub count: Option<u32>,
@@ -18,13 +18,13 @@ pub struct PingOptions {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum PingEvent {
+pub(crate) enum PingEvent {
     Reply { from: IpAddr, sequence: u16, ttl: u8, bytes: usize, rtt: Duration },
     Summary(Summary),
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub sent: u32,
     pub received: u32,
     pub min: Duration,
@@ -34,7 +34,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn new(sent: u32, rtts: &[Duration]) -> Summary {
+    pub(crate) fn new(sent: u32, rtts: &[Duration]) -> Summary {
         if rtts.is_empty() {
             return Summary { sent, ..Default::default() };
         }
@@ -52,7 +52,7 @@ impl Summary {
     }
 }
 
-pub async fn ping(options: PingOptions, events: mpsc::Sender<PingEvent>) -> std::io::Result<()> {
+pub(crate) async fn ping(options: PingOptions, events: mpsc::Sender<PingEvent>) -> std::io::Result<()> {
     let pinger = Pinger::new(options.destination.is_ipv6(), None)?;
     let mut rtts = Vec::new();
     let mut sent = 0u32;
@@ -81,7 +81,7 @@ pub async fn ping(options: PingOptions, events: mpsc::Sender<PingEvent>) -> std:
 }
 
 #[derive(Clone, Debug)]
-pub struct TraceOptions {
+pub(crate) struct TraceOptions {
     pub destination: IpAddr,
     pub initial_ttl: u8,
     pub max_ttl: u8,
@@ -92,7 +92,7 @@ pub struct TraceOptions {
 
 /// One probe of one hop: who answered (nobody when `kind` is `None`), and how fast.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hop {
+pub(crate) struct Hop {
     pub hop: u8,
     pub from: Option<IpAddr>,
     pub rtt: Duration,
@@ -100,7 +100,7 @@ pub struct Hop {
 }
 
 /// Probes hop by hop until the destination answers, something says it is unreachable, or `max_ttl`.
-pub async fn traceroute(options: TraceOptions, events: mpsc::Sender<Hop>) -> std::io::Result<()> {
+pub(crate) async fn traceroute(options: TraceOptions, events: mpsc::Sender<Hop>) -> std::io::Result<()> {
     let pinger = Pinger::new(options.destination.is_ipv6(), None)?;
     let mut sequence = 0u16;
     for ttl in options.initial_ttl.max(1)..=options.max_ttl {

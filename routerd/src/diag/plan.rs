@@ -11,7 +11,7 @@ use crate::uplink::state::UplinkSnapshot;
 
 /// A check: either already decided from the facts, or a probe to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     Known(Result<String, String>),
     /// An ICMP echo; a link-local target needs the interface.
     Ping {
@@ -45,7 +45,7 @@ pub struct Targets {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LinkFacts {
+pub(crate) struct LinkFacts {
     pub name: String,
     /// `/sys/class/net/*/operstate`: "up", "down", "lowerlayerdown", "unknown", …
     pub oper_state: String,
@@ -75,7 +75,7 @@ impl LinkFacts {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UplinkFacts {
+pub(crate) struct UplinkFacts {
     pub link: LinkFacts,
     pub snapshot: UplinkSnapshot,
     /// Addresses on the uplink now.
@@ -85,7 +85,7 @@ pub struct UplinkFacts {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LanFacts {
+pub(crate) struct LanFacts {
     pub link: LinkFacts,
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6_global: Vec<Ipv6Addr>,
@@ -99,7 +99,7 @@ pub struct LanFacts {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Facts {
+pub(crate) struct Facts {
     pub now: Option<SystemTime>,
     pub uplink: Option<UplinkFacts>,
     pub lans: Vec<LanFacts>,
@@ -135,7 +135,7 @@ fn human(duration: Duration) -> String {
 }
 
 /// The whole tree for these facts, parents before children.
-pub fn plan(facts: &Facts) -> Vec<Planned<Check>> {
+pub(crate) fn plan(facts: &Facts) -> Vec<Planned<Check>> {
     let mut plan = Vec::new();
     if let Some(uplink) = &facts.uplink {
         plan_uplink(facts, uplink, &mut plan);

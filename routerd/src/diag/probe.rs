@@ -17,7 +17,7 @@ const PINGS: u16 = 3;
 const PING_WAIT: Duration = Duration::from_secs(1);
 const TCP_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub struct NetworkProber;
+pub(crate) struct NetworkProber;
 
 impl Prober for NetworkProber {
     type Check = Check;
@@ -66,7 +66,7 @@ async fn tcp(targets: &[SocketAddr]) -> Result<String, String> {
 }
 
 /// The question for `name`: the root zone's servers for `.`, else its IPv4 address.
-pub fn question(name: &str) -> Result<Query, String> {
+pub(crate) fn question(name: &str) -> Result<Query, String> {
     let parsed = crate::config::parse_dns_name(name)?;
     let kind = if parsed.is_root() { RecordType::NS } else { RecordType::A };
     Ok(Query::query(parsed, kind))

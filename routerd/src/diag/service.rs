@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// How often the tree is evaluated without anyone asking (for the health metric).
-pub const PERIOD: Duration = Duration::from_secs(60);
+pub(crate) const PERIOD: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct Diagnostics {
@@ -144,7 +144,7 @@ impl Diagnostics {
 }
 
 /// Evaluates the tree every [`PERIOD`] and logs changes of health, so the metric and the log stay current.
-pub async fn run(diagnostics: Diagnostics, mut context: ServiceContext) -> Result<(), ServiceError> {
+pub(crate) async fn run(diagnostics: Diagnostics, mut context: ServiceContext) -> Result<(), ServiceError> {
     context.report(ServiceState::Running, format!("checking every {} s", PERIOD.as_secs()));
     let mut healthy = None;
     loop {

@@ -13,7 +13,7 @@ pub enum Outcome {
 
 /// A check to run, in the tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Planned<C> {
+pub(crate) struct Planned<C> {
     /// Stable identifier, e.g. `uplink/dhcp4`.
     pub id: String,
     /// The check this one depends on; it must come earlier in the plan.
@@ -63,14 +63,18 @@ impl Report {
 }
 
 /// Runs checks: the I/O side of the tree.
-pub trait Prober {
+pub(crate) trait Prober {
     type Check;
     /// `Ok(detail)` when the check passes, `Err(reason)` when it fails.
     fn probe(&self, check: &Self::Check) -> impl std::future::Future<Output = Result<String, String>> + Send;
 }
 
 /// Decides every node of `plan` in order, calling `emit` with each decision as it is made.
-pub async fn evaluate<P: Prober>(plan: &[Planned<P::Check>], prober: &P, mut emit: impl FnMut(&Decided)) -> Report {
+pub(crate) async fn evaluate<P: Prober>(
+    plan: &[Planned<P::Check>],
+    prober: &P,
+    mut emit: impl FnMut(&Decided),
+) -> Report {
     let mut nodes: Vec<Decided> = Vec::with_capacity(plan.len());
     // For each decided node that did not pass: the id of the failure behind it.
     let mut blocked_by: Vec<(String, String)> = Vec::new();

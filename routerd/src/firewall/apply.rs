@@ -4,7 +4,7 @@ use super::ruleset::{Counters, Ruleset};
 use crate::sys::nftables::Nft;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     #[error("libnftables could not be initialised (is Debian's libnftables1 installed?)")]
     NoLibrary,
     #[error("nftables refused the ruleset, nothing changed: {0}")]
@@ -13,7 +13,7 @@ pub enum ApplyError {
 
 /// Whether this kernel has nftables flowtables (`CONFIG_NF_FLOW_TABLE`): a scratch table with a flowtable on
 /// `device` is created and removed in one transaction, which changes nothing when it fails.
-pub fn flowtables_supported(device: &str) -> bool {
+pub(crate) fn flowtables_supported(device: &str) -> bool {
     let probe = format!(
         "table inet routerd_probe {{ flowtable probe {{ hook ingress priority 0; devices = {{ \"{device}\" }}; }} }}\n\
          delete table inet routerd_probe\n"
@@ -22,7 +22,7 @@ pub fn flowtables_supported(device: &str) -> bool {
 }
 
 /// The counters of routerd's rules now, by rule comment (empty when routerd's tables are not loaded).
-pub fn current_counters() -> Counters {
+pub(crate) fn current_counters() -> Counters {
     let mut counters = Counters::new();
     let Some(mut nft) = Nft::new(true) else { return counters };
     for table in ["inet routerd", "ip routerd_nat"] {
@@ -44,11 +44,11 @@ pub fn current_counters() -> Counters {
 /// Proof that one of routerd's rulesets (the lockdown or the full one) is in the kernel: the only way to turn
 /// forwarding on ([`super::forwarding::enable_forwarding`]), so a router never forwards without its firewall.
 #[derive(Debug)]
-pub struct Loaded(());
+pub(crate) struct Loaded(());
 
 /// Replaces routerd's tables with `ruleset` atomically, keeping the counters of rules that stay the same;
 /// other tables are left alone.
-pub fn apply(ruleset: &Ruleset) -> Result<Loaded, ApplyError> {
+pub(crate) fn apply(ruleset: &Ruleset) -> Result<Loaded, ApplyError> {
     let text = ruleset.to_nft_with_counters(&current_counters());
     let mut nft = Nft::new(false).ok_or(ApplyError::NoLibrary)?;
     nft.run(&text).map(|_| Loaded(())).map_err(ApplyError::Refused)

@@ -2,7 +2,7 @@
 //! transaction ([`apply`]), kept in step with the port forwards ([`service`]), and IP forwarding, which only a
 //! loaded ruleset turns on ([`forwarding`]).
 
-pub mod apply;
-pub mod forwarding;
-pub mod ruleset;
-pub mod service;
+pub(crate) mod apply;
+pub(crate) mod forwarding;
+pub(crate) mod ruleset;
+pub(crate) mod service;

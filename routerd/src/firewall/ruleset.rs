@@ -9,14 +9,14 @@ use crate::config::forwards::Forward;
 
 /// An IPv6 pinhole from routerd.json: inbound connections to one LAN address and port.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pinhole {
+pub(crate) struct Pinhole {
     pub address: std::net::Ipv6Addr,
     pub protocol: &'static str,
     pub port: u16,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RulesetInput {
+pub(crate) struct RulesetInput {
     pub uplink: String,
     pub lans: Vec<String>,
     /// The LANs' IPv4 networks (address, prefix length) and the router's address on each, for hairpin NAT.
@@ -28,7 +28,7 @@ pub struct RulesetInput {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Chain {
+pub(crate) struct Chain {
     pub name: &'static str,
     /// `type … hook … priority …; policy …;`
     pub base: Option<String>,
@@ -36,7 +36,7 @@ pub struct Chain {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Table {
+pub(crate) struct Table {
     pub family: &'static str,
     pub name: &'static str,
     /// A flowtable definition (`flowtable ft { … }`), if any.
@@ -45,7 +45,7 @@ pub struct Table {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ruleset {
+pub(crate) struct Ruleset {
     pub tables: Vec<Table>,
 }
 
@@ -71,7 +71,7 @@ impl Ruleset {
     /// stays reachable as it needs to be (the LANs' services, the uplink's DHCP replies and ICMP), flows that a
     /// previous ruleset let through keep going (so a restart does not cut connections), and nothing new is
     /// forwarded or translated. The full ruleset replaces it in one transaction once the firewall service runs.
-    pub fn lockdown(input: &RulesetInput) -> Ruleset {
+    pub(crate) fn lockdown(input: &RulesetInput) -> Ruleset {
         let mut ruleset = Ruleset::build(&RulesetInput {
             forwards: Vec::new(),
             pinholes: Vec::new(),
@@ -94,7 +94,7 @@ impl Ruleset {
         ruleset
     }
 
-    pub fn build(input: &RulesetInput) -> Ruleset {
+    pub(crate) fn build(input: &RulesetInput) -> Ruleset {
         let uplink = format!("\"{}\"", input.uplink);
         let lans = set(&input.lans);
         // Runs after the filter and sees only what it accepted: what the router forwarded, per family (flows on
@@ -125,15 +125,16 @@ impl Ruleset {
         }
     }
 
+    #[cfg(test)]
     /// The ruleset in `nft` syntax; deleting routerd's tables first makes re-applying it idempotent.
-    pub fn to_nft(&self) -> String {
+    pub(crate) fn to_nft(&self) -> String {
         self.to_nft_with_counters(&Counters::new())
     }
 
     /// Like [`Ruleset::to_nft`], with each rule's counter starting from its value in `counters` (by the
     /// rule's comment, a hash of the rule itself: a rule that stays the same keeps counting across rebuilds, a
     /// changed one starts at zero).
-    pub fn to_nft_with_counters(&self, counters: &Counters) -> String {
+    pub(crate) fn to_nft_with_counters(&self, counters: &Counters) -> String {
         let mut text = String::new();
         for table in &self.tables {
             let _ = writeln!(text, "table {} {}", table.family, table.name);
@@ -168,11 +169,11 @@ impl Ruleset {
 }
 
 /// Counter values by rule comment.
-pub type Counters = std::collections::HashMap<String, (u64, u64)>;
+pub(crate) type Counters = std::collections::HashMap<String, (u64, u64)>;
 
 /// What a rule's counter means for the metrics: `forwarded/FAMILY`, `dropped/CHAIN/FAMILY/REASON` or
 /// `nat/KIND`, from the rule itself.
-pub fn accounting_tag(table: &Table, chain: &str, rule: &str) -> Option<String> {
+pub(crate) fn accounting_tag(table: &Table, chain: &str, rule: &str) -> Option<String> {
     let family = if rule.contains("meta nfproto ipv4") {
         "ipv4"
     } else if rule.contains("meta nfproto ipv6") {

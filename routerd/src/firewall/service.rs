@@ -42,10 +42,10 @@ pub enum ForwardError {
     Unavailable,
 }
 
-pub type Forwards = Vec<(String, PortForwarding)>;
+pub(crate) type Forwards = Vec<(String, PortForwarding)>;
 
-pub type ForwardRequest = command_channel::Request<ForwardCommand, Result<Forwards, ForwardError>>;
-pub type ForwardInbox = command_channel::Inbox<ForwardCommand, Result<Forwards, ForwardError>>;
+pub(crate) type ForwardRequest = command_channel::Request<ForwardCommand, Result<Forwards, ForwardError>>;
+pub(crate) type ForwardInbox = command_channel::Inbox<ForwardCommand, Result<Forwards, ForwardError>>;
 
 #[derive(Clone, Debug)]
 pub struct ForwardControl(command_channel::Sender<ForwardCommand, Result<Forwards, ForwardError>>);
@@ -63,7 +63,7 @@ impl ForwardControl {
 
 /// A forward's identifier: its protocols and port(s), e.g. `tcp:8080` or `tcp,udp:8040-8060`, stable while
 /// those stay the same (two forwards cannot share them).
-pub fn forward_id(forward: &Forward) -> String {
+pub(crate) fn forward_id(forward: &Forward) -> String {
     let ports = if forward.ports.start() == forward.ports.end() {
         forward.ports.start().to_string()
     } else {
@@ -72,7 +72,7 @@ pub fn forward_id(forward: &Forward) -> String {
     format!("{}:{ports}", forward.protocols.names().join(","))
 }
 
-pub struct Firewall {
+pub(crate) struct Firewall {
     pub perm: PathBuf,
     /// No ruleset could be loaded when routerd started, so the API and metrics listen on loopback only until
     /// the next start (said in the service's status).
@@ -184,7 +184,11 @@ impl Firewall {
     }
 }
 
-pub async fn run(mut firewall: Firewall, inbox: ForwardInbox, mut context: ServiceContext) -> Result<(), ServiceError> {
+pub(crate) async fn run(
+    mut firewall: Firewall,
+    inbox: ForwardInbox,
+    mut context: ServiceContext,
+) -> Result<(), ServiceError> {
     // The ruleset is complete without the fast path; it is added where the kernel has flowtables.
     firewall.base.flowtable = apply::flowtables_supported(&firewall.base.uplink);
     let flowtables = if firewall.base.flowtable { "flowtable fast path on" } else { "no flowtables in this kernel" };

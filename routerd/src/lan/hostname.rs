@@ -2,7 +2,7 @@
 
 /// A DNS label (RFC 1035 §2.3.1, lower-cased): letters, digits and inner hyphens, at most 63 bytes. Spaces and
 /// underscores become hyphens, other characters (non-ASCII, punctuation) are dropped; `None` if nothing is left.
-pub fn sanitize(raw: &str) -> Option<String> {
+pub(crate) fn sanitize(raw: &str) -> Option<String> {
     // A client may send a fully qualified name: the first label is its host name.
     let first = raw.split('.').next().unwrap_or_default();
     let mut label = String::with_capacity(first.len());

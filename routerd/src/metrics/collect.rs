@@ -14,7 +14,7 @@ use crate::{
 
 /// Everything a scrape reads.
 #[derive(Clone)]
-pub struct Collector {
+pub(crate) struct Collector {
     pub metrics: Arc<Metrics>,
     pub leases: watch::Receiver<crate::lan::dhcp4d::LeaseSnapshot>,
     pub uplink: watch::Receiver<UplinkSnapshot>,
@@ -35,16 +35,16 @@ pub struct Collector {
 /// a time; the others wait for that read and share it, so a scrape flood costs no more kernel work than one
 /// scraper.
 #[derive(Debug, Default)]
-pub struct FirewallCache {
+pub(crate) struct FirewallCache {
     last: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<FirewallCounters>)>>,
     reads: std::sync::atomic::AtomicU64,
 }
 
-pub const FIREWALL_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const FIREWALL_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl FirewallCache {
     /// The counters, read now if the last read is older than [`FIREWALL_READ_EVERY`].
-    pub async fn get<F>(&self, read: F) -> Arc<FirewallCounters>
+    pub(crate) async fn get<F>(&self, read: F) -> Arc<FirewallCounters>
     where
         F: FnOnce() -> FirewallCounters + Send + 'static,
     {
@@ -60,22 +60,23 @@ impl FirewallCache {
         counters
     }
 
+    #[cfg(test)]
     /// How often the kernel was asked.
-    pub fn reads(&self) -> u64 {
+    pub(crate) fn reads(&self) -> u64 {
         self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
 /// Current counters of the firewall's accounted rules: (tag, packets, bytes), tag as in
 /// [`crate::firewall::ruleset::accounting_tag`].
-pub type FirewallCounters = Vec<(String, u64, u64)>;
+pub(crate) type FirewallCounters = Vec<(String, u64, u64)>;
 
 fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl Collector {
-    pub async fn render(&self) -> String {
+    pub(crate) async fn render(&self) -> String {
         let firewall = if self.firewall {
             self.firewall_cache
                 .get(|| {
@@ -95,7 +96,7 @@ impl Collector {
     }
 
     /// The exposition from already gathered kernel state (tests give their own).
-    pub fn render_with(&self, firewall: &FirewallCounters, proc_status: &str, now: SystemTime) -> String {
+    pub(crate) fn render_with(&self, firewall: &FirewallCounters, proc_status: &str, now: SystemTime) -> String {
         let mut out = Exposition::default();
         out.family("routerd_build_info", Kind::Gauge, "routerd's version; always 1.").sample(
             "routerd_build_info",

@@ -16,14 +16,14 @@ use super::{collect::Collector, text::CONTENT_TYPE};
 use crate::supervisor::{ServiceContext, ServiceError, ServiceState};
 
 /// router7's metrics port.
-pub const PORT: u16 = 8066;
+pub(crate) const PORT: u16 = 8066;
 /// hyper's smallest read buffer, so the largest request head it takes.
 const MAX_REQUEST_HEAD: usize = 8192;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     Metrics,
     /// Another path: 404.
     NotFound,
@@ -32,7 +32,7 @@ pub enum Route {
 }
 
 /// Routes a request by its method and path (the query is ignored).
-pub fn route(method: &Method, path: &str) -> Route {
+pub(crate) fn route(method: &Method, path: &str) -> Route {
     if method != Method::GET && method != Method::HEAD {
         Route::MethodNotAllowed
     } else if path == "/metrics" {
@@ -42,7 +42,7 @@ pub fn route(method: &Method, path: &str) -> Route {
     }
 }
 
-pub async fn serve(
+pub(crate) async fn serve(
     listeners: Arc<Vec<StdTcpListener>>,
     collector: Collector,
     mut context: ServiceContext,

@@ -3,6 +3,6 @@
 //! The services' own counters are in [`crate::counters`]; everything else (leases, uplink state, capture ring,
 //! firewall counters, diagnostics, memory) is read at scrape time from the views the API uses too.
 
-pub mod collect;
-pub mod http;
-pub mod text;
+pub(crate) mod collect;
+pub(crate) mod http;
+pub(crate) mod text;

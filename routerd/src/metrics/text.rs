@@ -3,10 +3,10 @@
 
 use std::fmt::Write;
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Counter,
     Gauge,
     Histogram,
@@ -23,20 +23,20 @@ impl Kind {
 }
 
 #[derive(Debug, Default)]
-pub struct Exposition {
+pub(crate) struct Exposition {
     text: String,
 }
 
 impl Exposition {
     /// Starts a family: its help text and type.
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str) -> &mut Self {
+    pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) -> &mut Self {
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {}", kind.name());
         self
     }
 
     /// One sample of the current family.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
         self.text.push_str(name);
         if !labels.is_empty() {
             self.text.push('{');
@@ -54,7 +54,7 @@ impl Exposition {
     }
 
     /// A histogram's samples: cumulative buckets, +Inf, sum and count.
-    pub fn histogram(&mut self, name: &str, buckets: &[(f64, u64)], count: u64, sum: f64) -> &mut Self {
+    pub(crate) fn histogram(&mut self, name: &str, buckets: &[(f64, u64)], count: u64, sum: f64) -> &mut Self {
         for (bound, cumulative) in buckets {
             self.sample(&format!("{name}_bucket"), &[("le", &format_value(*bound))], *cumulative as f64);
         }
@@ -63,7 +63,7 @@ impl Exposition {
         self.sample(&format!("{name}_count"), &[], count as f64)
     }
 
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.text
     }
 }

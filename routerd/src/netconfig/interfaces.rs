@@ -117,7 +117,7 @@ impl Netconfig {
     }
 
     /// Applies interfaces.json and returns one message per thing that could not be applied.
-    pub async fn apply_interfaces(&self, file: &InterfacesFile) -> Vec<String> {
+    pub(crate) async fn apply_interfaces(&self, file: &InterfacesFile) -> Vec<String> {
         let mut problems = Vec::new();
         for bridge in &file.bridges {
             if let Err(error) = self.apply_bridge(&bridge.name, &bridge.interface_hardware_addrs).await {

@@ -11,7 +11,7 @@ use futures_util::TryStreamExt;
 use rtnetlink::{
     Handle, LinkUnspec, RouteMessageBuilder,
     packet_route::{
-        address::{AddressAttribute, AddressMessage},
+        address::AddressMessage,
         link::LinkAttribute,
         route::{RouteProtocol, RouteScope, RouteType},
     },
@@ -42,7 +42,7 @@ impl std::fmt::Display for Prefix {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum NetconfigError {
+pub(crate) enum NetconfigError {
     #[error("opening a netlink socket: {0}")]
     Connect(std::io::Error),
     #[error("interface {0} does not exist")]
@@ -65,19 +65,19 @@ pub enum NetconfigError {
 
 /// A handle to the kernel's network configuration.
 #[derive(Clone)]
-pub struct Netconfig {
+pub(crate) struct Netconfig {
     handle: Handle,
 }
 
 impl Netconfig {
     /// Opens the netlink connection (its task runs on the current Tokio runtime).
-    pub fn connect() -> Result<Netconfig, NetconfigError> {
+    pub(crate) fn connect() -> Result<Netconfig, NetconfigError> {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(NetconfigError::Connect)?;
         tokio::spawn(connection);
         Ok(Netconfig { handle })
     }
 
-    pub async fn link_index(&self, name: &str) -> Result<u32, NetconfigError> {
+    pub(crate) async fn link_index(&self, name: &str) -> Result<u32, NetconfigError> {
         let mut links = self.handle.link().get().match_name(name.to_string()).execute();
         match links.try_next().await {
             Ok(Some(link)) => Ok(link.header.index),
@@ -88,7 +88,7 @@ impl Netconfig {
     }
 
     /// The link's hardware address.
-    pub async fn hardware_addr(&self, name: &str) -> Result<Vec<u8>, NetconfigError> {
+    pub(crate) async fn hardware_addr(&self, name: &str) -> Result<Vec<u8>, NetconfigError> {
         let mut links = self.handle.link().get().match_name(name.to_string()).execute();
         let link =
             links.try_next().await.ok().flatten().ok_or_else(|| NetconfigError::NoSuchInterface(name.to_string()))?;
@@ -104,7 +104,7 @@ impl Netconfig {
 
     /// The MAC a DHCP client identifies with: `spoofed` (interfaces.json's spoof_hardware_addr) if set, else
     /// the link's own Ethernet address.
-    pub async fn ethernet_addr(&self, name: &str, spoofed: Option<[u8; 6]>) -> Result<[u8; 6], NetconfigError> {
+    pub(crate) async fn ethernet_addr(&self, name: &str, spoofed: Option<[u8; 6]>) -> Result<[u8; 6], NetconfigError> {
         if let Some(mac) = spoofed {
             return Ok(mac);
         }
@@ -112,7 +112,7 @@ impl Netconfig {
         <[u8; 6]>::try_from(mac.as_slice()).map_err(|_| NetconfigError::NotEthernet(name.to_string()))
     }
 
-    pub async fn set_up(&self, index: u32) -> Result<(), NetconfigError> {
+    pub(crate) async fn set_up(&self, index: u32) -> Result<(), NetconfigError> {
         self.handle
             .link()
             .set(LinkUnspec::new_with_index(index).up().build())
@@ -121,31 +121,18 @@ impl Netconfig {
             .map_err(|source| NetconfigError::Netlink { what: format!("setting link {index} up"), source })
     }
 
-    /// Addresses of one family on a link.
-    pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetconfigError> {
-        let messages: Vec<AddressMessage> =
-            self.handle.address().get().set_link_index_filter(index).execute().try_collect().await.map_err(
-                |source| NetconfigError::Netlink { what: format!("listing addresses of link {index}"), source },
-            )?;
-        Ok(messages
-            .into_iter()
-            .filter_map(|m| {
-                let len = m.header.prefix_len;
-                m.attributes.into_iter().find_map(|a| match a {
-                    AddressAttribute::Address(ip) => Some((ip, len)),
-                    _ => None,
-                })
-            })
-            .collect())
-    }
-
-    pub async fn replace_address(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetconfigError> {
+    pub(crate) async fn replace_address(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), NetconfigError> {
         self.handle.address().add(index, address, prefix_len).replace().execute().await.map_err(|source| {
             NetconfigError::Netlink { what: format!("adding {address}/{prefix_len} to link {index}"), source }
         })
     }
 
-    pub async fn remove_address(&self, index: u32, address: IpAddr) -> Result<(), NetconfigError> {
+    pub(crate) async fn remove_address(&self, index: u32, address: IpAddr) -> Result<(), NetconfigError> {
         let messages: Vec<AddressMessage> = self
             .handle
             .address()
@@ -168,14 +155,14 @@ impl Netconfig {
     }
 
     /// Removes a released lease's address from the uplink (its routes go with it).
-    pub async fn remove_dhcp4(&self, uplink: &str, address: Ipv4Addr) -> Result<(), NetconfigError> {
+    pub(crate) async fn remove_dhcp4(&self, uplink: &str, address: Ipv4Addr) -> Result<(), NetconfigError> {
         let index = self.link_index(uplink).await?;
         self.remove_address(index, IpAddr::V4(address)).await
     }
 
     /// Configures the uplink for a DHCPv4 lease: the address with its prefix length, a host route to the gateway
     /// and the default route through it, then removes the previous lease's address if it differs.
-    pub async fn apply_dhcp4(
+    pub(crate) async fn apply_dhcp4(
         &self,
         uplink: &str,
         lease: Ipv4Config,
@@ -216,7 +203,7 @@ impl Netconfig {
 
 impl Netconfig {
     /// The DHCPv6 IA_NA address on the uplink (a /128), replacing the previous one.
-    pub async fn apply_dhcp6_address(
+    pub(crate) async fn apply_dhcp6_address(
         &self,
         uplink: &str,
         address: Option<Ipv6Addr>,
@@ -235,7 +222,7 @@ impl Netconfig {
     /// Splits the delegated prefix into /64s: `lanN` gets subnet N with `::1/64`; an unreachable route covers
     /// the rest of the prefix, so traffic to unused subnets is not sent back to the ISP. The previous prefix's
     /// /64s and route are removed when the prefix changed. Returns what each LAN got.
-    pub async fn apply_prefix(
+    pub(crate) async fn apply_prefix(
         &self,
         lans: &[(String, u32)],
         prefix: Option<Prefix>,
@@ -283,7 +270,7 @@ impl Netconfig {
 }
 
 /// The /64 number `number` of a delegated prefix, if the prefix has that many.
-pub fn lan_subnet(prefix: Prefix, number: u32) -> Option<Ipv6Addr> {
+pub(crate) fn lan_subnet(prefix: Prefix, number: u32) -> Option<Ipv6Addr> {
     let subnets_bits = 64u32.checked_sub(u32::from(prefix.length))?;
     if subnets_bits < 32 && u64::from(number) >= 1u64 << subnets_bits {
         return None;
@@ -292,12 +279,12 @@ pub fn lan_subnet(prefix: Prefix, number: u32) -> Option<Ipv6Addr> {
 }
 
 /// The router's own address in a LAN's /64: `::1`.
-pub fn router_address(subnet: Ipv6Addr) -> Ipv6Addr {
+pub(crate) fn router_address(subnet: Ipv6Addr) -> Ipv6Addr {
     Ipv6Addr::from(u128::from(subnet) | 1)
 }
 
 /// Writes a sysctl under /proc/sys (e.g. `net/ipv4/ip_forward`).
-pub fn set_sysctl(key: &str, value: &str) -> Result<(), NetconfigError> {
+pub(crate) fn set_sysctl(key: &str, value: &str) -> Result<(), NetconfigError> {
     std::fs::write(Path::new("/proc/sys").join(key), value)
         .map_err(|source| NetconfigError::Sysctl { key: key.replace('/', "."), source })
 }
@@ -305,7 +292,7 @@ pub fn set_sysctl(key: &str, value: &str) -> Result<(), NetconfigError> {
 /// What a router's uplink needs whether or not it forwards: router advertisements still accepted once
 /// forwarding is on (the kernel ignores them then unless accept_ra is 2, and the ISP's RA gives the IPv6 default
 /// route), and bridge netfilter off.
-pub fn prepare_uplink(uplink: &str) -> Vec<NetconfigError> {
+pub(crate) fn prepare_uplink(uplink: &str) -> Vec<NetconfigError> {
     let mut problems: Vec<NetconfigError> =
         set_sysctl(&format!("net/ipv6/conf/{uplink}/accept_ra"), "2").err().into_iter().collect();
     // With br_netfilter loaded (built into some kernels, on in every namespace), packets bridged inside a LAN

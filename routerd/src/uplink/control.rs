@@ -45,10 +45,10 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-pub type Request = command_channel::Request<Command, Answer>;
+pub(crate) type Request = command_channel::Request<Command, Answer>;
 
 /// The receiving end, shared by every restart of a service.
-pub type Inbox = command_channel::Inbox<Command, Answer>;
+pub(crate) type Inbox = command_channel::Inbox<Command, Answer>;
 
 /// The API's handle to one client service.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use super::{
 use crate::supervisor::Shutdown;
 
 /// A family's sockets on the uplink.
-pub trait Link: Send {
+pub(crate) trait Link: Send {
     type Transmit;
     /// Sends one message; a failure is logged there (the client retransmits anyway).
     fn send(&self, transmit: &Self::Transmit) -> impl Future<Output = ()> + Send;
@@ -25,7 +25,7 @@ pub trait Link: Send {
 }
 
 /// Where a family's lease takes effect: on disk, in the kernel, and in the published uplink snapshot.
-pub trait Effects: Send {
+pub(crate) trait Effects: Send {
     type Lease: Clone + Send + Sync;
     /// The family in logs: "DHCPv4", "DHCPv6".
     const FAMILY: &'static str;
@@ -53,7 +53,7 @@ pub trait Effects: Send {
 }
 
 /// What a family's [`Effects`] work on: `--perm`, the uplink's name, the kernel and the published snapshot.
-pub struct Surroundings {
+pub(crate) struct Surroundings {
     pub perm: std::path::PathBuf,
     pub uplink_name: String,
     pub netconfig: crate::netconfig::Netconfig,
@@ -61,7 +61,7 @@ pub struct Surroundings {
 }
 
 impl Surroundings {
-    pub fn new(
+    pub(crate) fn new(
         perm: &std::path::Path,
         uplink_name: &str,
         netconfig: crate::netconfig::Netconfig,
@@ -72,21 +72,21 @@ impl Surroundings {
 }
 
 /// The driver's own state: what is applied in the kernel, and what was last published.
-pub struct Driver<E: Effects> {
+pub(crate) struct Driver<E: Effects> {
     effects: E,
     applied: Option<E::Lease>,
     expired: bool,
 }
 
 impl<E: Effects> Driver<E> {
-    pub fn new(effects: E) -> Driver<E> {
+    pub(crate) fn new(effects: E) -> Driver<E> {
         Driver { effects, applied: None, expired: false }
     }
 
     /// Applies and publishes the lease saved before a restart (as the family's store loaded it), before any
     /// server is asked; returns it for the client to ask for again. A saved lease that cannot be read is logged
     /// and left alone: the client asks for a new one.
-    pub async fn restore(&mut self, saved: Result<Option<E::Lease>, String>) -> Option<E::Lease> {
+    pub(crate) async fn restore(&mut self, saved: Result<Option<E::Lease>, String>) -> Option<E::Lease> {
         let lease = match saved {
             Ok(lease) => lease?,
             Err(problem) => {
@@ -104,7 +104,7 @@ impl<E: Effects> Driver<E> {
     }
 
     /// Runs `client` on `link` until shutdown; fails only when the link does.
-    pub async fn run<C, L>(
+    pub(crate) async fn run<C, L>(
         &mut self,
         mut client: C,
         mut link: L,

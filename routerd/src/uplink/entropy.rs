@@ -1,11 +1,11 @@
 //! Randomness for transaction IDs and retransmission jitter, injectable so tests are deterministic.
 
-pub trait Entropy: Send {
+pub(crate) trait Entropy: Send {
     fn next_u32(&mut self) -> u32;
 }
 
 /// The operating system's random number generator.
-pub struct SystemEntropy(ring::rand::SystemRandom);
+pub(crate) struct SystemEntropy(ring::rand::SystemRandom);
 
 impl Default for SystemEntropy {
     fn default() -> Self {
@@ -24,13 +24,13 @@ impl Entropy for SystemEntropy {
 }
 
 /// A fixed sequence, repeated: for tests and replays of captures.
-pub struct Sequence {
+pub(crate) struct Sequence {
     values: Vec<u32>,
     next: usize,
 }
 
 impl Sequence {
-    pub fn new(values: Vec<u32>) -> Sequence {
+    pub(crate) fn new(values: Vec<u32>) -> Sequence {
         Sequence { values, next: 0 }
     }
 }

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 #[derive(Debug, PartialEq, Eq)]
-pub struct Datagram<'a> {
+pub(crate) struct Datagram<'a> {
     pub source: Ipv4Addr,
     pub destination: Ipv4Addr,
     pub source_port: u16,
@@ -13,7 +13,7 @@ pub struct Datagram<'a> {
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum HeaderError {
+pub(crate) enum HeaderError {
     #[error("shorter than an IPv4 header ({0} bytes)")]
     Short(usize),
     #[error("not IPv4 (version {0})")]
@@ -27,7 +27,7 @@ pub enum HeaderError {
 }
 
 /// Parses an IPv4 packet carrying UDP; lengths are checked against what was received.
-pub fn parse(packet: &[u8]) -> Result<Datagram<'_>, HeaderError> {
+pub(crate) fn parse(packet: &[u8]) -> Result<Datagram<'_>, HeaderError> {
     if packet.len() < 20 {
         return Err(HeaderError::Short(packet.len()));
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LeaseTimes {
+pub(crate) struct LeaseTimes {
     pub bound_at: Instant,
     pub renew_at: Instant,
     pub rebind_at: Instant,
@@ -16,14 +16,14 @@ pub struct LeaseTimes {
 
 impl LeaseTimes {
     /// A lease restored from disk after a restart: its age is unknown, so it counts as due at once.
-    pub fn due(now: Instant) -> LeaseTimes {
+    pub(crate) fn due(now: Instant) -> LeaseTimes {
         LeaseTimes { bound_at: now, renew_at: now, rebind_at: now, expires_at: now }
     }
 }
 
 /// What routerd adds to router7's lease files (router7 ignores unknown fields): which server, and when.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileTimes {
+pub(crate) struct FileTimes {
     #[serde(default)]
     pub server_id: String,
     #[serde(default)]
@@ -35,7 +35,7 @@ pub struct FileTimes {
 }
 
 impl FileTimes {
-    pub fn new(server_id: String, times: LeaseTimes) -> FileTimes {
+    pub(crate) fn new(server_id: String, times: LeaseTimes) -> FileTimes {
         FileTimes {
             server_id,
             bound_at: rfc3339(wall_clock(times.bound_at)),
@@ -46,13 +46,13 @@ impl FileTimes {
 }
 
 /// The wall-clock time of a monotonic instant.
-pub fn wall_clock(instant: Instant) -> SystemTime {
+pub(crate) fn wall_clock(instant: Instant) -> SystemTime {
     let now = Instant::now();
     let system_now = SystemTime::now();
     if instant >= now { system_now + (instant - now) } else { system_now - (now - instant) }
 }
 
 /// RFC 3339, as router7's Go code writes times into its lease files.
-pub fn rfc3339(time: SystemTime) -> String {
+pub(crate) fn rfc3339(time: SystemTime) -> String {
     OffsetDateTime::from(time).format(&Rfc3339).unwrap_or_default()
 }

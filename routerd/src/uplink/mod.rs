@@ -1,15 +1,15 @@
 //! The uplink (`uplink0`): the DHCPv4 and DHCPv6 clients that get the router online, and what they learned.
 
-pub mod control;
-pub mod dhcp4;
-pub mod dhcp6;
-pub mod driver;
+pub(crate) mod control;
+pub(crate) mod dhcp4;
+pub(crate) mod dhcp6;
+pub(crate) mod driver;
 #[cfg(test)]
 mod driver_tests;
-pub mod entropy;
-pub mod ipv4_udp;
-pub mod lease_times;
+pub(crate) mod entropy;
+pub(crate) mod ipv4_udp;
+pub(crate) mod lease_times;
 #[cfg(test)]
 pub(crate) mod pcap;
-pub mod protocol;
-pub mod state;
+pub(crate) mod protocol;
+pub(crate) mod state;

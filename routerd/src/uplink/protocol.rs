@@ -7,7 +7,7 @@ use super::lease_times::LeaseTimes;
 
 /// What a client asks its driver to do, or tells it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event<Transmit, Lease> {
+pub(crate) enum Event<Transmit, Lease> {
     Send(Transmit),
     /// A lease was obtained or renewed (compare with the previous one to see whether anything changed).
     Bound(Lease),
@@ -81,10 +81,10 @@ impl std::fmt::Display for Phase {
 }
 
 /// A client's events for its own transmit and lease types.
-pub type Events<P> = Vec<Event<<P as Protocol>::Transmit, <P as Protocol>::Lease>>;
+pub(crate) type Events<P> = Vec<Event<<P as Protocol>::Transmit, <P as Protocol>::Lease>>;
 
 /// An I/O-free DHCP client as its driver sees it: fed packets and timeouts, it answers with events.
-pub trait Protocol: Send {
+pub(crate) trait Protocol: Send {
     type Transmit: Send;
     type Lease: Clone + Send + Sync;
     type Ignored: std::fmt::Display;

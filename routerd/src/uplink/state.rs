@@ -25,5 +25,5 @@ pub struct LeaseStatus<Lease> {
     pub expires_at: Option<SystemTime>,
 }
 
-pub type Dhcp4Status = LeaseStatus<dhcp4::Lease>;
-pub type Dhcp6Status = LeaseStatus<dhcp6::Lease>;
+pub(crate) type Dhcp4Status = LeaseStatus<dhcp4::Lease>;
+pub(crate) type Dhcp6Status = LeaseStatus<dhcp6::Lease>;

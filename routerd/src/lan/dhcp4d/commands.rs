@@ -39,7 +39,7 @@ pub enum LeaseCommandError {
     Failed(String),
 }
 
-pub type LeaseRequest = command_channel::Request<LeaseCommand, Result<Option<Lease>, LeaseCommandError>>;
+pub(crate) type LeaseRequest = command_channel::Request<LeaseCommand, Result<Option<Lease>, LeaseCommandError>>;
 
 /// An address offered to a client that has not requested it yet: held for it, but not a lease (so neither in
 /// the lease table nor in DNS).
@@ -53,7 +53,7 @@ pub struct Offered {
 
 /// A question for the outstanding offers (answered by the server when asked: they change with every DISCOVER,
 /// too often to publish a copy of them each time).
-pub type OfferRequest = command_channel::Request<(), Vec<Offered>>;
+pub(crate) type OfferRequest = command_channel::Request<(), Vec<Offered>>;
 
 /// The DHCP server's ends of the channels from the API (shared by every restart of the server).
 #[derive(Clone)]

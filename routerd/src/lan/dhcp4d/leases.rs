@@ -13,7 +13,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{config::parse_mac, uplink::lease_times::rfc3339};
 
-pub type Mac = [u8; 6];
+pub(crate) type Mac = [u8; 6];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
@@ -46,28 +46,28 @@ impl Lease {
     }
 }
 
-pub fn format_mac(mac: &Mac) -> String {
+pub(crate) fn format_mac(mac: &Mac) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// Leases indexed by hardware address and by address.
 #[derive(Clone, Debug, Default)]
-pub struct LeaseTable {
+pub(crate) struct LeaseTable {
     by_mac: HashMap<Mac, Lease>,
     by_addr: BTreeMap<Ipv4Addr, Mac>,
 }
 
 impl LeaseTable {
-    pub fn by_mac(&self, mac: &Mac) -> Option<&Lease> {
+    pub(crate) fn by_mac(&self, mac: &Mac) -> Option<&Lease> {
         self.by_mac.get(mac)
     }
 
-    pub fn by_addr(&self, addr: Ipv4Addr) -> Option<&Lease> {
+    pub(crate) fn by_addr(&self, addr: Ipv4Addr) -> Option<&Lease> {
         self.by_addr.get(&addr).and_then(|mac| self.by_mac.get(mac))
     }
 
     /// Inserts or replaces the lease of its hardware address (and takes its address from whoever had it).
-    pub fn insert(&mut self, lease: Lease) {
+    pub(crate) fn insert(&mut self, lease: Lease) {
         if let Some(old) = self.by_mac.remove(&lease.hardware_addr) {
             self.by_addr.remove(&old.addr);
         }
@@ -77,33 +77,34 @@ impl LeaseTable {
         self.by_mac.insert(lease.hardware_addr, lease);
     }
 
-    pub fn remove(&mut self, mac: &Mac) -> Option<Lease> {
+    pub(crate) fn remove(&mut self, mac: &Mac) -> Option<Lease> {
         let lease = self.by_mac.remove(mac)?;
         self.by_addr.remove(&lease.addr);
         Some(lease)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Lease> {
         self.by_addr.values().filter_map(|mac| self.by_mac.get(mac))
     }
 
     /// The leases of the addresses `first..=last`, by address.
-    pub fn in_range(&self, first: Ipv4Addr, last: Ipv4Addr) -> impl Iterator<Item = &Lease> {
+    pub(crate) fn in_range(&self, first: Ipv4Addr, last: Ipv4Addr) -> impl Iterator<Item = &Lease> {
         self.by_addr.range(first..=last).filter_map(|(_, mac)| self.by_mac.get(mac))
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_mac.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_mac.is_empty()
     }
 }
 
 /// One entry of `dhcp4d/leases.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseRecord {
+pub(crate) struct LeaseRecord {
     #[serde(default)]
     pub num: i64,
     pub addr: String,
@@ -128,7 +129,7 @@ fn go_zero_time() -> String {
 }
 
 impl LeaseRecord {
-    pub fn from_lease(lease: &Lease) -> LeaseRecord {
+    pub(crate) fn from_lease(lease: &Lease) -> LeaseRecord {
         LeaseRecord {
             num: i64::from(lease.num),
             addr: lease.addr.to_string(),
@@ -142,7 +143,7 @@ impl LeaseRecord {
     }
 
     /// The lease, or why this entry cannot be used (the rest of the file still is).
-    pub fn to_lease(&self, default_interface: &str) -> Result<Lease, String> {
+    pub(crate) fn to_lease(&self, default_interface: &str) -> Result<Lease, String> {
         let addr: Ipv4Addr = self.addr.parse().map_err(|_| format!("addr {:?} is not an IPv4 address", self.addr))?;
         let hardware_addr = parse_mac(&self.hardware_addr)
             .ok_or_else(|| format!("hardware_addr {:?} is not a MAC", self.hardware_addr))?;

@@ -18,7 +18,7 @@ struct Offer {
 }
 
 #[derive(Debug, Default)]
-pub struct Offers {
+pub(crate) struct Offers {
     by_mac: HashMap<Mac, Offer>,
     by_addr: BTreeMap<Ipv4Addr, Mac>,
     by_age: BTreeMap<u64, Mac>,
@@ -27,7 +27,7 @@ pub struct Offers {
 
 impl Offers {
     /// Reserves `addr` for `mac` until `until` (replacing what `mac` was offered before).
-    pub fn insert(&mut self, mac: Mac, addr: Ipv4Addr, until: SystemTime) {
+    pub(crate) fn insert(&mut self, mac: Mac, addr: Ipv4Addr, until: SystemTime) {
         self.remove(&mac);
         if let Some(other) = self.by_addr.get(&addr).copied() {
             self.remove(&other);
@@ -39,7 +39,7 @@ impl Offers {
         self.by_age.insert(order, mac);
     }
 
-    pub fn remove(&mut self, mac: &Mac) -> Option<Ipv4Addr> {
+    pub(crate) fn remove(&mut self, mac: &Mac) -> Option<Ipv4Addr> {
         let offer = self.by_mac.remove(mac)?;
         self.by_addr.remove(&offer.addr);
         self.by_age.remove(&offer.order);
@@ -47,19 +47,19 @@ impl Offers {
     }
 
     /// What `mac` was offered, if the offer still stands at `now`.
-    pub fn of(&self, mac: &Mac, now: SystemTime) -> Option<Ipv4Addr> {
+    pub(crate) fn of(&self, mac: &Mac, now: SystemTime) -> Option<Ipv4Addr> {
         self.by_mac.get(mac).filter(|o| o.until > now).map(|o| o.addr)
     }
 
     /// Whether `addr` is offered to a client other than `mac` at `now`.
-    pub fn held_by_other(&self, addr: Ipv4Addr, mac: &Mac, now: SystemTime) -> bool {
+    pub(crate) fn held_by_other(&self, addr: Ipv4Addr, mac: &Mac, now: SystemTime) -> bool {
         self.by_addr
             .get(&addr)
             .is_some_and(|holder| holder != mac && self.by_mac.get(holder).is_some_and(|o| o.until > now))
     }
 
     /// Drops the offers that ran out by `now`. Every offer is held equally long, so the oldest runs out first.
-    pub fn expire(&mut self, now: SystemTime) {
+    pub(crate) fn expire(&mut self, now: SystemTime) {
         while let Some((_, mac)) = self.by_age.first_key_value() {
             let mac = *mac;
             match self.by_mac.get(&mac) {
@@ -72,23 +72,24 @@ impl Offers {
     }
 
     /// Takes back the oldest offer held by another client than `mac`, and returns its address.
-    pub fn yield_oldest(&mut self, mac: &Mac) -> Option<(Mac, Ipv4Addr)> {
+    pub(crate) fn yield_oldest(&mut self, mac: &Mac) -> Option<(Mac, Ipv4Addr)> {
         let holder = self.by_age.values().find(|holder| *holder != mac).copied()?;
         self.remove(&holder).map(|addr| (holder, addr))
     }
 
     /// The offers that still stand at `now`, by address: (client, address, until when).
-    pub fn standing(&self, now: SystemTime) -> impl Iterator<Item = (Mac, Ipv4Addr, SystemTime)> + '_ {
+    pub(crate) fn standing(&self, now: SystemTime) -> impl Iterator<Item = (Mac, Ipv4Addr, SystemTime)> + '_ {
         self.by_addr.iter().filter_map(move |(addr, mac)| {
             self.by_mac.get(mac).filter(|o| o.until > now).map(|o| (*mac, *addr, o.until))
         })
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_mac.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_mac.is_empty()
     }
 }

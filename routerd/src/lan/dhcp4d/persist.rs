@@ -40,11 +40,11 @@ fn compaction_entries_override() -> Option<usize> {
     std::env::var(COMPACTION_ENTRIES_VARIABLE).ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0)
 }
 
-pub fn leases_path(perm: &Path) -> PathBuf {
+pub(crate) fn leases_path(perm: &Path) -> PathBuf {
     perm.join("dhcp4d").join("leases.json")
 }
 
-pub fn journal_path(perm: &Path) -> PathBuf {
+pub(crate) fn journal_path(perm: &Path) -> PathBuf {
     perm.join("dhcp4d").join("leases.journal")
 }
 
@@ -59,7 +59,7 @@ enum JournalEntry {
 /// reported and skipped; a `leases.json` that is not JSON at all is kept aside as `leases.json.unreadable`
 /// (never overwritten) and the table starts from the journals alone. When there were journals, the result is
 /// written to `leases.json` and they are removed; if that fails, nothing is removed and the error is returned.
-pub fn load(perm: &Path, default_interface: &str) -> Result<Vec<Lease>, StoreError> {
+pub(crate) fn load(perm: &Path, default_interface: &str) -> Result<Vec<Lease>, StoreError> {
     let mut tables: BTreeMap<String, LeaseTable> = BTreeMap::new();
     for lease in read_file(perm, default_interface) {
         tables.entry(lease.interface.clone()).or_default().insert(lease);
@@ -82,7 +82,7 @@ pub fn load(perm: &Path, default_interface: &str) -> Result<Vec<Lease>, StoreErr
 }
 
 /// Only `leases.json` (what a backup is checked against, and what the fuzzer reads).
-pub fn read_file(perm: &Path, default_interface: &str) -> Vec<Lease> {
+pub(crate) fn read_file(perm: &Path, default_interface: &str) -> Vec<Lease> {
     let path = leases_path(perm);
     match store::read_json_optional::<Vec<LeaseRecord>>(&path) {
         Ok(records) => records
@@ -140,7 +140,7 @@ fn replay(
 }
 
 /// The journal lines for these clients' leases as they are now in `server` (a put, or a remove if gone).
-pub fn journal_lines(server: &Server, clients: &BTreeSet<Mac>, out: &mut Vec<u8>) {
+pub(crate) fn journal_lines(server: &Server, clients: &BTreeSet<Mac>, out: &mut Vec<u8>) {
     for mac in clients {
         let entry = match server.leases().by_mac(mac) {
             Some(lease) => JournalEntry::Put(LeaseRecord::from_lease(lease)),
@@ -156,14 +156,14 @@ pub fn journal_lines(server: &Server, clients: &BTreeSet<Mac>, out: &mut Vec<u8>
 }
 
 /// Every lease of these servers, by LAN and address: the content of `leases.json`.
-pub fn records(servers: &[Server]) -> Vec<LeaseRecord> {
+pub(crate) fn records(servers: &[Server]) -> Vec<LeaseRecord> {
     let mut by_interface: Vec<&Server> = servers.iter().collect();
     by_interface.sort_by(|a, b| a.config().interface.cmp(&b.config().interface));
     by_interface.iter().flat_map(|s| s.leases().iter().map(LeaseRecord::from_lease)).collect()
 }
 
 /// The open journal, and the compaction running in the background.
-pub struct LeaseStore {
+pub(crate) struct LeaseStore {
     perm: PathBuf,
     journal: Arc<Mutex<Journal>>,
     compaction: Option<oneshot::Receiver<Result<(), StoreError>>>,
@@ -174,7 +174,7 @@ pub struct LeaseStore {
 
 impl LeaseStore {
     /// Starts an empty journal: call after [`load`] folded the previous one in.
-    pub fn open(perm: &Path) -> Result<LeaseStore, StoreError> {
+    pub(crate) fn open(perm: &Path) -> Result<LeaseStore, StoreError> {
         let journal = Journal::create(&journal_path(perm))?;
         Ok(LeaseStore {
             perm: perm.to_path_buf(),
@@ -189,13 +189,13 @@ impl LeaseStore {
     /// thread: the ACKs wait for it anyway, and a hop to another thread and back costs about as much as the write
     /// at low load. The server has a thread of its own ([`crate::own_thread`]), where this blocks nothing else;
     /// on a shared runtime [`crate::blocking::in_place`] hands the runtime's other tasks to another worker.
-    pub fn append(&self, lines: &[u8], count: usize) -> Result<(), StoreError> {
+    pub(crate) fn append(&self, lines: &[u8], count: usize) -> Result<(), StoreError> {
         crate::blocking::in_place(|| self.journal.lock().unwrap_or_else(|p| p.into_inner()).append(lines, count))
     }
 
     /// Whether the journal is long enough for a table of `leases` to be written out again, and no compaction
     /// is running.
-    pub fn compaction_due(&mut self, leases: usize) -> bool {
+    pub(crate) fn compaction_due(&mut self, leases: usize) -> bool {
         let mut failed = false;
         if let Some(running) = &mut self.compaction {
             match running.try_recv() {
@@ -221,7 +221,7 @@ impl LeaseStore {
 
     /// Rotates the journal (unless an earlier compaction left its rotated journal behind, which this one then
     /// covers) and writes `records`, the whole table as of now, to `leases.json` in the background.
-    pub async fn compact(&mut self, records: Vec<LeaseRecord>) -> Result<(), StoreError> {
+    pub(crate) async fn compact(&mut self, records: Vec<LeaseRecord>) -> Result<(), StoreError> {
         let rotated = journal::rotated_path(&journal_path(&self.perm));
         if !rotated.exists() {
             let journal = self.journal.clone();
@@ -242,7 +242,7 @@ impl LeaseStore {
 
     /// Writes `records`, the whole table as of now, to `leases.json` and returns once it is on disk (the journal
     /// rotated first and the old one removed after, as in [`LeaseStore::compact`]).
-    pub async fn write_file(&mut self, records: Vec<LeaseRecord>) -> Result<(), StoreError> {
+    pub(crate) async fn write_file(&mut self, records: Vec<LeaseRecord>) -> Result<(), StoreError> {
         if let Some(running) = self.compaction.take() {
             let _ = running.await;
         }
@@ -254,7 +254,7 @@ impl LeaseStore {
     }
 
     /// At a clean stop: waits for a running compaction, writes the whole table and removes the journals.
-    pub async fn close(mut self, records: Vec<LeaseRecord>) -> Result<(), StoreError> {
+    pub(crate) async fn close(mut self, records: Vec<LeaseRecord>) -> Result<(), StoreError> {
         if let Some(running) = self.compaction.take() {
             let _ = running.await;
         }

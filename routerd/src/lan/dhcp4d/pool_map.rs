@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 #[derive(Clone, Debug)]
-pub struct PoolMap {
+pub(crate) struct PoolMap {
     first: u32,
     size: u32,
     taken: Vec<u64>,
@@ -12,7 +12,7 @@ pub struct PoolMap {
 
 impl PoolMap {
     /// A map of `size` addresses from `first`, none taken.
-    pub fn new(first: Ipv4Addr, size: u32) -> PoolMap {
+    pub(crate) fn new(first: Ipv4Addr, size: u32) -> PoolMap {
         PoolMap { first: first.to_bits(), size, taken: vec![0; size.div_ceil(64) as usize] }
     }
 
@@ -21,7 +21,7 @@ impl PoolMap {
     }
 
     /// Marks `addr` taken or free (addresses outside the pool are ignored).
-    pub fn set(&mut self, addr: Ipv4Addr, taken: bool) {
+    pub(crate) fn set(&mut self, addr: Ipv4Addr, taken: bool) {
         let Some(offset) = self.offset(addr) else { return };
         let (word, bit) = ((offset / 64) as usize, offset % 64);
         if taken {
@@ -31,12 +31,13 @@ impl PoolMap {
         }
     }
 
-    pub fn is_taken(&self, addr: Ipv4Addr) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_taken(&self, addr: Ipv4Addr) -> bool {
         self.offset(addr).is_some_and(|offset| self.taken[(offset / 64) as usize] & (1 << (offset % 64)) != 0)
     }
 
     /// The addresses not taken, starting at offset `start` and wrapping around once.
-    pub fn free_from(&self, start: u32) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    pub(crate) fn free_from(&self, start: u32) -> impl Iterator<Item = Ipv4Addr> + '_ {
         let start = if self.size == 0 { 0 } else { start % self.size };
         self.free_between(start, self.size)
             .chain(self.free_between(0, start))

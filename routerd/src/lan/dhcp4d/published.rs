@@ -84,13 +84,13 @@ impl LeaseSnapshot {
 
 /// The service's side: keeps the blocks, rebuilds those that changed.
 #[derive(Debug, Default)]
-pub struct Publisher {
+pub(crate) struct Publisher {
     blocks: BTreeMap<BlockKey, Arc<[Lease]>>,
 }
 
 impl Publisher {
     /// Rebuilds `blocks` of `server`'s LAN from its table.
-    pub fn update(&mut self, server: &Server, blocks: impl IntoIterator<Item = u32>) {
+    pub(crate) fn update(&mut self, server: &Server, blocks: impl IntoIterator<Item = u32>) {
         let interface: Arc<str> = Arc::from(server.config().interface.as_str());
         for block in blocks {
             let first = Ipv4Addr::from_bits(block << 8);
@@ -106,12 +106,12 @@ impl Publisher {
     }
 
     /// Everything in `server`'s table.
-    pub fn update_all(&mut self, server: &Server) {
+    pub(crate) fn update_all(&mut self, server: &Server) {
         let blocks: std::collections::BTreeSet<u32> = server.leases().iter().map(|l| block_of(l.addr)).collect();
         self.update(server, blocks);
     }
 
-    pub fn snapshot(&self) -> LeaseSnapshot {
+    pub(crate) fn snapshot(&self) -> LeaseSnapshot {
         LeaseSnapshot { blocks: Arc::new(self.blocks.iter().map(|(k, v)| (k.clone(), v.clone())).collect()) }
     }
 }

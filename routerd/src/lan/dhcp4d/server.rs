@@ -107,7 +107,7 @@ impl PoolConfig {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplyTo {
+pub(crate) enum ReplyTo {
     Broadcast,
     /// A client that has an address (RENEWING, INFORM), at port 68.
     Client(Ipv4Addr),
@@ -116,14 +116,14 @@ pub enum ReplyTo {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub payload: Vec<u8>,
     pub to: ReplyTo,
     pub message_type: MessageType,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Handled {
+pub(crate) struct Handled {
     pub reply: Option<Reply>,
     /// The lease table changed (persist it, tell DNS and the API).
     pub changed: bool,
@@ -132,7 +132,7 @@ pub struct Handled {
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Ignored {
+pub(crate) enum Ignored {
     #[error("malformed: {0}")]
     Malformed(String),
     #[error("not a request")]
@@ -148,13 +148,13 @@ pub enum Ignored {
 /// What changed in the lease table since the last [`Server::take_changes`]: the clients whose lease was written or
 /// removed (for the journal) and the blocks of 256 addresses whose leases changed (for the published table).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     pub clients: BTreeSet<Mac>,
     pub blocks: BTreeSet<u32>,
 }
 
 impl Changes {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.clients.is_empty()
     }
 
@@ -165,11 +165,11 @@ impl Changes {
 }
 
 /// The block of 256 addresses `addr` is in.
-pub fn block_of(addr: Ipv4Addr) -> u32 {
+pub(crate) fn block_of(addr: Ipv4Addr) -> u32 {
     addr.to_bits() >> 8
 }
 
-pub struct Server {
+pub(crate) struct Server {
     config: PoolConfig,
     table: LeaseTable,
     /// The pool's addresses that have a lease (and the router's own address).
@@ -180,7 +180,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(config: PoolConfig, leases: impl IntoIterator<Item = Lease>) -> Server {
+    pub(crate) fn new(config: PoolConfig, leases: impl IntoIterator<Item = Lease>) -> Server {
         let leased = PoolMap::new(config.first, config.size());
         let mut server = Server {
             config,
@@ -200,7 +200,7 @@ impl Server {
     }
 
     /// Writes `mac`'s lease (taking its address from whoever had it).
-    pub fn put_lease(&mut self, lease: Lease) {
+    pub(crate) fn put_lease(&mut self, lease: Lease) {
         if let Some(old) = self.table.by_mac(&lease.hardware_addr).map(|l| l.addr) {
             self.leased.set(old, false);
             self.changes.touch(lease.hardware_addr, old);
@@ -214,7 +214,7 @@ impl Server {
         self.leased.set(self.config.server_addr, true);
     }
 
-    pub fn remove_lease(&mut self, mac: &Mac) -> Option<Lease> {
+    pub(crate) fn remove_lease(&mut self, mac: &Mac) -> Option<Lease> {
         let lease = self.table.remove(mac)?;
         self.leased.set(lease.addr, false);
         self.leased.set(self.config.server_addr, true);
@@ -223,17 +223,17 @@ impl Server {
     }
 
     /// What changed since the last call.
-    pub fn take_changes(&mut self) -> Changes {
+    pub(crate) fn take_changes(&mut self) -> Changes {
         std::mem::take(&mut self.changes)
     }
 
     /// Offers made and not yet requested.
-    pub fn offers_outstanding(&self) -> usize {
+    pub(crate) fn offers_outstanding(&self) -> usize {
         self.offers.len()
     }
 
     /// The offers that still stand at `now`.
-    pub fn offers(&self, now: SystemTime) -> impl Iterator<Item = Offered> + '_ {
+    pub(crate) fn offers(&self, now: SystemTime) -> impl Iterator<Item = Offered> + '_ {
         self.offers.standing(now).map(|(mac, addr, until)| Offered {
             mac,
             addr,
@@ -242,15 +242,15 @@ impl Server {
         })
     }
 
-    pub fn config(&self) -> &PoolConfig {
+    pub(crate) fn config(&self) -> &PoolConfig {
         &self.config
     }
 
-    pub fn leases(&self) -> &LeaseTable {
+    pub(crate) fn leases(&self) -> &LeaseTable {
         &self.table
     }
 
-    pub fn handle(&mut self, now: SystemTime, payload: &[u8]) -> Result<Handled, Ignored> {
+    pub(crate) fn handle(&mut self, now: SystemTime, payload: &[u8]) -> Result<Handled, Ignored> {
         let clean = dhcp4_wire::sanitize(payload, KNOWN_OPTIONS).map_err(|e| Ignored::Malformed(e.0))?;
         let request = Message::from_bytes(&clean).map_err(|e| Ignored::Malformed(e.to_string()))?;
         if request.opcode() != Opcode::BootRequest {

@@ -45,7 +45,7 @@ struct Dhcp4Service {
     metrics: Arc<crate::counters::Metrics>,
 }
 
-pub async fn run(
+pub(crate) async fn run(
     perm: PathBuf,
     pools: Vec<PoolConfig>,
     published: watch::Sender<LeaseSnapshot>,

@@ -19,11 +19,11 @@ const MAX_TTL: Duration = Duration::from_secs(86_400);
 const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60);
 /// Answers larger than this (on the wire) are passed on but not kept: a client asking for huge records cannot
 /// fill the cache with a few of them.
-pub const MAX_ENTRY_BYTES: usize = 4096;
+pub(crate) const MAX_ENTRY_BYTES: usize = 4096;
 /// What an entry costs beyond its wire size (its key, the table's slot, the allocations' bookkeeping), roughly.
 const ENTRY_OVERHEAD: usize = 256;
 /// The cache's size when routerd.json does not say (`dns_cache_bytes`).
-pub const DEFAULT_BYTES: usize = 8 << 20;
+pub(crate) const DEFAULT_BYTES: usize = 8 << 20;
 
 struct Entry {
     /// The response as the upstream sent it (after rebinding protection), its TTLs as of `stored`.
@@ -36,7 +36,7 @@ struct Entry {
     cost: usize,
 }
 
-pub struct Cache {
+pub(crate) struct Cache {
     /// By [`key`]: a lookup on the fast path borrows the bytes it built in a reused buffer, no allocation.
     entries: HashMap<Box<[u8]>, Entry>,
     /// The most the entries may cost together, in bytes.
@@ -45,32 +45,35 @@ pub struct Cache {
 }
 
 /// The key of (name, type) in `out`: the lower-case name without the trailing dot, then the type's two bytes.
-pub fn key(name: &str, record_type: RecordType, out: &mut Vec<u8>) {
+pub(crate) fn key(name: &str, record_type: RecordType, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(&u16::from(record_type).to_be_bytes());
 }
 
 impl Cache {
-    pub fn new(max_bytes: usize) -> Cache {
+    pub(crate) fn new(max_bytes: usize) -> Cache {
         Cache { entries: HashMap::new(), max_bytes, bytes: 0 }
     }
 
+    #[cfg(test)]
     /// What the entries cost now (their wire size plus a fixed overhead each).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// The cached response for (name, type) with TTLs reduced by its age, for a request with `id`.
-    pub fn get(&self, name: &str, record_type: RecordType, id: u16, now: Instant) -> Option<Message> {
+    pub(crate) fn get(&self, name: &str, record_type: RecordType, id: u16, now: Instant) -> Option<Message> {
         let mut lookup = Vec::new();
         key(name, record_type, &mut lookup);
         let mut bytes = Vec::new();
@@ -83,7 +86,7 @@ impl Cache {
 
     /// Like [`Cache::get`], by [`key`] and as bytes: the wire form of the answer to `request` (whose first
     /// `question_end` bytes are its header and question) in `out`. False if there is none.
-    pub fn get_encoded(
+    pub(crate) fn get_encoded(
         &self,
         key: &[u8],
         request: &[u8],
@@ -104,7 +107,7 @@ impl Cache {
     }
 
     /// Stores a NOERROR or NXDOMAIN response; others (SERVFAIL, REFUSED) are not cached.
-    pub fn put(&mut self, name: &str, record_type: RecordType, response: &Message, now: Instant) {
+    pub(crate) fn put(&mut self, name: &str, record_type: RecordType, response: &Message, now: Instant) {
         let ttl = match response.metadata.response_code {
             ResponseCode::NoError if !response.answers.is_empty() => {
                 response.answers.iter().map(|r| r.ttl).min().map(|t| Duration::from_secs(u64::from(t)))

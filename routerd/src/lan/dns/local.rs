@@ -23,7 +23,7 @@ use crate::lan::dhcp4d::Lease;
 const LOCAL_TTL: u32 = 60;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LocalData {
+pub(crate) struct LocalData {
     /// Host label → addresses.
     names: HashMap<String, Vec<IpAddr>>,
     reverse: HashMap<IpAddr, String>,
@@ -33,13 +33,13 @@ pub struct LocalData {
 /// Names no DHCP client may claim: they steer other devices (`wpad` and `isatap` make browsers and Windows send
 /// their traffic to whoever answers) or belong to the router and the host itself.
 /// The LAN's own domain: `HOST.lan`.
-pub const LOCAL_DOMAIN: &str = "lan";
+pub(crate) const LOCAL_DOMAIN: &str = "lan";
 
 /// Whether [`decide`] may answer `name` (lower case, without the trailing dot) itself instead of forwarding it: a
 /// single label, a name within `domain`, `.arpa` (local and private reverse zones; public ones are forwarded
 /// after a look) and `localhost`. A name for which this is false is always forwarded, so the cache's fast path,
 /// which asks this before answering from the cache, never answers what `decide` would answer itself.
-pub fn may_answer_locally(name: &[u8], domain: &str) -> bool {
+pub(crate) fn may_answer_locally(name: &[u8], domain: &str) -> bool {
     let within = |zone: &[u8]| {
         name == zone || (name.len() > zone.len() && name.ends_with(zone) && name[name.len() - zone.len() - 1] == b'.')
     };
@@ -52,7 +52,7 @@ impl LocalData {
     /// From the active and static leases and the router's own name and LAN addresses. The router's name and
     /// [`RESERVED_NAMES`] win: a client that sends one as its hostname does not get it (the owner still can, with
     /// a static lease's name).
-    pub fn build<'a>(
+    pub(crate) fn build<'a>(
         leases: impl Iterator<Item = &'a Lease>,
         router_name: &str,
         router_addrs: &[IpAddr],
@@ -90,7 +90,7 @@ impl LocalData {
 
 /// What to do with a query.
 #[derive(Debug)]
-pub enum Decision {
+pub(crate) enum Decision {
     Answer(Message),
     /// Ask an upstream server (`name` is lower case without the trailing dot).
     Forward {
@@ -110,7 +110,7 @@ fn response(request: &Message, code: ResponseCode, authoritative: bool) -> Messa
 }
 
 /// Decides how to answer `request`.
-pub fn decide(request: &Message, local: &LocalData) -> Decision {
+pub(crate) fn decide(request: &Message, local: &LocalData) -> Decision {
     if request.metadata.message_type != MessageType::Query || request.metadata.op_code != OpCode::Query {
         return Decision::Answer(response(request, ResponseCode::NotImp, false));
     }
@@ -169,7 +169,12 @@ fn address_answer(request: &Message, query: &Query, addrs: &[IpAddr]) -> Message
 
 /// Drops A/AAAA answers that point into private space for names not on the allowlist (DNS rebinding
 /// protection); returns how many were dropped.
-pub fn drop_rebinding(response: &mut Message, name: &str, allowlist: &[String], inside: &[(IpAddr, u8)]) -> usize {
+pub(crate) fn drop_rebinding(
+    response: &mut Message,
+    name: &str,
+    allowlist: &[String],
+    inside: &[(IpAddr, u8)],
+) -> usize {
     if allowlist.iter().any(|allowed| policy::is_within(name, allowed)) {
         return 0;
     }
@@ -202,7 +207,7 @@ fn within(addr: IpAddr, network: IpAddr, len: u8) -> bool {
 }
 
 /// A SERVFAIL (or other code) answer to `request`.
-pub fn error_response(request: &Message, code: ResponseCode) -> Message {
+pub(crate) fn error_response(request: &Message, code: ResponseCode) -> Message {
     response(request, code, false)
 }
 

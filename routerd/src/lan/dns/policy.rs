@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// Addresses a public name must never point to (RFC 1918, loopback, link-local, shared CGNAT space, "this
 /// network", unique local and IPv4-mapped forms of those): an attacker's name resolving there lets a web page
 /// talk to devices in the home.
-pub fn is_private(address: IpAddr) -> bool {
+pub(crate) fn is_private(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => is_private_v4(v4),
         IpAddr::V6(v6) => {
@@ -25,14 +25,14 @@ fn is_private_v4(v4: Ipv4Addr) -> bool {
 }
 
 /// Whether `name` (lower case, no trailing dot) is `domain` or below it.
-pub fn is_within(name: &str, domain: &str) -> bool {
+pub(crate) fn is_within(name: &str, domain: &str) -> bool {
     let (name, domain) = (name.as_bytes(), domain.trim_end_matches('.').as_bytes());
     let Some(start) = name.len().checked_sub(domain.len()) else { return false };
     name[start..].eq_ignore_ascii_case(domain) && (start == 0 || name[start - 1] == b'.')
 }
 
 /// The address a reverse-lookup name stands for (`4.3.2.1.in-addr.arpa`, nibbles under `ip6.arpa`).
-pub fn reverse_address(name: &str) -> Option<IpAddr> {
+pub(crate) fn reverse_address(name: &str) -> Option<IpAddr> {
     if let Some(rest) = name.strip_suffix(".in-addr.arpa") {
         let octets: Vec<u8> = rest.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
         let [d, c, b, a] = <[u8; 4]>::try_from(octets).ok()?;
@@ -52,7 +52,7 @@ pub fn reverse_address(name: &str) -> Option<IpAddr> {
 
 /// Reverse zones of private space (RFC 6303) that are answered locally and never forwarded, for addresses
 /// that are not in the reverse name itself (partial names like `168.192.in-addr.arpa`).
-pub fn is_private_reverse_zone(name: &str) -> bool {
+pub(crate) fn is_private_reverse_zone(name: &str) -> bool {
     const ZONES: &[&str] = &[
         "10.in-addr.arpa",
         "168.192.in-addr.arpa",

@@ -42,7 +42,7 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
 }
 
 #[derive(Clone, Debug)]
-pub struct DnsOptions {
+pub(crate) struct DnsOptions {
     pub lans: Vec<String>,
     pub router_name: String,
     /// Names whose private answers are allowed through (rebinding protection exempts them).
@@ -76,7 +76,7 @@ pub(super) struct Shared {
 
 /// What one LAN device may ask per second (in bursts of twice that): far above what a household's devices, or a
 /// resolver of its own behind routerd, ask; a flooding device's excess costs a table lookup each.
-pub const QUERIES_PER_SECOND_PER_DEVICE: u32 = 500;
+pub(crate) const QUERIES_PER_SECOND_PER_DEVICE: u32 = 500;
 
 /// Questions asked upstream now, by (name, type), each with the answer to come.
 type Pending = HashMap<(String, RecordType), watch::Receiver<Option<Message>>>;
@@ -84,7 +84,7 @@ type Pending = HashMap<(String, RecordType), watch::Receiver<Option<Message>>>;
 /// Queries that may wait for an upstream at once, and from one client. Beyond that a client's queries are
 /// dropped (it asks again), so a flood from one device leaves room for the others.
 const MAX_WAITING: usize = *crate::config::DNS_WAITING_PER_DEVICE.end();
-pub const WAITING_PER_DEVICE: usize = 64;
+pub(crate) const WAITING_PER_DEVICE: usize = 64;
 
 /// Removes a question from the pending ones when its asker is done, also when it is cancelled.
 struct PendingGuard<'a> {
@@ -350,7 +350,7 @@ fn sockets(lan: &str) -> std::io::Result<(Vec<std::net::UdpSocket>, TcpListener)
     Ok((udp, TcpListener::from_std(tcp.into())?))
 }
 
-pub async fn run(
+pub(crate) async fn run(
     options: DnsOptions,
     mut leases: watch::Receiver<LeaseSnapshot>,
     mut uplink: Option<watch::Receiver<UplinkSnapshot>>,
@@ -483,7 +483,7 @@ where
 /// For fuzzing and its corpus replay: a DNS service with local data and no upstream (nothing leaves the
 /// process), fed `data` as one UDP query and as a TCP stream (length-prefixed framing included).
 #[doc(hidden)]
-pub fn fuzz_input(data: &[u8]) {
+pub(crate) fn fuzz_input(data: &[u8]) {
     let options = DnsOptions {
         lans: Vec::new(),
         router_name: "router".into(),

@@ -14,7 +14,7 @@ use crate::uplink::entropy::{Entropy, SystemEntropy};
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     #[error("no upstream DNS server is known (no lease from the ISP yet, and none in routerd.json)")]
     NoServers,
     #[error("no upstream DNS server answered: {0}")]
@@ -22,7 +22,7 @@ pub enum UpstreamError {
 }
 
 /// Resolves `query` through `servers`, in order.
-pub async fn resolve(servers: &[SocketAddr], query: &Query) -> Result<Message, UpstreamError> {
+pub(crate) async fn resolve(servers: &[SocketAddr], query: &Query) -> Result<Message, UpstreamError> {
     if servers.is_empty() {
         return Err(UpstreamError::NoServers);
     }

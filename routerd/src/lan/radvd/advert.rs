@@ -3,12 +3,12 @@
 
 use std::{net::Ipv6Addr, time::Duration};
 
-pub const ROUTER_SOLICITATION: u8 = 133;
-pub const ROUTER_ADVERTISEMENT: u8 = 134;
+pub(crate) const ROUTER_SOLICITATION: u8 = 133;
+pub(crate) const ROUTER_ADVERTISEMENT: u8 = 134;
 
 /// A prefix in a Prefix Information option.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AdvertisedPrefix {
+pub(crate) struct AdvertisedPrefix {
     /// A /64.
     pub prefix: Ipv6Addr,
     pub valid: Duration,
@@ -17,7 +17,7 @@ pub struct AdvertisedPrefix {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Advert {
+pub(crate) struct Advert {
     pub router_lifetime: Duration,
     pub mtu: Option<u32>,
     pub source_mac: Option<[u8; 6]>,
@@ -33,7 +33,7 @@ fn secs32(duration: Duration) -> [u8; 4] {
 }
 
 impl Advert {
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let lifetime = u16::try_from(self.router_lifetime.as_secs()).unwrap_or(9000);
         // type, code, checksum (kernel), hop limit 64, flags (no M/O: SLAAC and RDNSS), lifetime, reachable, retrans
         let mut packet = vec![ROUTER_ADVERTISEMENT, 0, 0, 0, 64, 0];
@@ -83,7 +83,7 @@ impl Advert {
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BadSolicitation {
+pub(crate) enum BadSolicitation {
     #[error("{0} bytes, shorter than a router solicitation")]
     Short(usize),
     #[error("ICMPv6 type {0}, code {1}: not a router solicitation")]
@@ -94,7 +94,7 @@ pub enum BadSolicitation {
 
 /// Checks a router solicitation (RFC 4861 §6.1.1: code 0, at least 8 bytes, every option of non-zero length
 /// within the packet) and returns its source link-layer address, if it has one.
-pub fn parse_solicitation(packet: &[u8]) -> Result<Option<[u8; 6]>, BadSolicitation> {
+pub(crate) fn parse_solicitation(packet: &[u8]) -> Result<Option<[u8; 6]>, BadSolicitation> {
     if packet.len() < 8 {
         return Err(BadSolicitation::Short(packet.len()));
     }

@@ -79,7 +79,7 @@ fn icmpv6_socket(lan: &str, index: u32) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(std::net::UdpSocket::from(socket))
 }
 
-pub async fn run(
+pub(crate) async fn run(
     lans: Vec<(String, u32)>,
     netconfig: Netconfig,
     mut uplink: watch::Receiver<UplinkSnapshot>,

@@ -18,7 +18,7 @@ use dhcproto::{
 };
 
 use super::lease::{Lease, LeaseError};
-pub use crate::uplink::lease_times::LeaseTimes;
+pub(crate) use crate::uplink::lease_times::LeaseTimes;
 use crate::uplink::{
     entropy::Entropy,
     protocol::{Phase, Protocol},
@@ -34,13 +34,13 @@ const REBOOT_ATTEMPTS: u32 = 3;
 const MIN_RENEW_RETRANSMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientConfig {
+pub(crate) struct ClientConfig {
     pub hardware_addr: [u8; 6],
     pub hostname: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Init,
     Selecting,
     /// Asking for the offer taken in SELECTING; it exists only in this state.
@@ -54,11 +54,11 @@ pub enum State {
 }
 
 impl State {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         self.phase().label()
     }
 
-    pub fn phase(self) -> Phase {
+    pub(crate) fn phase(self) -> Phase {
         match self {
             State::Init => Phase::Init,
             State::Selecting => Phase::Selecting,
@@ -75,20 +75,20 @@ impl State {
 
 /// The offer a client requests: the address, and the server identifier to name in the REQUEST.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Offer {
+pub(crate) struct Offer {
     pub address: Ipv4Addr,
     pub server: Option<Ipv4Addr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Destination {
+pub(crate) enum Destination {
     Broadcast,
     /// Renewals go to the server that acknowledged the lease.
     Unicast(Ipv4Addr),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
+pub(crate) struct Transmit {
     pub payload: Vec<u8>,
     pub destination: Destination,
     /// The address to send from (RENEWING and REBINDING use the leased address; otherwise 0.0.0.0).
@@ -97,11 +97,11 @@ pub struct Transmit {
 }
 
 /// The client's events; a DHCPNAK is [`Event::Refused`] with the server and its message.
-pub type Event = crate::uplink::protocol::Event<Transmit, Lease>;
+pub(crate) type Event = crate::uplink::protocol::Event<Transmit, Lease>;
 
 /// Why a received packet changed nothing (logged at debug level by the driver; never fatal).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Ignored {
+pub(crate) enum Ignored {
     #[error("not a DHCP message: {0}")]
     Malformed(String),
     #[error("not a reply (opcode {0:?})")]
@@ -118,7 +118,7 @@ pub enum Ignored {
     OtherServer { from: Option<Ipv4Addr>, renewing_with: Ipv4Addr },
 }
 
-pub struct Client {
+pub(crate) struct Client {
     config: ClientConfig,
     entropy: Box<dyn Entropy>,
     state: State,
@@ -136,14 +136,20 @@ pub struct Client {
 impl Client {
     /// A client starting now. With a `previous` lease (restored after a restart) it first tries INIT-REBOOT,
     /// asking to keep that address.
-    pub fn new(config: ClientConfig, entropy: Box<dyn Entropy>, previous: Option<Lease>, now: Instant) -> Client {
+    pub(crate) fn new(
+        config: ClientConfig,
+        entropy: Box<dyn Entropy>,
+        previous: Option<Lease>,
+        now: Instant,
+    ) -> Client {
         let state = if previous.is_some() { State::InitReboot } else { State::Init };
         let hint = previous.as_ref().map(|lease| lease.address);
         let lease = previous.map(|lease| (lease, LeaseTimes::due(now)));
         Client { config, entropy, state, xid: 0, attempt: 0, wake_at: now, lease, request_sent_at: now, hint }
     }
 
-    pub fn state(&self) -> State {
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 
@@ -252,7 +258,7 @@ impl Client {
 }
 
 /// The lease in a saved ACK (`dhcp4/wire/ack`), checked like a received one.
-pub fn parse_ack(bytes: &[u8]) -> Result<Lease, Ignored> {
+pub(crate) fn parse_ack(bytes: &[u8]) -> Result<Lease, Ignored> {
     let clean = sanitize(bytes)?;
     let message = Message::from_bytes(&clean).map_err(|e| Ignored::Malformed(e.to_string()))?;
     match message.opts().msg_type() {

@@ -114,7 +114,7 @@ impl Lease {
 }
 
 /// Not 0.0.0.0, broadcast, multicast, loopback, link-local or class E.
-pub fn is_usable_host(address: Ipv4Addr) -> bool {
+pub(crate) fn is_usable_host(address: Ipv4Addr) -> bool {
     !(address.is_unspecified()
         || address.is_broadcast()
         || address.is_multicast()
@@ -124,7 +124,7 @@ pub fn is_usable_host(address: Ipv4Addr) -> bool {
 }
 
 /// The prefix length of a contiguous mask; `None` for a /0 or holes in the mask.
-pub fn prefix_len_of(mask: Ipv4Addr) -> Option<u8> {
+pub(crate) fn prefix_len_of(mask: Ipv4Addr) -> Option<u8> {
     let bits = mask.to_bits();
     let ones = bits.leading_ones();
     (ones > 0 && bits.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
@@ -133,7 +133,7 @@ pub fn prefix_len_of(mask: Ipv4Addr) -> Option<u8> {
 /// `dhcp4/wire/lease.json`: router7's fields (`valid_until` is when renewal is due, as in router7), and
 /// routerd's additions, which router7 ignores.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseFile {
+pub(crate) struct LeaseFile {
     pub valid_until: String,
     pub client_ip: String,
     pub subnet_mask: String,

@@ -28,7 +28,7 @@ const CLIENT_PORT: u16 = 68;
 const SERVER_PORT: u16 = 67;
 
 #[derive(Clone, Debug)]
-pub struct Dhcp4Options {
+pub(crate) struct Dhcp4Options {
     pub perm: PathBuf,
     pub uplink: String,
     pub hostname: Option<String>,
@@ -36,7 +36,7 @@ pub struct Dhcp4Options {
     pub hardware_addr: Option<[u8; 6]>,
 }
 
-pub async fn run(
+pub(crate) async fn run(
     options: Dhcp4Options,
     netconfig: Netconfig,
     uplink: watch::Sender<UplinkSnapshot>,
@@ -67,7 +67,7 @@ pub async fn run(
 
 /// The packet socket sees every DHCPv4 packet to port 68 (also before the uplink has an address) and sends
 /// from 0.0.0.0; the UDP socket sends once there is an address.
-pub struct Dhcp4Link {
+pub(crate) struct Dhcp4Link {
     index: u32,
     packets: PacketSocket,
     socket: UdpSocket,
@@ -124,7 +124,7 @@ impl Link for Dhcp4Link {
 }
 
 /// A DHCPv4 lease's effects: saved with its ACK under `dhcp4/wire/`, applied to the uplink, published.
-pub struct Dhcp4Effects(pub Surroundings);
+pub(crate) struct Dhcp4Effects(pub Surroundings);
 
 impl Effects for Dhcp4Effects {
     type Lease = Lease;

@@ -9,12 +9,12 @@ use crate::{
     uplink::lease_times::{FileTimes, rfc3339, wall_clock},
 };
 
-pub fn wire_dir(perm: &Path) -> PathBuf {
+pub(crate) fn wire_dir(perm: &Path) -> PathBuf {
     perm.join("dhcp4").join("wire")
 }
 
 /// Writes both files, each atomically: the ACK first, so the JSON never describes an ACK that is not there.
-pub fn save(perm: &Path, ack: &[u8], lease: &Lease, times: LeaseTimes) -> Result<(), StoreError> {
+pub(crate) fn save(perm: &Path, ack: &[u8], lease: &Lease, times: LeaseTimes) -> Result<(), StoreError> {
     let dir = wire_dir(perm);
     store::write_atomic(&dir.join("ack"), ack, Mode::Public)?;
     let file = LeaseFile {
@@ -30,7 +30,7 @@ pub fn save(perm: &Path, ack: &[u8], lease: &Lease, times: LeaseTimes) -> Result
 }
 
 /// Forgets the saved lease (after a release: a restart must not bring the released address back).
-pub fn remove(perm: &Path) -> std::io::Result<()> {
+pub(crate) fn remove(perm: &Path) -> std::io::Result<()> {
     for name in ["ack", "lease.json"] {
         match std::fs::remove_file(wire_dir(perm).join(name)) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
@@ -42,7 +42,7 @@ pub fn remove(perm: &Path) -> std::io::Result<()> {
 
 /// The saved lease, if there is a usable one. A damaged ACK is reported and treated as no lease: the client
 /// then simply asks the ISP again.
-pub fn load(perm: &Path) -> Result<Option<Lease>, String> {
+pub(crate) fn load(perm: &Path) -> Result<Option<Lease>, String> {
     let path = wire_dir(perm).join("ack");
     let Some(bytes) = store::read_optional(&path).map_err(|e| e.to_string())? else {
         return Ok(None);

@@ -21,7 +21,7 @@ use super::{
     lease::{Lease, LeaseError},
     wire::{self, ServerMessage, WireError},
 };
-pub use crate::uplink::lease_times::LeaseTimes;
+pub(crate) use crate::uplink::lease_times::LeaseTimes;
 use crate::uplink::{
     entropy::Entropy,
     protocol::{Phase, Protocol},
@@ -36,7 +36,7 @@ const REN_TIMEOUT: Duration = Duration::from_secs(10);
 const REN_MAX_RT: Duration = Duration::from_secs(600);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientConfig {
+pub(crate) struct ClientConfig {
     pub duid: Vec<u8>,
     /// IAID of the IA_NA to ask for; `None` asks for no address.
     pub ia_na: Option<u32>,
@@ -45,7 +45,7 @@ pub struct ClientConfig {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Init,
     Soliciting,
     Requesting,
@@ -56,11 +56,11 @@ pub enum State {
 }
 
 impl State {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         self.phase().label()
     }
 
-    pub fn phase(self) -> Phase {
+    pub(crate) fn phase(self) -> Phase {
         match self {
             State::Init => Phase::Init,
             State::Soliciting => Phase::Soliciting,
@@ -74,17 +74,17 @@ impl State {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
+pub(crate) struct Transmit {
     pub payload: Vec<u8>,
     pub message_type: &'static str,
 }
 
 /// The client's events: [`Event::Send`] goes to All_DHCP_Relay_Agents_and_Servers (ff02::1:2) on the uplink;
 /// [`Event::Refused`] is a server that answered but could not help (NoPrefixAvail, NoAddrsAvail, …).
-pub type Event = crate::uplink::protocol::Event<Transmit, Lease>;
+pub(crate) type Event = crate::uplink::protocol::Event<Transmit, Lease>;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Ignored {
+pub(crate) enum Ignored {
     #[error("malformed: {0}")]
     Malformed(#[from] WireError),
     #[error("for another transaction")]
@@ -95,7 +95,7 @@ pub enum Ignored {
     Lease(#[from] LeaseError),
 }
 
-pub struct Client {
+pub(crate) struct Client {
     config: ClientConfig,
     entropy: Box<dyn Entropy>,
     state: State,
@@ -113,7 +113,12 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(config: ClientConfig, entropy: Box<dyn Entropy>, previous: Option<Lease>, now: Instant) -> Client {
+    pub(crate) fn new(
+        config: ClientConfig,
+        entropy: Box<dyn Entropy>,
+        previous: Option<Lease>,
+        now: Instant,
+    ) -> Client {
         let hint = previous.as_ref().and_then(|l| l.prefixes.first()).map(|p| (p.prefix, p.length));
         let lease = previous.map(|lease| (lease, LeaseTimes::due(now)));
         Client {
@@ -132,7 +137,8 @@ impl Client {
         }
     }
 
-    pub fn state(&self) -> State {
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 

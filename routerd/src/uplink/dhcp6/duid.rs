@@ -6,19 +6,19 @@ use std::path::{Path, PathBuf};
 
 use crate::store::{self, Mode};
 
-pub fn path(perm: &Path) -> PathBuf {
+pub(crate) fn path(perm: &Path) -> PathBuf {
     perm.join("dhcp6").join("duid")
 }
 
 /// DUID-LL (type 3) with hardware type 1 (Ethernet).
-pub fn link_layer(mac: [u8; 6]) -> Vec<u8> {
+pub(crate) fn link_layer(mac: [u8; 6]) -> Vec<u8> {
     let mut duid = vec![0, 3, 0, 1];
     duid.extend(mac);
     duid
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DuidError {
+pub(crate) enum DuidError {
     #[error("{path}: {len} bytes is not a DUID (2 to 130 bytes); fix or remove the file, routerd then creates one")]
     Invalid { path: String, len: usize },
     #[error(transparent)]
@@ -26,7 +26,7 @@ pub enum DuidError {
 }
 
 /// The stored DUID, or a new DUID-LL from `mac`, stored for every later start.
-pub fn load_or_create(perm: &Path, mac: [u8; 6]) -> Result<Vec<u8>, DuidError> {
+pub(crate) fn load_or_create(perm: &Path, mac: [u8; 6]) -> Result<Vec<u8>, DuidError> {
     let path = path(perm);
     match store::read_optional(&path)? {
         Some(duid) if (2..=130).contains(&duid.len()) => Ok(duid),

@@ -150,7 +150,7 @@ fn secs(seconds: u32) -> Duration {
 }
 
 /// Global unicast: not unspecified, loopback, multicast, link-local or IPv4-mapped.
-pub fn is_global_unicast(address: Ipv6Addr) -> bool {
+pub(crate) fn is_global_unicast(address: Ipv6Addr) -> bool {
     !(address.is_unspecified()
         || address.is_loopback()
         || address.is_multicast()
@@ -159,7 +159,7 @@ pub fn is_global_unicast(address: Ipv6Addr) -> bool {
 }
 
 /// The prefix with its host bits cleared.
-pub fn mask(address: Ipv6Addr, length: u8) -> Ipv6Addr {
+pub(crate) fn mask(address: Ipv6Addr, length: u8) -> Ipv6Addr {
     let bits = u128::from(address);
     let mask = u128::MAX.checked_shl(128 - u32::from(length.min(128))).unwrap_or(0);
     Ipv6Addr::from(bits & mask)

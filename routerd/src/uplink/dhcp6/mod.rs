@@ -1,12 +1,12 @@
 //! DHCPv6 client for the uplink: the state machine ([`client`]), server messages ([`wire`]), leases
 //! ([`lease`]), the DUID ([`duid`]).
 
-pub mod client;
-pub mod duid;
-pub mod lease;
-pub mod service;
-pub mod store;
-pub mod wire;
+pub(crate) mod client;
+pub(crate) mod duid;
+pub(crate) mod lease;
+pub(crate) mod service;
+pub(crate) mod store;
+pub(crate) mod wire;
 
-pub use client::{Client, ClientConfig, Event, Ignored, LeaseTimes, State, Transmit};
-pub use lease::{DelegatedPrefix, Lease, LeaseError, LeasedAddress};
+pub(crate) use client::{Client, ClientConfig, Event, LeaseTimes, Transmit};
+pub(crate) use lease::{DelegatedPrefix, Lease, LeasedAddress};

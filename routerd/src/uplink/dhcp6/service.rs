@@ -33,13 +33,13 @@ const ALL_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
 const IA_PD_IAID: u32 = 1;
 
 #[derive(Clone, Debug)]
-pub struct Dhcp6Options {
+pub(crate) struct Dhcp6Options {
     pub perm: PathBuf,
     pub uplink: String,
     pub hardware_addr: Option<[u8; 6]>,
 }
 
-pub async fn run(
+pub(crate) async fn run(
     options: Dhcp6Options,
     netconfig: Netconfig,
     uplink: watch::Sender<UplinkSnapshot>,
@@ -74,7 +74,7 @@ pub async fn run(
 }
 
 /// Every message goes to All_DHCP_Relay_Agents_and_Servers; only link-local servers on port 547 are heard.
-pub struct Dhcp6Link {
+pub(crate) struct Dhcp6Link {
     socket: UdpSocket,
     destination: SocketAddr,
     uplink_name: String,
@@ -105,7 +105,7 @@ impl Link for Dhcp6Link {
 
 /// A DHCPv6 lease's effects: saved in `dhcp6/wire/lease.json`, its address on the uplink and its prefix on the
 /// LANs, published (with the reason when the LANs get no IPv6).
-pub struct Dhcp6Effects(pub Surroundings);
+pub(crate) struct Dhcp6Effects(pub Surroundings);
 
 impl Effects for Dhcp6Effects {
     type Lease = Lease;
@@ -221,7 +221,7 @@ fn client_socket(uplink: &str, index: u32) -> std::io::Result<UdpSocket> {
 
 /// DHCPv6 servers and relays answer from a link-local address and port 547 (RFC 8415 §13.1, §18.2.10): anything
 /// else on the uplink is spoofed or misrouted, and is dropped here whatever the firewall lets through.
-pub fn check_source(from: SocketAddr) -> Result<(), String> {
+pub(crate) fn check_source(from: SocketAddr) -> Result<(), String> {
     match from {
         SocketAddr::V6(from) if !from.ip().is_unicast_link_local() => {
             Err(format!("{} is not a link-local address", from.ip()))

@@ -14,7 +14,7 @@ use crate::{
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseFile {
+pub(crate) struct LeaseFile {
     pub valid_until: String,
     pub prefixes: Vec<GoIpNet>,
     #[serde(default)]
@@ -35,7 +35,7 @@ pub struct LeaseFile {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GoIpNet {
+pub(crate) struct GoIpNet {
     #[serde(rename = "IP")]
     pub ip: String,
     #[serde(rename = "Mask")]
@@ -43,13 +43,13 @@ pub struct GoIpNet {
 }
 
 impl GoIpNet {
-    pub fn from_prefix(prefix: &DelegatedPrefix) -> GoIpNet {
+    pub(crate) fn from_prefix(prefix: &DelegatedPrefix) -> GoIpNet {
         let mask = u128::MAX.checked_shl(128 - u32::from(prefix.length)).unwrap_or(0);
         GoIpNet { ip: prefix.prefix.to_string(), mask: BASE64.encode(&mask.to_be_bytes()) }
     }
 
     /// The prefix, if the mask is a contiguous IPv6 mask of /1 to /64.
-    pub fn to_prefix(&self, valid: Duration) -> Option<DelegatedPrefix> {
+    pub(crate) fn to_prefix(&self, valid: Duration) -> Option<DelegatedPrefix> {
         let ip: Ipv6Addr = self.ip.parse().ok()?;
         let mask: [u8; 16] = BASE64.decode(self.mask.as_bytes()).ok()?.try_into().ok()?;
         let bits = u128::from_be_bytes(mask);
@@ -66,19 +66,19 @@ fn mask_of(ip: Ipv6Addr, length: u8) -> Ipv6Addr {
     mask(ip, length)
 }
 
-pub fn path(perm: &Path) -> std::path::PathBuf {
+pub(crate) fn path(perm: &Path) -> std::path::PathBuf {
     perm.join("dhcp6").join("wire").join("lease.json")
 }
 
 /// Forgets the saved lease (after a release).
-pub fn remove(perm: &Path) -> std::io::Result<()> {
+pub(crate) fn remove(perm: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path(perm)) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
         _ => Ok(()),
     }
 }
 
-pub fn save(perm: &Path, lease: &Lease, times: LeaseTimes) -> Result<(), StoreError> {
+pub(crate) fn save(perm: &Path, lease: &Lease, times: LeaseTimes) -> Result<(), StoreError> {
     let file = LeaseFile {
         valid_until: rfc3339(wall_clock(times.renew_at)),
         prefixes: lease.prefixes.iter().map(GoIpNet::from_prefix).collect(),
@@ -94,7 +94,7 @@ pub fn save(perm: &Path, lease: &Lease, times: LeaseTimes) -> Result<(), StoreEr
 }
 
 /// The saved lease (also one written by router7, which has no address or timers), or why it cannot be used.
-pub fn load(perm: &Path) -> Result<Option<Lease>, String> {
+pub(crate) fn load(perm: &Path) -> Result<Option<Lease>, String> {
     let path = path(perm);
     let file: Option<LeaseFile> = store::read_json_optional(&path).map_err(|e| e.to_string())?;
     let Some(file) = file else { return Ok(None) };

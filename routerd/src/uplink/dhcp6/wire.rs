@@ -5,17 +5,17 @@
 
 use std::net::Ipv6Addr;
 
-pub const ADVERTISE: u8 = 2;
-pub const REPLY: u8 = 7;
-pub const RECONFIGURE: u8 = 10;
+pub(crate) const ADVERTISE: u8 = 2;
+pub(crate) const REPLY: u8 = 7;
+pub(crate) const RECONFIGURE: u8 = 10;
 
 /// RFC 8415 status codes the client acts on.
-pub const STATUS_SUCCESS: u16 = 0;
-pub const STATUS_NO_ADDRS_AVAIL: u16 = 2;
-pub const STATUS_NO_BINDING: u16 = 3;
-pub const STATUS_NOT_ON_LINK: u16 = 4;
-pub const STATUS_USE_MULTICAST: u16 = 5;
-pub const STATUS_NO_PREFIX_AVAIL: u16 = 6;
+pub(crate) const STATUS_SUCCESS: u16 = 0;
+pub(crate) const STATUS_NO_ADDRS_AVAIL: u16 = 2;
+pub(crate) const STATUS_NO_BINDING: u16 = 3;
+pub(crate) const STATUS_NOT_ON_LINK: u16 = 4;
+pub(crate) const STATUS_USE_MULTICAST: u16 = 5;
+pub(crate) const STATUS_NO_PREFIX_AVAIL: u16 = 6;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Status {
@@ -80,7 +80,7 @@ pub struct ServerMessage {
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
+pub(crate) enum WireError {
     #[error("{0} bytes, shorter than a DHCPv6 header")]
     Short(usize),
     #[error("option {code} claims {len} bytes, {left} are left")]
@@ -162,7 +162,7 @@ fn ia(code: u16, value: &[u8]) -> Result<Ia, WireError> {
 }
 
 /// Parses a message from a server (no relay messages: the client talks to its link only).
-pub fn parse(bytes: &[u8]) -> Result<ServerMessage, WireError> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<ServerMessage, WireError> {
     if bytes.len() < 4 {
         return Err(WireError::Short(bytes.len()));
     }
