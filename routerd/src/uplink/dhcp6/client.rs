@@ -73,6 +73,32 @@ impl State {
     }
 }
 
+/// The state with what belongs to it: the Advertise being requested exists only in Requesting.
+#[derive(Clone, Debug)]
+enum Step {
+    Init,
+    Soliciting,
+    Requesting(Box<ServerMessage>),
+    Bound,
+    Renewing,
+    Rebinding,
+    Released,
+}
+
+impl Step {
+    fn kind(&self) -> State {
+        match self {
+            Step::Init => State::Init,
+            Step::Soliciting => State::Soliciting,
+            Step::Requesting(_) => State::Requesting,
+            Step::Bound => State::Bound,
+            Step::Renewing => State::Renewing,
+            Step::Rebinding => State::Rebinding,
+            Step::Released => State::Released,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Transmit {
     pub payload: Vec<u8>,
@@ -98,14 +124,12 @@ pub(crate) enum Ignored {
 pub(crate) struct Client {
     config: ClientConfig,
     entropy: Box<dyn Entropy>,
-    state: State,
+    step: Step,
     xid: u32,
     retransmit: Duration,
     attempts: u32,
     transaction_start: Instant,
     wake_at: Instant,
-    /// The Advertise being requested.
-    advertise: Option<ServerMessage>,
     lease: Option<(Lease, LeaseTimes)>,
     /// The prefix to ask for again (fiber7 binds a /48 to the DUID; a hint keeps it stable elsewhere too).
     hint: Option<(Ipv6Addr, u8)>,
@@ -124,13 +148,12 @@ impl Client {
         Client {
             config,
             entropy,
-            state: State::Init,
+            step: Step::Init,
             xid: 0,
             retransmit: SOL_TIMEOUT,
             attempts: 0,
             transaction_start: now,
             wake_at: now,
-            advertise: None,
             lease,
             hint,
             last_problem: None,
@@ -139,7 +162,7 @@ impl Client {
 
     #[cfg(test)]
     pub(crate) fn state(&self) -> State {
-        self.state
+        self.step.kind()
     }
 
     fn renewal_timeout(&mut self, now: Instant) -> Vec<Event> {
@@ -158,9 +181,9 @@ impl Client {
         } else {
             (State::Renewing, times.rebind_at)
         };
-        if self.state != state {
+        if self.step.kind() != state {
             self.start_transaction(now, REN_TIMEOUT);
-            self.state = state;
+            self.step = if state == State::Rebinding { Step::Rebinding } else { Step::Renewing };
         } else {
             self.back_off(REN_MAX_RT);
         }
@@ -260,7 +283,7 @@ impl Client {
 
     fn request(&mut self, now: Instant) -> Event {
         let mut message = self.message(MessageType::Request, now);
-        if let Some(advertise) = &self.advertise {
+        if let Step::Requesting(advertise) = &self.step {
             if let Some(server_id) = &advertise.server_id {
                 message.opts_mut().insert(DhcpOption::ServerId(server_id.clone()));
             }
@@ -324,7 +347,7 @@ impl Protocol for Client {
     type Ignored = Ignored;
 
     fn phase(&self) -> Phase {
-        self.state.phase()
+        self.step.kind().phase()
     }
 
     fn lease(&self) -> Option<(&Lease, LeaseTimes)> {
@@ -339,7 +362,7 @@ impl Protocol for Client {
         if now < self.wake_at {
             return Vec::new();
         }
-        match self.state {
+        match self.step.kind() {
             State::Released => {
                 self.wake_at = now + Duration::from_secs(24 * 3600);
                 Vec::new()
@@ -348,7 +371,7 @@ impl Protocol for Client {
                 self.start_transaction(now, SOL_TIMEOUT);
                 // The first Solicit waits a little longer than IRT, never shorter (RFC 8415 §15).
                 self.retransmit = SOL_TIMEOUT + SOL_TIMEOUT.mul_f64(self.random_fraction().abs() / 10.0);
-                self.state = State::Soliciting;
+                self.step = Step::Soliciting;
                 self.wake_at = now + self.retransmit;
                 vec![self.solicit(now)]
             }
@@ -376,20 +399,19 @@ impl Protocol for Client {
         let message = wire::parse(payload)?;
         if message.message_type == wire::RECONFIGURE {
             // Without authentication keys a Reconfigure cannot be trusted; the client renews on its own schedule.
-            return Err(Ignored::Unexpected(message.message_type, self.state.name()));
+            return Err(Ignored::Unexpected(message.message_type, self.step.kind().name()));
         }
         if message.transaction_id != self.xid {
             return Err(Ignored::OtherTransaction);
         }
-        match (message.message_type, self.state) {
+        match (message.message_type, self.step.kind()) {
             (wire::ADVERTISE, State::Soliciting) => {
                 match Lease::from_message(&message, &self.config.duid, self.config.ia_na, self.config.ia_pd) {
                     Ok(_) => {}
                     Err(error @ (LeaseError::Empty(_) | LeaseError::Refused(_))) => return Ok(self.problem(error)),
                     Err(error) => return Err(error.into()),
                 }
-                self.advertise = Some(message);
-                self.state = State::Requesting;
+                self.step = Step::Requesting(Box::new(message));
                 self.start_transaction(now, REQ_TIMEOUT);
                 self.wake_at = now + self.retransmit;
                 Ok(vec![self.request(now)])
@@ -417,8 +439,7 @@ impl Protocol for Client {
                 };
                 self.hint = lease.prefixes.first().map(|p| (p.prefix, p.length)).or(self.hint);
                 self.lease = Some((lease.clone(), times));
-                self.state = State::Bound;
-                self.advertise = None;
+                self.step = Step::Bound;
                 self.last_problem = None;
                 self.wake_at = times.renew_at.max(now);
                 Ok(vec![Event::Bound(lease)])
@@ -435,14 +456,13 @@ impl Protocol for Client {
             events.push(self.renewal(MessageType::Release, now));
             self.lease = None;
         }
-        self.state = State::Released;
+        self.step = Step::Released;
         self.wake_at = now + Duration::from_secs(24 * 3600);
         events
     }
 
     fn restart(&mut self, now: Instant) {
-        self.state = State::Init;
-        self.advertise = None;
+        self.step = Step::Init;
         self.wake_at = now;
     }
 }
