@@ -1,72 +1,33 @@
-//! Sends router advertisements on the LANs: three quickly after a start or a change, then every few minutes,
-//! and in answer to router solicitations (rate-limited). When the delegated prefix changes, the old /64 is
-//! announced with a preferred lifetime of 0 for a while (RFC 9096), so devices move to the new one at once.
+//! Sends router advertisements on the LANs when the [`Schedule`] says (three quickly after a start or a change,
+//! then every few minutes, and in answer to router solicitations), from the delegated prefix the uplink
+//! publishes. The sockets and the clock are here; the decisions are in the schedule.
 
 use std::{
-    collections::BTreeMap,
     net::{Ipv6Addr, SocketAddr, SocketAddrV6},
     sync::Arc,
-    time::Duration,
 };
 
 use tokio::{
     net::UdpSocket,
     sync::{mpsc, watch},
-    time::Instant,
 };
 
-use super::advert::{Advert, AdvertisedPrefix, ROUTER_SOLICITATION, parse_solicitation};
+use super::{
+    advert::{Advert, ROUTER_SOLICITATION, parse_solicitation},
+    schedule::{Delegated, LanSchedule, Schedule},
+};
 use crate::{
-    netconfig::{Netconfig, lan_subnet, router_address},
+    netconfig::Netconfig,
     supervisor::{ServiceContext, ServiceError, ServiceState},
     uplink::state::UplinkSnapshot,
 };
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-const INITIAL_ADVERTS: u32 = 3;
-const INITIAL_INTERVAL: Duration = Duration::from_secs(3);
-const INTERVAL: Duration = Duration::from_secs(200);
-/// RFC 4861 MIN_DELAY_BETWEEN_RAS.
-const MIN_DELAY: Duration = Duration::from_secs(3);
-/// How long a replaced prefix is still announced (deprecated).
-const DEPRECATED_FOR: Duration = Duration::from_secs(2 * 3600);
 
-struct Lan {
-    name: String,
-    number: u32,
+/// One LAN's socket and interface index.
+struct LanSocket {
     index: u32,
-    mac: Option<[u8; 6]>,
     socket: Arc<UdpSocket>,
-    /// The current /64 and its lifetimes.
-    current: Option<AdvertisedPrefix>,
-    /// Replaced /64s, announced with preferred lifetime 0 until the instant.
-    deprecated: BTreeMap<Ipv6Addr, Instant>,
-    last_sent: Option<Instant>,
-}
-
-impl Lan {
-    fn advert(&self, now: Instant) -> Option<Advert> {
-        let mut prefixes: Vec<AdvertisedPrefix> = self
-            .deprecated
-            .iter()
-            .filter(|(_, until)| **until > now)
-            .map(|(prefix, until)| AdvertisedPrefix { prefix: *prefix, valid: *until - now, preferred: Duration::ZERO })
-            .collect();
-        prefixes.extend(self.current.clone());
-        if prefixes.is_empty() {
-            return None;
-        }
-        let dns_servers = self.current.iter().map(|p| router_address(p.prefix)).collect();
-        Some(Advert {
-            router_lifetime: Duration::from_secs(1800),
-            mtu: Some(1500),
-            source_mac: self.mac,
-            prefixes,
-            dns_servers,
-            search_domains: vec!["lan".to_string()],
-            dns_lifetime: INTERVAL * 3,
-        })
-    }
 }
 
 /// A raw ICMPv6 socket on `lan` that receives only router solicitations and sends with hop limit 255.
@@ -86,26 +47,17 @@ pub(crate) async fn run(
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
     let mut sockets = Vec::new();
+    let mut schedules = Vec::new();
     for (name, number) in lans {
         let index = netconfig.link_index(&name).await?;
         let mac = netconfig.ethernet_addr(&name, None).await.ok();
-        let socket = Arc::new(icmpv6_socket(&name, index)?);
-        sockets.push(Lan {
-            name,
-            number,
-            index,
-            mac,
-            socket,
-            current: None,
-            deprecated: BTreeMap::new(),
-            last_sent: None,
-        });
+        sockets.push(LanSocket { index, socket: Arc::new(icmpv6_socket(&name, index)?) });
+        schedules.push(LanSchedule::new(name, number, mac));
     }
-    let mut lans = sockets;
     let (solicited, mut solicitations) = mpsc::channel::<(usize, ())>(64);
-    let sockets: Vec<Arc<UdpSocket>> = lans.iter().map(|lan| lan.socket.clone()).collect();
+    let receivers: Vec<Arc<UdpSocket>> = sockets.iter().map(|lan| lan.socket.clone()).collect();
     let mut readers =
-        crate::device_socket::Readers::spawn("router advertisements", &sockets, solicited, |payload, from| {
+        crate::device_socket::Readers::spawn("router advertisements", &receivers, solicited, |payload, from| {
             match parse_solicitation(payload) {
                 Ok(_) => Some(()),
                 Err(error) => {
@@ -114,12 +66,11 @@ pub(crate) async fn run(
                 }
             }
         });
-    let names: Vec<&str> = lans.iter().map(|l| l.name.as_str()).collect();
+    let names: Vec<&str> = schedules.iter().map(|l| l.name.as_str()).collect();
     context.report(ServiceState::Running, format!("on {}", names.join(", ")));
 
-    let mut fast_left = INITIAL_ADVERTS;
-    let mut next = Instant::now();
-    update_prefixes(&mut lans, &uplink.borrow_and_update(), Instant::now());
+    let mut schedule = Schedule::new(schedules, now());
+    schedule.set_delegated(delegated(&uplink.borrow_and_update()), now());
     loop {
         tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
@@ -129,80 +80,50 @@ pub(crate) async fn run(
                     return Ok(());
                 }
                 let snapshot = uplink.borrow_and_update().clone();
-                if update_prefixes(&mut lans, &snapshot, Instant::now()) {
-                    fast_left = INITIAL_ADVERTS;
-                    next = Instant::now();
-                }
+                schedule.set_delegated(delegated(&snapshot), now());
             }
             Some((position, ())) = solicitations.recv() => {
-                let now = Instant::now();
-                if let Some(lan) = lans.get_mut(position) {
-                    match lan.last_sent {
-                        Some(last) if now - last < MIN_DELAY => next = next.min(last + MIN_DELAY),
-                        _ => send(lan, now).await,
-                    }
+                let now = now();
+                if let Some(advert) = schedule.solicited(position, now) {
+                    send(&mut schedule, &sockets, position, &advert, now).await;
                 }
             }
-            _ = tokio::time::sleep_until(next) => {
-                let now = Instant::now();
-                for lan in lans.iter_mut() {
-                    send(lan, now).await;
+            _ = tokio::time::sleep_until(schedule.next_wakeup().into()) => {
+                let now = now();
+                for (position, advert) in schedule.on_timeout(now) {
+                    send(&mut schedule, &sockets, position, &advert, now).await;
                 }
-                next = if fast_left > 1 {
-                    fast_left -= 1;
-                    now + INITIAL_INTERVAL
-                } else {
-                    fast_left = 0;
-                    now + periodic_interval(&lans)
-                };
             }
         }
     }
 }
 
-/// Every few minutes, but often enough that devices hear of a prefix again well before its preferred lifetime
-/// runs out (an ISP with short DHCPv6 lifetimes).
-fn periodic_interval(lans: &[Lan]) -> Duration {
-    let shortest = lans.iter().filter_map(|l| l.current.as_ref()).map(|p| p.preferred).min();
-    match shortest {
-        Some(preferred) => INTERVAL.min((preferred / 3).max(INITIAL_INTERVAL)),
-        None => INTERVAL,
-    }
+/// The time on tokio's clock, as the schedule counts it.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
-/// Takes the LANs' /64s from the delegated prefix; returns whether anything changed.
-fn update_prefixes(lans: &mut [Lan], snapshot: &UplinkSnapshot, now: Instant) -> bool {
-    let delegated = snapshot.dhcp6.as_ref().and_then(|s| s.lease.prefixes.first().cloned());
-    let mut changed = false;
-    for lan in lans.iter_mut() {
-        let wanted = delegated.as_ref().and_then(|p| {
-            let subnet = lan_subnet(p.network(), lan.number)?;
-            Some(AdvertisedPrefix { prefix: subnet, valid: p.valid, preferred: p.preferred.min(p.valid) })
-        });
-        let same = lan.current.as_ref().map(|c| c.prefix) == wanted.as_ref().map(|w| w.prefix);
-        if !same {
-            if let Some(old) = lan.current.take() {
-                tracing::info!("{}: {}/64 is replaced; announcing it as deprecated", lan.name, old.prefix);
-                lan.deprecated.insert(old.prefix, now + DEPRECATED_FOR.min(old.valid));
-            }
-            if let Some(new) = &wanted {
-                lan.deprecated.remove(&new.prefix);
-                tracing::info!("{}: advertising {}/64", lan.name, new.prefix);
-            }
-            changed = true;
-        }
-        lan.current = wanted;
-        lan.deprecated.retain(|_, until| *until > now);
-    }
-    changed
+/// The LANs' /64s come from the first delegated prefix.
+fn delegated(snapshot: &UplinkSnapshot) -> Option<Delegated> {
+    let prefix = snapshot.dhcp6.as_ref()?.lease.prefixes.first()?;
+    Some(Delegated { prefix: prefix.network(), preferred: prefix.preferred, valid: prefix.valid })
 }
 
-async fn send(lan: &mut Lan, now: Instant) {
-    let Some(advert) = lan.advert(now) else { return };
+async fn send(
+    schedule: &mut Schedule,
+    sockets: &[LanSocket],
+    position: usize,
+    advert: &Advert,
+    now: std::time::Instant,
+) {
+    let Some(lan) = sockets.get(position) else { return };
     let target = SocketAddr::V6(SocketAddrV6::new(ALL_NODES, 0, 0, lan.index));
     match lan.socket.send_to(&advert.to_bytes(), target).await {
-        Ok(_) => lan.last_sent = Some(now),
+        Ok(_) => schedule.sent(position, now),
         // EADDRNOTAVAIL while the LAN's link-local address is tentative (DAD): the next round retries.
-        Err(error) => tracing::info!("{}: sending a router advertisement: {error}", lan.name),
+        Err(error) => {
+            let name = schedule.lans.get(position).map_or("a LAN", |l| l.name.as_str());
+            tracing::info!("{name}: sending a router advertisement: {error}");
+        }
     }
 }
