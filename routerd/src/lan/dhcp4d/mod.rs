@@ -1,6 +1,7 @@
 //! The DHCPv4 server on every LAN with an IPv4 address: the protocol ([`server`]), the lease table
 //! ([`leases`]), its files ([`persist`]) and the copy other services read ([`published`]).
 
+pub(crate) mod admin;
 pub(crate) mod commands;
 pub(crate) mod leases;
 pub(crate) mod offers;

@@ -11,15 +11,13 @@ use std::{
 use tokio::{net::UdpSocket, sync::mpsc, sync::watch};
 
 use super::{
-    Lease, PoolConfig, ReplyTo, Server,
+    PoolConfig, ReplyTo, Server,
     commands::{LeaseCommand, LeaseCommandError, LeaseInbox, LeaseRequest, OfferRequest},
-    format_mac,
     persist::{self, LeaseStore},
     published::{LeaseSnapshot, Publisher},
 };
 use crate::{
     counters::Dhcp4ServerMetrics,
-    lan::hostname,
     store::StoreError,
     supervisor::{ServiceContext, ServiceError, ServiceState},
 };
@@ -125,7 +123,7 @@ impl Dhcp4Service {
             let _ = reply.send(written.map(|()| None).map_err(|e| LeaseCommandError::Failed(e.to_string())));
             return Ok(());
         }
-        let result = apply_command(&mut self.servers, command);
+        let result = super::admin::apply_command(&mut self.servers, command, crate::clock::now());
         if let Err(error) = self.commit().await {
             let _ = reply.send(Err(LeaseCommandError::Failed(error.to_string())));
             return Err(error);
@@ -205,72 +203,5 @@ impl Dhcp4Service {
             tracing::error!("cannot start writing the leases file (the journal keeps every lease): {error}");
         }
         Ok(())
-    }
-}
-
-fn apply_command(servers: &mut [Server], command: LeaseCommand) -> Result<Option<Lease>, LeaseCommandError> {
-    match command {
-        LeaseCommand::SetHostname { mac, hostname: name } => {
-            let label = match name {
-                Some(name) => Some(hostname::sanitize(&name).ok_or_else(|| {
-                    LeaseCommandError::Invalid(format!("{name:?} has no letters or digits to make a DNS name of"))
-                })?),
-                None => None,
-            };
-            let server = servers
-                .iter_mut()
-                .find(|s| s.leases().by_mac(&mac).is_some())
-                .ok_or_else(|| LeaseCommandError::NotFound(format!("no lease for {}", format_mac(&mac))))?;
-            let mut lease = server.leases().by_mac(&mac).cloned().ok_or(LeaseCommandError::Unavailable)?;
-            lease.hostname_override = label;
-            server.put_lease(lease.clone());
-            tracing::info!("name of {} set to {:?}", format_mac(&mac), lease.name());
-            Ok(Some(lease))
-        }
-        LeaseCommand::AddStatic { mac, addr, hostname: name } => {
-            let server = servers.iter_mut().find(|s| s.config().contains_host(addr)).ok_or_else(|| {
-                LeaseCommandError::Invalid(format!("{addr} is not a host address of any LAN's subnet"))
-            })?;
-            if addr == server.config().server_addr {
-                return Err(LeaseCommandError::Invalid(format!("{addr} is the router's own address")));
-            }
-            if let Some(other) = server.leases().by_addr(addr).filter(|l| l.hardware_addr != mac)
-                && (other.is_static() || !other.expired(crate::clock::now()))
-            {
-                return Err(LeaseCommandError::Conflict(format!(
-                    "{addr} is leased to {}{}; remove that lease first",
-                    format_mac(&other.hardware_addr),
-                    if other.is_static() { " (static)" } else { "" }
-                )));
-            }
-            let previous = server.leases().by_mac(&mac).cloned();
-            let lease = Lease {
-                num: addr.to_bits().saturating_sub(server.config().first.to_bits()),
-                addr,
-                hardware_addr: mac,
-                hostname: name
-                    .as_deref()
-                    .and_then(hostname::sanitize)
-                    .or(previous.as_ref().and_then(|p| p.hostname.clone())),
-                hostname_override: previous.as_ref().and_then(|p| p.hostname_override.clone()),
-                expiry: None,
-                last_ack: previous.and_then(|p| p.last_ack),
-                interface: server.config().interface.clone(),
-            };
-            server.put_lease(lease.clone());
-            tracing::info!("static lease {addr} for {}", format_mac(&mac));
-            Ok(Some(lease))
-        }
-        LeaseCommand::RemoveStatic { mac } => {
-            let server = servers
-                .iter_mut()
-                .find(|s| s.leases().by_mac(&mac).is_some_and(Lease::is_static))
-                .ok_or_else(|| LeaseCommandError::NotFound(format!("no static lease for {}", format_mac(&mac))))?;
-            server.remove_lease(&mac);
-            tracing::info!("static lease for {} removed", format_mac(&mac));
-            Ok(None)
-        }
-        // The service writes the file itself (it owns the journal).
-        LeaseCommand::WriteFile => Ok(None),
     }
 }
