@@ -160,7 +160,7 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
         diagnostics,
         perm: options.perm.clone(),
         restarter,
-        update_confirm_window: confirm_window(&config),
+        update_confirm_window: config.settings.update_confirm_window.unwrap_or(api::update::DEFAULT_CONFIRM_WINDOW),
         listeners: Arc::new(endpoint.listeners),
     };
     supervisor.spawn("api", move |context| {
@@ -280,17 +280,6 @@ fn start_trials(
     }
 }
 
-/// routerd.json's confirm window for updates, or the default when it is unset or out of range (the check of
-/// routerd.json has already said so).
-fn confirm_window(config: &Config) -> Duration {
-    config
-        .routerd
-        .update_confirm_window_seconds
-        .filter(|s| routerd_proto::CONFIRM_WINDOW_SECONDS.contains(s))
-        .map(Duration::from_secs)
-        .unwrap_or(api::update::DEFAULT_CONFIRM_WINDOW)
-}
-
 /// The DHCPv4 server on every LAN that has an IPv4 address in interfaces.json (and exists).
 fn start_lan(
     supervisor: &mut Supervisor,
@@ -310,22 +299,16 @@ fn start_lan(
         lans: pools.iter().map(|p| p.interface.clone()).collect(),
         router_name: crate::lan::hostname::sanitize(hostname).unwrap_or_else(|| "router".to_string()),
         rebind_allowlist: config.routerd.dns_rebind_allowlist.clone(),
-        upstreams: config.routerd.dns_upstreams.iter().filter_map(|u| u.parse().ok()).collect(),
+        upstreams: config.settings.dns_upstreams.clone(),
         metrics: metrics.clone(),
-        cache_bytes: config
-            .routerd
-            .dns_cache_bytes
-            .filter(|b| crate::config::DNS_CACHE_BYTES.contains(b))
-            .unwrap_or(crate::lan::dns::cache::DEFAULT_BYTES),
+        cache_bytes: config.settings.dns_cache_bytes.unwrap_or(crate::lan::dns::cache::DEFAULT_BYTES),
         queries_per_device: config
-            .routerd
+            .settings
             .dns_queries_per_second_per_device
-            .filter(|r| crate::config::DNS_QUERIES_PER_SECOND_PER_DEVICE.contains(r))
             .unwrap_or(crate::lan::dns::service::QUERIES_PER_SECOND_PER_DEVICE),
         waiting_per_device: config
-            .routerd
+            .settings
             .dns_waiting_per_device
-            .filter(|w| crate::config::DNS_WAITING_PER_DEVICE.contains(w))
             .unwrap_or(crate::lan::dns::service::WAITING_PER_DEVICE),
     };
     let lease_view = lease_table.subscribe();
@@ -382,12 +365,7 @@ fn start_capture(
     let netconfig = netconfig.filter(|_| system::interface_exists(UPLINK))?.clone();
     let mut interfaces = vec![UPLINK.to_string()];
     interfaces.extend(system::lan_interfaces().into_iter().map(|(name, _)| name));
-    // An out-of-range size is a configuration problem (reported at load); the default applies then.
-    let capacity = config
-        .routerd
-        .capture_ring_packets
-        .filter(|p| (1..=crate::config::MAX_CAPTURE_RING_PACKETS).contains(p))
-        .unwrap_or(crate::capture::ring::DEFAULT_CAPACITY);
+    let capacity = config.settings.capture_ring_packets.unwrap_or(crate::capture::ring::DEFAULT_CAPACITY);
     let hub = crate::capture::service::CaptureHub::new(interfaces, capacity);
     let shared = hub.clone();
     let dns_history = config.routerd.capture_dns_history.unwrap_or(false);
@@ -407,7 +385,7 @@ fn start_timesync(
 ) -> watch::Receiver<crate::timesync::ClockStatus> {
     let sets_system_clock = crate::timesync::owns_the_clock();
     let (status, view) = watch::channel(crate::timesync::ClockStatus::initial(sets_system_clock));
-    let configured: Vec<std::net::IpAddr> = config.routerd.ntp_servers.iter().filter_map(|s| s.parse().ok()).collect();
+    let configured = config.settings.ntp_servers.clone();
     let perm = options.perm.clone();
     supervisor.spawn("clock", move |context| {
         let config = crate::timesync::service::TimesyncConfig {
@@ -430,15 +408,11 @@ fn start_diagnostics(
     leases: watch::Receiver<crate::lan::dhcp4d::LeaseSnapshot>,
     clock: watch::Receiver<crate::timesync::ClockStatus>,
 ) -> crate::diag::Diagnostics {
-    let settings = &config.routerd.diagnostics;
+    let settings = &config.settings;
     let targets = crate::diag::plan::Targets {
-        tcp: settings.tcp_targets.iter().filter_map(|t| t.parse().ok()).collect(),
-        dns_name: settings
-            .dns_name
-            .clone()
-            .filter(|name| crate::diag::probe::question(name).is_ok())
-            .unwrap_or_else(|| ".".to_string()),
-        dns_upstreams: config.routerd.dns_upstreams.iter().filter_map(|u| u.parse().ok()).collect(),
+        tcp: settings.diagnostics_tcp_targets.clone(),
+        dns_name: settings.diagnostics_dns_name.clone().unwrap_or_else(|| ".".to_string()),
+        dns_upstreams: settings.dns_upstreams.clone(),
     };
     let pools = lan_pools(config);
     let lans = pools.iter().map(|pool| pool.interface.clone()).collect();
@@ -482,17 +456,6 @@ fn start_metrics(
     };
     supervisor
         .spawn("metrics", move |context| crate::metrics::http::serve(listeners.clone(), collector.clone(), context));
-}
-
-/// The IPv6 pinholes from routerd.json (broken ones are configuration problems, reported at load).
-fn pinholes(config: &Config) -> Vec<crate::firewall::ruleset::Pinhole> {
-    config
-        .routerd
-        .ipv6_pinholes
-        .iter()
-        .filter_map(|p| p.parse().ok())
-        .map(|(address, protocol, port)| crate::firewall::ruleset::Pinhole { address, protocol, port })
-        .collect()
 }
 
 /// Where the firewall stood when the listeners were bound.
@@ -580,7 +543,7 @@ fn firewall_input(config: &Config) -> crate::firewall::ruleset::RulesetInput {
         lans,
         lan_networks,
         forwards: Vec::new(),
-        pinholes: pinholes(config),
+        pinholes: config.settings.ipv6_pinholes.clone(),
         flowtable: false,
     }
 }

@@ -30,7 +30,7 @@ pub fn needs_appliance() -> Result<Slot, tonic::Status> {
 
 /// The signing keys routerd.json requires, read afresh.
 fn signing_keys(perm: &Path) -> Vec<[u8; 32]> {
-    Config::load(perm).routerd.signing_keys()
+    Config::load(perm).settings.update_signing_keys
 }
 
 /// Checks an uploaded bundle at `path` and stages it; a bundle that fails is removed.

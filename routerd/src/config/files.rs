@@ -336,13 +336,6 @@ where
     Some(format!("{key}: {value} is outside {}–{}", range.start(), range.end()))
 }
 
-impl RouterdFile {
-    /// The update signing keys routerd.json requires (the ones that parse; the others are configuration problems).
-    pub fn signing_keys(&self) -> Vec<[u8; 32]> {
-        self.update_signing_keys.iter().filter_map(|k| parse_public_key(k)).collect()
-    }
-}
-
 /// `first-last`, both IPv4, first not after last.
 pub fn parse_range(text: &str) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
     let (first, last) = text.split_once('-')?;

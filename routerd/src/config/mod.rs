@@ -5,6 +5,7 @@
 
 mod files;
 pub mod forwards;
+mod settings;
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ pub use files::{
     InterfaceConfig, InterfacesFile, MAX_CAPTURE_RING_PACKETS, PortForwarding, PortForwardingsFile, RouterdFile,
     parse_cidr, parse_dns_name, parse_mac, parse_public_key, parse_range,
 };
+pub use settings::{Pinhole, Settings};
 
 use crate::store;
 
@@ -34,6 +36,8 @@ pub struct Config {
     pub interfaces: InterfacesFile,
     pub port_forwardings: PortForwardingsFile,
     pub routerd: RouterdFile,
+    /// routerd.json's settings, parsed once.
+    pub settings: Settings,
     pub problems: Vec<ConfigProblem>,
 }
 
@@ -51,7 +55,8 @@ impl Config {
         for message in forwards::parse_all(&port_forwardings.forwardings).1 {
             problems.push(ConfigProblem { file: PORTFORWARDINGS_JSON.to_string(), message });
         }
-        Config { interfaces, port_forwardings, routerd, problems }
+        let settings = routerd.settings();
+        Config { interfaces, port_forwardings, routerd, settings, problems }
     }
 }
 

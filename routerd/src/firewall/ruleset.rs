@@ -5,15 +5,7 @@
 
 use std::{fmt::Write, net::Ipv4Addr};
 
-use crate::config::forwards::Forward;
-
-/// An IPv6 pinhole from routerd.json: inbound connections to one LAN address and port.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Pinhole {
-    pub address: std::net::Ipv6Addr,
-    pub protocol: &'static str,
-    pub port: u16,
-}
+use crate::config::{Pinhole, forwards::Forward};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RulesetInput {
