@@ -17,7 +17,10 @@ use rtnetlink::{
     },
 };
 
+mod applied;
 mod interfaces;
+
+pub(crate) use applied::{Applied, LanPrefix};
 
 /// The uplink's IPv4 configuration, as a DHCPv4 lease gives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +70,8 @@ pub(crate) enum NetconfigError {
 #[derive(Clone)]
 pub(crate) struct Netconfig {
     handle: Handle,
+    /// What this handle (and its clones) applied; see [`Applied`].
+    applied: std::sync::Arc<tokio::sync::watch::Sender<Applied>>,
 }
 
 impl Netconfig {
@@ -74,7 +79,13 @@ impl Netconfig {
     pub(crate) fn connect() -> Result<Netconfig, NetconfigError> {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(NetconfigError::Connect)?;
         tokio::spawn(connection);
-        Ok(Netconfig { handle })
+        let (applied, _) = tokio::sync::watch::channel(Applied::default());
+        Ok(Netconfig { handle, applied: std::sync::Arc::new(applied) })
+    }
+
+    /// What netconfig has applied, now and as it changes.
+    pub(crate) fn applied(&self) -> tokio::sync::watch::Receiver<Applied> {
+        self.applied.subscribe()
     }
 
     pub(crate) async fn link_index(&self, name: &str) -> Result<u32, NetconfigError> {
@@ -157,7 +168,15 @@ impl Netconfig {
     /// Removes a released lease's address from the uplink (its routes go with it).
     pub(crate) async fn remove_dhcp4(&self, uplink: &str, address: Ipv4Addr) -> Result<(), NetconfigError> {
         let index = self.link_index(uplink).await?;
-        self.remove_address(index, IpAddr::V4(address)).await
+        self.remove_address(index, IpAddr::V4(address)).await?;
+        self.applied.send_if_modified(|applied| {
+            let ours = applied.uplink_ipv4.is_some_and(|c| c.address == address);
+            if ours {
+                applied.uplink_ipv4 = None;
+            }
+            ours
+        });
+        Ok(())
     }
 
     /// Configures the uplink for a DHCPv4 lease: the address with its prefix length, a host route to the gateway
@@ -197,6 +216,7 @@ impl Netconfig {
             // Also removes the routes that depended on it.
             self.remove_address(index, IpAddr::V4(previous.address)).await?;
         }
+        self.applied.send_if_modified(|applied| applied.uplink_ipv4.replace(lease) != Some(lease));
         Ok(())
     }
 }
@@ -216,6 +236,7 @@ impl Netconfig {
         if let Some(previous) = previous.filter(|p| Some(*p) != address) {
             self.remove_address(index, IpAddr::V6(previous)).await?;
         }
+        self.applied.send_if_modified(|applied| std::mem::replace(&mut applied.uplink_ipv6, address) != address);
         Ok(())
     }
 
@@ -227,7 +248,7 @@ impl Netconfig {
         lans: &[(String, u32)],
         prefix: Option<Prefix>,
         previous: Option<Prefix>,
-    ) -> Result<Vec<(String, Ipv6Addr)>, NetconfigError> {
+    ) -> Result<Vec<LanPrefix>, NetconfigError> {
         let mut assigned = Vec::new();
         if let Some(prefix) = prefix {
             for (name, number) in lans {
@@ -238,7 +259,7 @@ impl Netconfig {
                 let address = router_address(subnet);
                 let index = self.link_index(name).await?;
                 self.replace_address(index, IpAddr::V6(address), 64).await?;
-                assigned.push((name.clone(), address));
+                assigned.push(LanPrefix { lan: name.clone(), subnet, router: address });
             }
             let unreachable = RouteMessageBuilder::<Ipv6Addr>::new()
                 .destination_prefix(prefix.network, prefix.length)
@@ -265,6 +286,12 @@ impl Netconfig {
                 tracing::warn!("removing the unreachable route for {previous}: {error}");
             }
         }
+        self.applied.send_if_modified(|applied| {
+            let changed = applied.delegated != prefix || applied.lan_prefixes != assigned;
+            applied.delegated = prefix;
+            applied.lan_prefixes = assigned.clone();
+            changed
+        });
         Ok(assigned)
     }
 }

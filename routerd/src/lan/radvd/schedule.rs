@@ -13,7 +13,7 @@ use std::{
 use super::advert::{Advert, AdvertisedPrefix};
 use crate::{
     lan::dns::local::LOCAL_DOMAIN,
-    netconfig::{Prefix, lan_subnet, router_address},
+    netconfig::{LanPrefix, router_address},
 };
 
 const INITIAL_ADVERTS: u32 = 3;
@@ -24,10 +24,9 @@ const MIN_DELAY: Duration = Duration::from_secs(3);
 /// How long a replaced prefix is still announced (deprecated).
 const DEPRECATED_FOR: Duration = Duration::from_secs(2 * 3600);
 
-/// The delegated prefix the LANs' /64s come from, with its lifetimes.
+/// The delegated prefix's lifetimes, which its /64s are advertised with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Delegated {
-    pub prefix: Prefix,
+pub(crate) struct Lifetimes {
     pub preferred: Duration,
     pub valid: Duration,
 }
@@ -36,8 +35,6 @@ pub(crate) struct Delegated {
 #[derive(Clone, Debug)]
 pub(crate) struct LanSchedule {
     pub name: String,
-    /// Which /64 of the delegated prefix is this LAN's (`lanN` gets subnet N).
-    pub number: u32,
     pub mac: Option<[u8; 6]>,
     /// The current /64 and its lifetimes.
     current: Option<AdvertisedPrefix>,
@@ -47,8 +44,8 @@ pub(crate) struct LanSchedule {
 }
 
 impl LanSchedule {
-    pub(crate) fn new(name: String, number: u32, mac: Option<[u8; 6]>) -> LanSchedule {
-        LanSchedule { name, number, mac, current: None, deprecated: BTreeMap::new(), last_sent: None }
+    pub(crate) fn new(name: String, mac: Option<[u8; 6]>) -> LanSchedule {
+        LanSchedule { name, mac, current: None, deprecated: BTreeMap::new(), last_sent: None }
     }
 
     /// The advert for this LAN now; `None` while it has no prefix, current or deprecated.
@@ -75,11 +72,13 @@ impl LanSchedule {
         })
     }
 
-    /// Takes this LAN's /64 of `delegated`; returns whether it changed. A replaced /64 is kept as deprecated.
-    fn take_prefix(&mut self, delegated: Option<Delegated>, now: Instant) -> bool {
-        let wanted = delegated.and_then(|d| {
-            let subnet = lan_subnet(d.prefix, self.number)?;
-            Some(AdvertisedPrefix { prefix: subnet, valid: d.valid, preferred: d.preferred.min(d.valid) })
+    /// Takes the /64 netconfig gave this LAN, with the lifetimes to advertise it with; returns whether it
+    /// changed. A replaced /64 is kept as deprecated.
+    fn take_prefix(&mut self, subnet: Option<Ipv6Addr>, lifetimes: Option<Lifetimes>, now: Instant) -> bool {
+        let wanted = subnet.zip(lifetimes).map(|(subnet, l)| AdvertisedPrefix {
+            prefix: subnet,
+            valid: l.valid,
+            preferred: l.preferred.min(l.valid),
         });
         let changed = self.current.as_ref().map(|c| c.prefix) != wanted.as_ref().map(|w| w.prefix);
         if changed {
@@ -116,11 +115,13 @@ impl Schedule {
         self.next
     }
 
-    /// A new delegated prefix (or none): when any LAN's /64 changed, three quick rounds start again now.
-    pub(crate) fn set_delegated(&mut self, delegated: Option<Delegated>, now: Instant) -> bool {
+    /// The LANs' /64s as netconfig applied them, and the delegated prefix's lifetimes (none without a lease):
+    /// when any LAN's /64 changed, three quick rounds start again now.
+    pub(crate) fn set_prefixes(&mut self, assigned: &[LanPrefix], lifetimes: Option<Lifetimes>, now: Instant) -> bool {
         let mut changed = false;
         for lan in &mut self.lans {
-            changed |= lan.take_prefix(delegated, now);
+            let subnet = assigned.iter().find(|p| p.lan == lan.name).map(|p| p.subnet);
+            changed |= lan.take_prefix(subnet, lifetimes, now);
         }
         if changed {
             self.fast_left = INITIAL_ADVERTS;
@@ -180,16 +181,28 @@ impl Schedule {
 mod tests {
     use super::*;
 
-    fn delegated(network: &str, preferred: u64, valid: u64) -> Option<Delegated> {
-        Some(Delegated {
-            prefix: Prefix { network: network.parse().expect("literal"), length: 56 },
-            preferred: Duration::from_secs(preferred),
-            valid: Duration::from_secs(valid),
-        })
+    /// lan0 and lan1 with subnets 0 and 1 of the /56 at `network`, as netconfig assigns them.
+    fn assigned(network: &str) -> Vec<LanPrefix> {
+        let prefix = crate::netconfig::Prefix { network: network.parse().expect("literal"), length: 56 };
+        (0..2)
+            .map(|number| {
+                let subnet = crate::netconfig::lan_subnet(prefix, number).expect("a /56 has 256 subnets");
+                LanPrefix { lan: format!("lan{number}"), subnet, router: router_address(subnet) }
+            })
+            .collect()
+    }
+
+    fn lifetimes(preferred: u64, valid: u64) -> Option<Lifetimes> {
+        Some(Lifetimes { preferred: Duration::from_secs(preferred), valid: Duration::from_secs(valid) })
+    }
+
+    /// Sets the prefixes of the /56 at `network` with these lifetimes.
+    fn delegate(schedule: &mut Schedule, network: &str, preferred: u64, valid: u64, now: Instant) -> bool {
+        schedule.set_prefixes(&assigned(network), lifetimes(preferred, valid), now)
     }
 
     fn two_lans(now: Instant) -> Schedule {
-        Schedule::new(vec![LanSchedule::new("lan0".into(), 0, None), LanSchedule::new("lan1".into(), 1, None)], now)
+        Schedule::new(vec![LanSchedule::new("lan0".into(), None), LanSchedule::new("lan1".into(), None)], now)
     }
 
     /// The times of the rounds that send something, from `start` until `until`, on a virtual clock.
@@ -213,7 +226,7 @@ mod tests {
         let start = Instant::now();
         let mut schedule = two_lans(start);
         assert!(schedule.on_timeout(start).is_empty(), "no prefix: nothing to advertise");
-        assert!(schedule.set_delegated(delegated("2001:db8:100::", 3600, 7200), start + Duration::from_secs(10)));
+        assert!(delegate(&mut schedule, "2001:db8:100::", 3600, 7200, start + Duration::from_secs(10)));
         let times = rounds(&mut schedule, start, Duration::from_secs(700));
         assert_eq!(times, [10, 13, 16, 216, 416, 616]);
         let advert = schedule.lans[1].advert(start).expect("an advert");
@@ -227,7 +240,7 @@ mod tests {
     fn short_lifetimes_bring_the_rounds_closer() {
         let start = Instant::now();
         let mut schedule = two_lans(start);
-        schedule.set_delegated(delegated("2001:db8:100::", 90, 120), start);
+        delegate(&mut schedule, "2001:db8:100::", 90, 120, start);
         assert_eq!(rounds(&mut schedule, start, Duration::from_secs(100)), [0, 3, 6, 36, 66, 96]);
     }
 
@@ -235,11 +248,11 @@ mod tests {
     fn a_new_prefix_deprecates_the_old_one_and_starts_quick_rounds_again() {
         let start = Instant::now();
         let mut schedule = two_lans(start);
-        schedule.set_delegated(delegated("2001:db8:100::", 3600, 9000), start);
+        delegate(&mut schedule, "2001:db8:100::", 3600, 9000, start);
         rounds(&mut schedule, start, Duration::from_secs(500));
         let change = start + Duration::from_secs(1000);
-        assert!(schedule.set_delegated(delegated("2001:db8:200::", 3600, 7200), change));
-        assert!(!schedule.set_delegated(delegated("2001:db8:200::", 1800, 3600), change), "same /64s: no change");
+        assert!(delegate(&mut schedule, "2001:db8:200::", 3600, 7200, change));
+        assert!(!delegate(&mut schedule, "2001:db8:200::", 1800, 3600, change), "same /64s: no change");
         assert_eq!(schedule.next_wakeup(), change, "a round at once");
         let advert = schedule.lans[0].advert(change).expect("an advert");
         let old: Ipv6Addr = "2001:db8:100::".parse().expect("literal");
@@ -252,7 +265,7 @@ mod tests {
         let advert = schedule.lans[0].advert(later).expect("an advert");
         assert!(advert.prefixes.iter().all(|p| p.prefix != old), "gone once its time is up");
         // The delegated prefix goes away: its /64 is deprecated too, and nothing current remains.
-        assert!(schedule.set_delegated(None, later));
+        assert!(schedule.set_prefixes(&[], None, later));
         let advert = schedule.lans[0].advert(later).expect("the deprecated /64 still");
         assert!(advert.prefixes.iter().all(|p| p.preferred == Duration::ZERO) && advert.dns_servers.is_empty());
     }
@@ -262,7 +275,7 @@ mod tests {
         let start = Instant::now();
         let mut schedule = two_lans(start);
         assert!(schedule.solicited(0, start).is_none(), "nothing to advertise yet");
-        schedule.set_delegated(delegated("2001:db8:100::", 3600, 7200), start);
+        delegate(&mut schedule, "2001:db8:100::", 3600, 7200, start);
         rounds(&mut schedule, start, Duration::from_secs(10));
         let quiet = start + Duration::from_secs(100);
         assert!(schedule.solicited(0, quiet).is_some(), "long after the last round");

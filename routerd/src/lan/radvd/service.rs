@@ -1,6 +1,7 @@
 //! Sends router advertisements on the LANs when the [`Schedule`] says (three quickly after a start or a change,
-//! then every few minutes, and in answer to router solicitations), from the delegated prefix the uplink
-//! publishes. The sockets and the clock are here; the decisions are in the schedule.
+//! then every few minutes, and in answer to router solicitations): the /64s netconfig applied to the LANs, with
+//! the lifetimes of the lease they came from. The sockets and the clock are here; the decisions are in the
+//! schedule.
 
 use std::{
     net::{Ipv6Addr, SocketAddr, SocketAddrV6},
@@ -14,10 +15,10 @@ use tokio::{
 
 use super::{
     advert::{Advert, ROUTER_SOLICITATION, parse_solicitation},
-    schedule::{Delegated, LanSchedule, Schedule},
+    schedule::{LanSchedule, Lifetimes, Schedule},
 };
 use crate::{
-    netconfig::Netconfig,
+    netconfig::{Applied, Netconfig},
     supervisor::{ServiceContext, ServiceError, ServiceState},
     uplink::state::UplinkSnapshot,
 };
@@ -46,13 +47,14 @@ pub(crate) async fn run(
     mut uplink: watch::Receiver<UplinkSnapshot>,
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
+    let mut applied = netconfig.applied();
     let mut sockets = Vec::new();
     let mut schedules = Vec::new();
-    for (name, number) in lans {
+    for (name, _) in lans {
         let index = netconfig.link_index(&name).await?;
         let mac = netconfig.ethernet_addr(&name, None).await.ok();
         sockets.push(LanSocket { index, socket: Arc::new(icmpv6_socket(&name, index)?) });
-        schedules.push(LanSchedule::new(name, number, mac));
+        schedules.push(LanSchedule::new(name, mac));
     }
     let (solicited, mut solicitations) = mpsc::channel::<(usize, ())>(64);
     let receivers: Vec<Arc<UdpSocket>> = sockets.iter().map(|lan| lan.socket.clone()).collect();
@@ -70,7 +72,8 @@ pub(crate) async fn run(
     context.report(ServiceState::Running, format!("on {}", names.join(", ")));
 
     let mut schedule = Schedule::new(schedules, now());
-    schedule.set_delegated(delegated(&uplink.borrow_and_update()), now());
+    let mut lifetimes = lease_lifetimes(&uplink.borrow_and_update());
+    schedule.set_prefixes(&applied.borrow_and_update().lan_prefixes, lifetimes, now());
     loop {
         tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
@@ -79,8 +82,15 @@ pub(crate) async fn run(
                 if changed.is_err() {
                     return Ok(());
                 }
-                let snapshot = uplink.borrow_and_update().clone();
-                schedule.set_delegated(delegated(&snapshot), now());
+                lifetimes = lease_lifetimes(&uplink.borrow_and_update());
+                schedule.set_prefixes(&applied.borrow().lan_prefixes, lifetimes, now());
+            }
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let assigned: Applied = applied.borrow_and_update().clone();
+                schedule.set_prefixes(&assigned.lan_prefixes, lifetimes, now());
             }
             Some((position, ())) = solicitations.recv() => {
                 let now = now();
@@ -103,10 +113,10 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// The LANs' /64s come from the first delegated prefix.
-fn delegated(snapshot: &UplinkSnapshot) -> Option<Delegated> {
+/// The lifetimes of the delegated prefix the LANs' /64s come from (the lease's first).
+fn lease_lifetimes(snapshot: &UplinkSnapshot) -> Option<Lifetimes> {
     let prefix = snapshot.dhcp6.as_ref()?.lease.prefixes.first()?;
-    Some(Delegated { prefix: prefix.network(), preferred: prefix.preferred, valid: prefix.valid })
+    Some(Lifetimes { preferred: prefix.preferred, valid: prefix.valid })
 }
 
 async fn send(

@@ -180,8 +180,8 @@ async fn apply(
     netconfig.apply_dhcp6_address(uplink, address, previous_address).await?;
     let lans = system::lan_interfaces();
     let assigned = netconfig.apply_prefix(&lans, first_prefix(lease), previous.and_then(first_prefix)).await?;
-    for (name, address) in assigned {
-        tracing::info!("{name}: {address}/64 from the delegated prefix");
+    for lan in assigned {
+        tracing::info!("{}: {}/64 from the delegated prefix", lan.lan, lan.router);
     }
     Ok(())
 }
