@@ -107,9 +107,11 @@ pub async fn start(options: Options) -> Result<Running, DaemonError> {
     let (uplink_state, uplink_view) = watch::channel(UplinkSnapshot::default());
     let (lease_table, lease_view) = watch::channel(crate::lan::dhcp4d::LeaseSnapshot::default());
     let metrics = Arc::new(crate::counters::Metrics::default());
-    let uplink_for_dns = system::interface_exists(UPLINK).then(|| uplink_state.subscribe());
-    let lease_control =
-        start_lan(&mut supervisor, &options, &config, &hostname, lease_table, uplink_for_dns, metrics.clone());
+    let views = LanViews {
+        uplink: system::interface_exists(UPLINK).then(|| uplink_state.subscribe()),
+        applied: netconfig.as_ref().map(Netconfig::applied),
+    };
+    let lease_control = start_lan(&mut supervisor, &options, &config, &hostname, lease_table, views, metrics.clone());
     let capture = start_capture(&mut supervisor, netconfig.as_ref(), &config);
     let clock_view = start_timesync(&mut supervisor, &options, &config, uplink_state.subscribe());
     let uplink_control = match netconfig {
@@ -280,6 +282,13 @@ fn start_trials(
     }
 }
 
+/// What the LAN services watch besides their own state: the uplink's leases (DNS's upstream servers) and what
+/// netconfig applied (the router's addresses, the house's own networks); `None` without an uplink or netlink.
+struct LanViews {
+    uplink: Option<watch::Receiver<UplinkSnapshot>>,
+    applied: Option<watch::Receiver<crate::netconfig::Applied>>,
+}
+
 /// The DHCPv4 server on every LAN that has an IPv4 address in interfaces.json (and exists).
 fn start_lan(
     supervisor: &mut Supervisor,
@@ -287,9 +296,10 @@ fn start_lan(
     config: &Config,
     hostname: &str,
     lease_table: watch::Sender<crate::lan::dhcp4d::LeaseSnapshot>,
-    uplink: Option<watch::Receiver<UplinkSnapshot>>,
+    views: LanViews,
     metrics: Arc<crate::counters::Metrics>,
 ) -> Option<LeaseControl> {
+    let LanViews { uplink, applied } = views;
     let pools = lan_pools(config);
     if pools.is_empty() {
         tracing::info!("no LAN interface with an IPv4 address: the DHCPv4 server is off");
@@ -310,6 +320,7 @@ fn start_lan(
             .settings
             .dns_waiting_per_device
             .unwrap_or(crate::lan::dns::service::WAITING_PER_DEVICE),
+        applied,
     };
     let lease_view = lease_table.subscribe();
     supervisor.spawn("dns", move |context| {

@@ -85,6 +85,14 @@ impl Netconfig {
             // The configuration was validated when loaded; an unparsable entry was reported there.
             if let Some((address, prefix_len)) = parse_cidr(cidr) {
                 self.replace_address(index, address, prefix_len).await?;
+                let entry = (interface.name.clone(), address);
+                self.applied.send_if_modified(|applied| {
+                    let new = !applied.interface_addresses.contains(&entry);
+                    if new {
+                        applied.interface_addresses.push(entry.clone());
+                    }
+                    new
+                });
             }
         }
         for route in &interface.extra_routes {

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::{
     lan::dhcp4d::LeaseSnapshot,
+    netconfig::Applied,
     supervisor::{ServiceContext, ServiceError, ServiceState},
     uplink::state::UplinkSnapshot,
 };
@@ -56,6 +57,9 @@ pub(crate) struct DnsOptions {
     pub queries_per_device: u32,
     /// Queries of one device that may wait for an upstream (routerd.json `dns_waiting_per_device`).
     pub waiting_per_device: usize,
+    /// What netconfig applied: the router's addresses on the LANs, the house's own networks. `None` when
+    /// netlink is not available; the LANs' addresses are then read from the kernel.
+    pub applied: Option<watch::Receiver<Applied>>,
 }
 
 pub(super) struct Shared {
@@ -268,28 +272,28 @@ impl Shared {
     }
 
     fn refresh_local(&self, leases: &LeaseSnapshot) {
-        let router_addrs: Vec<IpAddr> = crate::sys::interfaces::addresses()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(name, addr, _)| {
-                self.options.lans.contains(name) && !matches!(addr, IpAddr::V6(v6) if v6.is_unicast_link_local())
-            })
-            .map(|(_, addr, _)| addr)
-            .collect();
+        let router_addrs: Vec<IpAddr> = match &self.options.applied {
+            Some(applied) => applied.borrow().addresses_on(&self.options.lans),
+            None => crate::sys::interfaces::addresses()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(name, addr, _)| {
+                    self.options.lans.contains(name) && !matches!(addr, IpAddr::V6(v6) if v6.is_unicast_link_local())
+                })
+                .map(|(_, addr, _)| addr)
+                .collect(),
+        };
         let data = LocalData::build(leases.iter(), &self.options.router_name, &router_addrs, crate::clock::now());
         *self.local.write().unwrap_or_else(|p| p.into_inner()) = data;
     }
 
-    fn refresh_upstreams(&self, snapshot: Option<&UplinkSnapshot>) {
-        let mut inside: Vec<(IpAddr, u8)> = Vec::new();
-        if let Some(dhcp4) = snapshot.and_then(|s| s.dhcp4.as_ref()) {
-            inside.push((IpAddr::V4(dhcp4.lease.address), 32));
-        }
-        if let Some(dhcp6) = snapshot.and_then(|s| s.dhcp6.as_ref()) {
-            inside.extend(dhcp6.lease.prefixes.iter().map(|p| (IpAddr::V6(p.prefix), p.length)));
-            inside.extend(dhcp6.lease.address.iter().map(|a| (IpAddr::V6(a.address), 128)));
-        }
+    /// The house's own networks, as netconfig applied them (none without netconfig: no uplink runs then).
+    fn refresh_inside(&self) {
+        let inside = self.options.applied.as_ref().map(|a| a.borrow().own_networks()).unwrap_or_default();
         *self.inside.write().unwrap_or_else(|p| p.into_inner()) = inside;
+    }
+
+    fn refresh_upstreams(&self, snapshot: Option<&UplinkSnapshot>) {
         let addrs: Vec<IpAddr> = if !self.options.upstreams.is_empty() {
             self.options.upstreams.clone()
         } else {
@@ -367,6 +371,7 @@ pub(crate) async fn run(
         budget: crate::limits::RateLimit::new(options.queries_per_device, 2 * options.queries_per_device),
     });
     shared.refresh_local(&leases.borrow_and_update());
+    shared.refresh_inside();
     shared.refresh_upstreams(uplink.as_mut().map(|u| u.borrow_and_update().clone()).as_ref());
 
     let mut tasks = JoinSet::new();
@@ -392,6 +397,7 @@ async fn serve(
     mut context: ServiceContext,
 ) -> Result<(), ServiceError> {
     context.report(ServiceState::Running, format!("on {}", shared.options.lans.join(", ")));
+    let mut applied = shared.options.applied.clone();
     // Local names are rebuilt when the leases change, but after a rebuild not again for twenty times as long as it
     // took: a rebuild reads every lease, which with a home's few is microseconds (so a new device's name resolves
     // at once) and with 100,000 tens of milliseconds; either way rebuilding takes at most a twentieth of a core.
@@ -421,9 +427,10 @@ async fn serve(
                 refresh_due = None;
                 next_refresh = refresh(&mut leases);
             }
-            Some(snapshot) = next_snapshot(&mut uplink) => {
-                shared.refresh_upstreams(Some(&snapshot));
-                // The LANs' IPv6 addresses follow the delegated prefix.
+            Some(snapshot) = next_snapshot(&mut uplink) => shared.refresh_upstreams(Some(&snapshot)),
+            () = next_applied(&mut applied) => {
+                // The router's addresses on the LANs follow the delegated prefix.
+                shared.refresh_inside();
                 shared.refresh_local(&leases.borrow());
             }
             Some(done) = tasks.join_next() => {
@@ -432,6 +439,17 @@ async fn serve(
             why = udp.failed() => return Err(why.into()),
         }
     }
+}
+
+/// The next change of what netconfig applied (never, without netconfig or once it is gone).
+async fn next_applied(applied: &mut Option<watch::Receiver<Applied>>) {
+    if let Some(receiver) = applied
+        && receiver.changed().await.is_ok()
+    {
+        receiver.borrow_and_update();
+        return;
+    }
+    std::future::pending().await
 }
 
 async fn next_snapshot(uplink: &mut Option<watch::Receiver<UplinkSnapshot>>) -> Option<UplinkSnapshot> {
@@ -493,6 +511,7 @@ pub(crate) fn fuzz_input(data: &[u8]) {
         cache_bytes: 64 << 10,
         queries_per_device: QUERIES_PER_SECOND_PER_DEVICE,
         waiting_per_device: WAITING_PER_DEVICE,
+        applied: None,
     };
     let leases = crate::lan::dhcp4d::LeaseSnapshot::of(vec![crate::lan::dhcp4d::Lease {
         num: 0,
@@ -648,6 +667,7 @@ mod tests {
             cache_bytes: crate::lan::dns::cache::DEFAULT_BYTES,
             queries_per_device: QUERIES_PER_SECOND_PER_DEVICE,
             waiting_per_device: WAITING_PER_DEVICE,
+            applied: None,
         };
         let shared = Arc::new(Shared {
             options,
