@@ -394,8 +394,9 @@ fn report_dhcp(results: &[DhcpResult]) {
 /// round ran the servers back to back and shares the machine's state of the moment.
 fn report_dns(title: &str, rounds: &[Vec<DnsResult>]) {
     println!("\nDNS {title}, median of {} rounds:", rounds.len());
-    let base = FORWARDERS.iter().position(|s| s.starts_with("unbound"));
-    for index in 0..FORWARDERS.len() {
+    let servers = rounds.first().map(Vec::len).unwrap_or_default();
+    let base = rounds.first().and_then(|round| round.iter().position(|r| r.server.starts_with("unbound")));
+    for index in 0..servers {
         let runs: Vec<&DnsResult> = rounds.iter().filter_map(|round| round.get(index)).collect();
         let Some(first) = runs.first() else { continue };
         let median_of = |value: &dyn Fn(&DnsResult) -> f64| median(runs.iter().map(|r| value(r)).collect());
@@ -471,8 +472,18 @@ type Memory = (u64, u64, u64);
 /// Results of every round, indexed `[round][server]`.
 type Rounds = Vec<Vec<DnsResult>>;
 
-/// The DNS servers compared, in the order each round runs them.
-const FORWARDERS: [&str; 3] = ["routerd", "unbound (1 thread)", "dnsmasq"];
+/// The DNS servers compared, in the order each round runs them: routerd, unbound and dnsmasq, and hickory-dns
+/// (hickory-server's own forwarding server, not a Debian package) when `ROUTERD_BENCH_HICKORY` names its binary
+/// (`cargo install hickory-dns --version '^0.26' --root DIR`).
+fn forwarders() -> Vec<&'static str> {
+    let mut servers = vec!["routerd", "unbound (1 thread)", "dnsmasq"];
+    if std::env::var_os(HICKORY_ENV).is_some() {
+        servers.push("hickory-dns (1 worker)");
+    }
+    servers
+}
+
+const HICKORY_ENV: &str = "ROUTERD_BENCH_HICKORY";
 
 /// Cached and uncached runs against routerd, unbound and dnsmasq, [`DNS_ROUNDS`] rounds of all three one after
 /// the other (a fresh server each); and routerd's RSS with 1,000 leases and the warm
@@ -484,7 +495,7 @@ fn dns_runs(lab: &Lab, work: &Path) -> Result<(Rounds, Rounds, Memory), LabError
     write_leases(&lab.router().perm(), 1_000)?;
     for round in 0..DNS_ROUNDS {
         let (mut cached_round, mut uncached_round) = (Vec::new(), Vec::new());
-        for (index, server) in FORWARDERS.into_iter().enumerate() {
+        for (index, server) in forwarders().into_iter().enumerate() {
             let pid = match index {
                 0 => {
                     let pid = lab.router().start_routerd()?;
@@ -495,7 +506,8 @@ fn dns_runs(lab: &Lab, work: &Path) -> Result<(Rounds, Rounds, Memory), LabError
                     pid
                 }
                 1 => start_unbound(lab, work)?,
-                _ => start_dnsmasq_dns(lab, work)?,
+                2 => start_dnsmasq_dns(lab, work)?,
+                _ => start_hickory(lab, work)?,
             };
             warm(lab, &cached_names)?;
             let before = measure::cpu_seconds(pid);
@@ -542,6 +554,25 @@ fn start_unbound(lab: &Lab, work: &Path) -> Result<u32, LabError> {
     let binary = locate(UNBOUND)?;
     let pid =
         lab.tracker().spawn("unbound (DNS)", lab.router().netns(), &binary, &args, &[], &work.join("unbound.log"))?;
+    wait_for_port(pid, Protocol::Udp, 53)?;
+    Ok(pid)
+}
+
+/// hickory-dns as a caching forwarder to the ISP's unbound, its cache large enough for every name asked.
+fn start_hickory(lab: &Lab, work: &Path) -> Result<u32, LabError> {
+    let binary = std::env::var_os(HICKORY_ENV).map(PathBuf::from).unwrap_or_default();
+    let config = format!(
+        "listen_addrs_ipv4 = [\"{SERVER}\"]\nlisten_port = 53\ndirectory = \"{dir}\"\n\n[[zones]]\nzone = \".\"\n\
+         zone_type = \"External\"\n\n[zones.stores]\ntype = \"forward\"\n\n[zones.stores.options]\n\
+         cache_size = 65536\n\n[[zones.stores.name_servers]]\nip = \"{ISP_V4}\"\n\
+         connections = [ {{ protocol = {{ type = \"udp\" }} }} ]\n",
+        dir = work.display()
+    );
+    let path = work.join("hickory.toml");
+    fs::write(&path, config).map_err(|e| unexpected("writing hickory-dns's configuration", e))?;
+    let args = vec!["--quiet".into(), "--workers".into(), "1".into(), "--config".into(), path.display().to_string()];
+    let pid =
+        lab.tracker().spawn("hickory-dns", lab.router().netns(), &binary, &args, &[], &work.join("hickory.log"))?;
     wait_for_port(pid, Protocol::Udp, 53)?;
     Ok(pid)
 }
