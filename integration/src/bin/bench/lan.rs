@@ -562,7 +562,8 @@ fn start_unbound(lab: &Lab, work: &Path) -> Result<u32, LabError> {
 fn start_hickory(lab: &Lab, work: &Path) -> Result<u32, LabError> {
     let binary = std::env::var_os(HICKORY_ENV).map(PathBuf::from).unwrap_or_default();
     let config = format!(
-        "listen_addrs_ipv4 = [\"{SERVER}\"]\nlisten_port = 53\ndirectory = \"{dir}\"\n\n[[zones]]\nzone = \".\"\n\
+        "user = \"nobody\"\ngroup = \"nogroup\"\nlisten_addrs_ipv4 = [\"{SERVER}\"]\nlisten_port = 53\n\
+         directory = \"{dir}\"\n\n[[zones]]\nzone = \".\"\n\
          zone_type = \"External\"\n\n[zones.stores]\ntype = \"forward\"\n\n[zones.stores.options]\n\
          cache_size = 65536\n\n[[zones.stores.name_servers]]\nip = \"{ISP_V4}\"\n\
          connections = [ {{ protocol = {{ type = \"udp\" }} }} ]\n",
