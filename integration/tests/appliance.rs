@@ -113,8 +113,10 @@ fn the_appliance_boots_from_its_disk_serves_the_lan_and_comes_back_after_a_reboo
     rtrctl(&lab, &["reboot", "--yes"]);
     lab.check(vm.wait_for_console("init: unmounting /perm and restarting", before_reboot, STEP), "a clean shutdown");
     let second_boot = lab.check(vm.wait_for_console("init: started routerd", before_reboot, BOOT), "the second boot");
-    let applied =
-        lab.check(vm.wait_for_console("applying the saved lease", second_boot, STEP), "the saved uplink lease applied");
+    let applied = lab.check(
+        vm.wait_for_console("applying the saved DHCPv4 lease", second_boot, STEP),
+        "the saved uplink lease applied",
+    );
     let asked = lab.check(
         vm.wait_for_console("asking to keep the saved address (INIT-REBOOT)", second_boot, STEP),
         "INIT-REBOOT with the saved address",
