@@ -26,6 +26,12 @@ impl SteadyClock {
     }
 }
 
+/// The monotonic time on tokio's clock, as the I/O-free cores count it: the real time, and in tests with tokio's
+/// clock paused, the paused time, so a driver can run a core on a virtual clock.
+pub(crate) fn instant() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// routerd's clock for lease timers, anchored the first time it is read (at start).
 pub(crate) fn now() -> SystemTime {
     static ANCHOR: OnceLock<SteadyClock> = OnceLock::new();

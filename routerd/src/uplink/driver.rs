@@ -4,7 +4,7 @@
 //! [`Driver::restore`] applies the saved lease: a router keeps working through a reboot while the ISP's DHCP
 //! server is down.
 
-use std::{future::Future, time::Instant};
+use std::future::Future;
 
 use super::{
     control::{Answer, Command, Inbox},
@@ -127,7 +127,7 @@ impl<E: Effects> Driver<E> {
                 },
                 received = link.receive() => Woken::Packet(received?),
             };
-            let now = now();
+            let now = crate::clock::instant();
             let (events, reply) = match woken {
                 Woken::Timeout => (client.handle_timeout(now), None),
                 Woken::Packet(payload) => match client.handle_packet(now, &payload) {
@@ -225,7 +225,7 @@ impl<E: Effects> Driver<E> {
     {
         match command {
             Command::Release => {
-                for event in client.release(now()) {
+                for event in client.release(crate::clock::instant()) {
                     if let Event::Send(transmit) = event {
                         link.send(&transmit).await;
                     }
@@ -245,7 +245,7 @@ impl<E: Effects> Driver<E> {
                 answer
             }
             Command::Renew => {
-                client.restart(now());
+                client.restart(crate::clock::instant());
                 tracing::info!("{}: starting over on request", E::FAMILY);
                 Answer::Renewing
             }
@@ -257,11 +257,6 @@ enum Woken {
     Timeout,
     Packet(Vec<u8>),
     Command(super::control::Request),
-}
-
-/// The time on tokio's clock, so tests can run the driver with time paused.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 fn status<L: Clone>(phase: Phase, lease: &L, times: Option<LeaseTimes>) -> LeaseStatus<L> {

@@ -71,9 +71,9 @@ pub(crate) async fn run(
     let names: Vec<&str> = schedules.iter().map(|l| l.name.as_str()).collect();
     context.report(ServiceState::Running, format!("on {}", names.join(", ")));
 
-    let mut schedule = Schedule::new(schedules, now());
+    let mut schedule = Schedule::new(schedules, crate::clock::instant());
     let mut lifetimes = lease_lifetimes(&uplink.borrow_and_update());
-    schedule.set_prefixes(&applied.borrow_and_update().lan_prefixes, lifetimes, now());
+    schedule.set_prefixes(&applied.borrow_and_update().lan_prefixes, lifetimes, crate::clock::instant());
     loop {
         tokio::select! {
             _ = context.shutdown.wait() => return Ok(()),
@@ -83,34 +83,29 @@ pub(crate) async fn run(
                     return Ok(());
                 }
                 lifetimes = lease_lifetimes(&uplink.borrow_and_update());
-                schedule.set_prefixes(&applied.borrow().lan_prefixes, lifetimes, now());
+                schedule.set_prefixes(&applied.borrow().lan_prefixes, lifetimes, crate::clock::instant());
             }
             changed = applied.changed() => {
                 if changed.is_err() {
                     return Ok(());
                 }
                 let assigned: Applied = applied.borrow_and_update().clone();
-                schedule.set_prefixes(&assigned.lan_prefixes, lifetimes, now());
+                schedule.set_prefixes(&assigned.lan_prefixes, lifetimes, crate::clock::instant());
             }
             Some((position, ())) = solicitations.recv() => {
-                let now = now();
+                let now = crate::clock::instant();
                 if let Some(advert) = schedule.solicited(position, now) {
                     send(&mut schedule, &sockets, position, &advert, now).await;
                 }
             }
             _ = tokio::time::sleep_until(schedule.next_wakeup().into()) => {
-                let now = now();
+                let now = crate::clock::instant();
                 for (position, advert) in schedule.on_timeout(now) {
                     send(&mut schedule, &sockets, position, &advert, now).await;
                 }
             }
         }
     }
-}
-
-/// The time on tokio's clock, as the schedule counts it.
-fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// The lifetimes of the delegated prefix the LANs' /64s come from (the lease's first).

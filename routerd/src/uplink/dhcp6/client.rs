@@ -166,7 +166,7 @@ impl Client {
     }
 
     fn renewal_timeout(&mut self, now: Instant) -> Vec<Event> {
-        let Some((_, times)) = self.lease.as_ref().map(|(l, t)| (l.clone(), *t)) else {
+        let Some(times) = self.lease.as_ref().map(|(_, times)| *times) else {
             self.restart(now);
             return self.handle_timeout(now);
         };
